@@ -1,0 +1,74 @@
+"""progresskit: how far along a long-running job is, whether it is healthy, when it ends.
+
+The public API is what this module exports; everything else is private.
+"""
+
+from progresskit.api import (
+    create_progress_tracker,
+    detect_runner_type,
+    get_all_run_status,
+    get_run_status,
+    get_work_dir,
+    scan,
+    status,
+)
+from progresskit.config import Config, ConfigSchema
+from progresskit.converter import load_progress_file, structure, to_json, unstructure
+from progresskit.errors import (
+    AmbiguousRunnerError,
+    ConfigError,
+    FormatError,
+    NoTrackerError,
+    PluginError,
+    ProgresskitError,
+    RunnerDetectionError,
+)
+from progresskit.hookspec import hookimpl
+from progresskit.model import CompletedItem, ProcessInfo, ProgressInfo, RunStatus, Status
+from progresskit.plugins import PluginManager, get_plugin_manager
+from progresskit.runs import Tracking
+from progresskit.sinks import Sink, SinkType
+from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit.vocabulary import SOURCE_VOCABULARIES, canonical_status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SOURCE_VOCABULARIES",
+    "AmbiguousRunnerError",
+    "BaseProgressTracker",
+    "CompletedItem",
+    "Config",
+    "ConfigError",
+    "ConfigSchema",
+    "FormatError",
+    "NoTrackerError",
+    "PluginError",
+    "PluginManager",
+    "ProcessInfo",
+    "ProgressInfo",
+    "ProgresskitError",
+    "RunStatus",
+    "RunnerDescription",
+    "RunnerDetectionError",
+    "Sink",
+    "SinkType",
+    "Status",
+    "Target",
+    "Tracking",
+    "__version__",
+    "canonical_status",
+    "create_progress_tracker",
+    "detect_runner_type",
+    "get_all_run_status",
+    "get_plugin_manager",
+    "get_run_status",
+    "get_work_dir",
+    "hookimpl",
+    "load_progress_file",
+    "scan",
+    "status",
+    "structure",
+    "to_json",
+    "unstructure",
+]

@@ -1,0 +1,1 @@
+"""progresskit's own plugins, registered through its entry points like any third party's."""

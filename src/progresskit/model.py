@@ -1,0 +1,230 @@
+"""The data model: what progresskit knows about a run.
+
+Every tracker, whatever system it reads (Pylon epochs, an evaluator, a multi-stage event
+log, a Brush status file, ComfyUI jobs), answers with the same :class:`ProgressInfo`;
+the run-status rules turn it into a :class:`RunStatus`. JSON shapes are owned by
+:mod:`progresskit.converter`, never by these classes.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "CompletedItem",
+    "ProcessInfo",
+    "ProgressInfo",
+    "RunStatus",
+    "Status",
+]
+
+
+class Status(str, enum.Enum):
+    """The canonical run status. Every source vocabulary maps into it (see docs/status.md)."""
+
+    #: Known but not started yet (queued, submitted, starting up).
+    PENDING = "pending"
+    #: Alive and making progress (a sign of life within ``sleep_time``).
+    RUNNING = "running"
+    #: A process is known to exist but shows no sign of progress.
+    STUCK = "stuck"
+    #: The producer vanished without saying so (killed, OOM, power loss).
+    CRASHED = "crashed"
+    #: Ended with an error, or stopped with no process and no completion.
+    FAILED = "failed"
+    #: Stopped on request.
+    CANCELLED = "cancelled"
+    #: Completed.
+    FINISHED = "finished"
+    #: Completed, and its outputs are older than ``outdated_days``.
+    OUTDATED = "outdated"
+    #: Could not be determined: the run's files are unreadable or no tracker fits.
+    UNKNOWN = "unknown"
+
+    @property
+    def legacy(self) -> Status:
+        """This status in seed 001's five-word vocabulary (running/finished/stuck/failed/outdated)."""
+        return _LEGACY.get(self, self)
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the run may still change (pending, running or stuck)."""
+        return self in (Status.PENDING, Status.RUNNING, Status.STUCK)
+
+    @property
+    def is_healthy(self) -> bool:
+        """Whether this status needs no attention (drives the CLI's exit code)."""
+        return self in (
+            Status.PENDING,
+            Status.RUNNING,
+            Status.FINISHED,
+            Status.OUTDATED,
+            Status.CANCELLED,
+        )
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_LEGACY = {
+    Status.PENDING: Status.RUNNING,
+    Status.CRASHED: Status.FAILED,
+    Status.CANCELLED: Status.FAILED,
+    Status.UNKNOWN: Status.FAILED,
+}
+
+
+def _check_percentage(_inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or not 0.0 <= value <= 100.0:
+        raise ValueError(f"{attribute.name} must be a finite number within [0, 100], got {value!r}")
+
+
+def _check_non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be finite, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _scores(value: Mapping[str, float] | None) -> dict[str, float] | None:
+    return None if value is None else {str(k): float(v) for k, v in value.items()}
+
+
+def _metrics(value: Mapping[str, float]) -> dict[str, float]:
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(str(v) for v in value)
+
+
+@attrs.frozen
+class CompletedItem:
+    """One finished unit inside a run: a multi-stage target, a ComfyUI node, a sub-job."""
+
+    name: str
+    status: str
+    metrics: dict[str, float] = attrs.field(factory=dict, converter=_metrics)
+
+
+@attrs.frozen
+class ProgressInfo:
+    """How far a run has come. Every tracker returns one.
+
+    The first four fields are the historical ``progress.json`` shape (seed 001); a file
+    holding only those loads. Everything else is optional so that each source fills what
+    it knows and leaves the rest ``None``: unknown is never reported as zero.
+    """
+
+    # -- seed 001, original progress.json fields -------------------------------------
+    completed_epochs: int = attrs.field(default=0, validator=_check_non_negative)
+    progress_percentage: float = attrs.field(
+        default=0.0, converter=float, validator=_check_percentage
+    )
+    early_stopped: bool = False
+    early_stopped_at_epoch: int | None = None
+    # -- seed 001, enhanced fields ----------------------------------------------------
+    runner_type: str = "trainer"
+    total_epochs: int | None = attrs.field(default=None, validator=_check_non_negative)
+    #: Unix time the run started, when known.
+    start_time: float | None = attrs.field(default=None, converter=_float_or_none)
+    #: Unix time of the newest sign of progress the tracker read (the heartbeat).
+    last_update_time: float | None = attrs.field(default=None, converter=_float_or_none)
+    best_score: dict[str, float] | None = attrs.field(default=None, converter=_scores)
+    latest_score: dict[str, float] | None = attrs.field(default=None, converter=_scores)
+    error_message: str | None = None
+    warnings: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    # -- general fields, for trackers that count steps rather than epochs -------------
+    completed_steps: int | None = attrs.field(default=None, validator=_check_non_negative)
+    total_steps: int | None = attrs.field(default=None, validator=_check_non_negative)
+    # -- multi-stage and node-level detail --------------------------------------------
+    current_stage: str | None = None
+    stage_progress_percentage: float | None = attrs.field(
+        default=None, converter=_float_or_none, validator=_check_percentage
+    )
+    #: What is being worked on now: a multi-stage target, a ComfyUI node.
+    current_item: str | None = None
+    items_completed: int | None = attrs.field(default=None, validator=_check_non_negative)
+    items_total: int | None = attrs.field(default=None, validator=_check_non_negative)
+    completed_items: tuple[CompletedItem, ...] = attrs.field(default=(), converter=tuple)
+    # -- time -------------------------------------------------------------------------
+    elapsed_seconds: float | None = attrs.field(
+        default=None, converter=_float_or_none, validator=_check_non_negative
+    )
+    #: progresskit's own estimate of the remaining time, with its uncertainty band.
+    eta_seconds: float | None = attrs.field(
+        default=None, converter=_float_or_none, validator=_check_non_negative
+    )
+    eta_low_seconds: float | None = attrs.field(
+        default=None, converter=_float_or_none, validator=_check_non_negative
+    )
+    eta_high_seconds: float | None = attrs.field(
+        default=None, converter=_float_or_none, validator=_check_non_negative
+    )
+    #: The source system's own remaining-time figure (Brush), kept as it said it.
+    source_eta_seconds: float | None = attrs.field(default=None, converter=_float_or_none)
+    # -- what the source itself says ---------------------------------------------------
+    #: The source's status word, verbatim ("training", "execution_error", ...).
+    source_status: str | None = None
+    #: The source's status mapped into the canonical vocabulary, when the source has one.
+    reported_status: Status | None = attrs.field(
+        default=None, converter=attrs.converters.optional(Status)
+    )
+    #: Numeric metrics that are not scores (splat count, loss, learning rate, ...).
+    metrics: dict[str, float] = attrs.field(factory=dict, converter=_metrics)
+    #: Source-specific facts that are not numbers (export path, current file, job id, ...).
+    details: dict[str, str] = attrs.field(factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        """Progress as a ratio in [0, 1]."""
+        return self.progress_percentage / 100.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """This record as JSON-ready data (seed 001's API; the converter owns the shape)."""
+        from progresskit.converter import unstructure
+
+        result: dict[str, Any] = unstructure(self)
+        return result
+
+
+@attrs.frozen
+class ProcessInfo:
+    """A process believed to be working on a run (seed 001's fields plus the host)."""
+
+    pid: int
+    user: str | None = None
+    cmd: str | None = None
+    start_time: float | None = attrs.field(default=None, converter=_float_or_none)
+    host: str | None = None
+
+
+@attrs.frozen
+class RunStatus:
+    """The answer for one run: where it is (``progress``) and whether it is healthy."""
+
+    #: The key the caller knows the run by: a config path (seed 001) or the work dir.
+    config: str
+    work_dir: str
+    progress: ProgressInfo
+    status: Status = attrs.field(converter=Status)
+    process_info: ProcessInfo | None = None
+    #: Why the status is what it is, in words, when that is not obvious from progress.
+    reason: str | None = None
+    #: Unix time of the newest sign of life (log write, heartbeat, event).
+    last_activity: float | None = attrs.field(default=None, converter=_float_or_none)

@@ -1,0 +1,95 @@
+"""Turning run statuses into what people and programs read: a table, a JSON document."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from progresskit.converter import JSON_FORMAT_VERSION, unstructure
+from progresskit.model import RunStatus, Status
+from progresskit.rules import format_duration
+
+__all__ = ["STATUS_STYLE", "render_table", "status_document"]
+
+#: Colour and a symbol per status: the word is always printed, colour is never the only cue.
+STATUS_STYLE: dict[Status, tuple[str, str]] = {
+    Status.PENDING: ("cyan", "…"),
+    Status.RUNNING: ("blue", "▶"),
+    Status.STUCK: ("yellow", "⏸"),
+    Status.CRASHED: ("bold red", "✖"),
+    Status.FAILED: ("red", "✖"),
+    Status.CANCELLED: ("magenta", "■"),
+    Status.FINISHED: ("green", "✔"),
+    Status.OUTDATED: ("dim green", "✔"),
+    Status.UNKNOWN: ("bold red", "?"),
+}
+
+_BAR_WIDTH = 20
+
+
+def _bar(percentage: float) -> str:
+    filled = round(percentage / 100 * _BAR_WIDTH)
+    return "█" * filled + "░" * (_BAR_WIDTH - filled)
+
+
+def _amount(run: RunStatus) -> str:
+    p = run.progress
+    if p.total_steps is not None or p.completed_steps is not None:
+        total = "?" if p.total_steps is None else str(p.total_steps)
+        return f"{p.completed_steps or 0}/{total} steps"
+    total = "?" if p.total_epochs is None else str(p.total_epochs)
+    return f"{p.completed_epochs}/{total} ep"
+
+
+def _eta(run: RunStatus, now: float) -> str:
+    p = run.progress
+    if p.eta_seconds is None or not run.status.is_active:
+        return "-"
+    # ETAs are remaining time as of the last update; count down from then.
+    remaining = p.eta_seconds - (now - p.last_update_time) if p.last_update_time else p.eta_seconds
+    if remaining <= 0:
+        return "overdue"
+    return format_duration(remaining)
+
+
+def render_table(runs: Sequence[RunStatus], console: Console, now: float | None = None) -> None:
+    """One row per run: status word (with colour and symbol), bar, amount, ETA, last update."""
+    now = now or time.time()
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("run", "type", "status", "progress", "done", "ETA", "last update", "reason"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        style, symbol = STATUS_STYLE[run.status]
+        last = "-" if run.last_activity is None else f"{format_duration(now - run.last_activity)} ago"
+        pct = run.progress.progress_percentage
+        table.add_row(
+            run.config,
+            run.progress.runner_type,
+            Text(f"{symbol} {run.status.value}", style=style),
+            f"{_bar(pct)} {pct:5.1f}%",
+            _amount(run),
+            _eta(run, now),
+            last,
+            run.reason or "",
+        )
+    console.print(table)
+    counts = Counter(run.status.value for run in runs)
+    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs")
+
+
+def status_document(runs: Sequence[RunStatus], now: float | None = None) -> dict[str, Any]:
+    """The stable machine format of ``progresskit status --json`` (docs/cli.md)."""
+    counts = Counter(run.status.value for run in runs)
+    return {
+        "format": "progresskit.status",
+        "version": JSON_FORMAT_VERSION,
+        "generated_at": now or time.time(),
+        "summary": {"total": len(runs), "by_status": dict(sorted(counts.items()))},
+        "runs": [unstructure(run) for run in runs],
+    }

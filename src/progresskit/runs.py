@@ -1,0 +1,291 @@
+"""Querying runs: one target or every run under a root, with trackers kept between calls.
+
+A :class:`Tracking` session keeps, per directory, the listing it saw, the detection
+verdict and the tracker, each keyed by the directory's stat. A second query over an
+unchanged tree therefore costs a few ``stat`` calls per run, not a re-listing of every
+epoch of every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from progresskit.config import CONFIG_FILENAME, Config, find_config_file, load_yaml
+from progresskit.detection import detect, make_tracker
+from progresskit.errors import (
+    ConfigError,
+    NoTrackerError,
+    ProgresskitError,
+    RunnerDetectionError,
+)
+from progresskit.fileio import StatKey, is_racy, stat_key
+from progresskit.model import ProcessInfo, ProgressInfo, RunStatus, Status
+from progresskit.plugins import PluginManager, default_plugin_manager
+from progresskit.rules import decide_status
+from progresskit.tracker import BaseProgressTracker, list_entries
+
+__all__ = ["Tracking"]
+
+
+@attrs.define
+class _DirState:
+    """What a scan learnt about one directory, valid while its stat key is unchanged."""
+
+    key: StatKey | None
+    entries: dict[str, bool]
+    runner_type: str | None = None
+    #: Why the directory is a broken run (ambiguous, bad config), if it is one.
+    problem: str | None = None
+
+
+@attrs.define
+class _Tracked:
+    tracker: BaseProgressTracker
+    runner_type: str
+    config_id: int
+
+
+class Tracking:
+    """A tracking session: the plugin manager, the config in force and the live trackers.
+
+    ``config`` given as a mapping applies to every run (seed 001's library style); given as
+    ``None``, each run uses the nearest ``progresskit.yaml`` in its directory or a parent
+    (``config_path`` forces one file for all runs).
+    """
+
+    def __init__(
+        self,
+        pm: PluginManager | None = None,
+        config: Mapping[str, Any] | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        options: argparse.Namespace | None = None,
+    ):
+        self.pm = pm or default_plugin_manager()
+        #: Values that config files override (seed 001's ``epochs`` argument, for one).
+        self._defaults = dict(defaults or {})
+        #: Values that override config files (command-line flags).
+        self._overrides = dict(overrides or {})
+        self._options = options
+        self._explicit: dict[str, Any] | None = None
+        if config_path is not None:
+            self._explicit = self._validated(load_yaml(config_path), str(config_path))
+        elif config is not None:
+            self._explicit = self._validated(config, "config")
+        self._configs: dict[str, tuple[dict[str, Any], StatKey | None]] = {}
+        self._nearest: dict[str, str | None] = {}
+        self._dirs: dict[str, _DirState] = {}
+        self._trackers: dict[str, _Tracked] = {}
+
+    # -- config ---------------------------------------------------------------------------
+
+    def _validated(self, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+        result = self.pm.schema.validate(values, where, base=self._defaults)
+        result.update(self._overrides)
+        path = Path(where) if where.endswith((".yaml", ".yml")) else None
+        self.pm.hook.progresskit_configure(config=Config(result, path, self._options))
+        return result
+
+    def config_for(self, directory: str, entries: Mapping[str, bool] | None = None) -> dict[str, Any]:
+        """The validated config that applies to ``directory``."""
+        if self._explicit is not None:
+            return self._explicit
+        if entries is not None and entries.get(CONFIG_FILENAME) is False:
+            path: str | None = os.path.join(directory, CONFIG_FILENAME)
+        else:
+            path = self._nearest_config(directory)
+        if path is None:
+            return self._configs.setdefault("", (self._validated({}, "defaults"), None))[0]
+        key = stat_key(path)
+        known = self._configs.get(path)
+        if known is not None and known[1] == key:
+            return known[0]
+        values = self._validated(load_yaml(path), path)
+        self._configs[path] = (values, key)
+        return values
+
+    def _nearest_config(self, directory: str) -> str | None:
+        if directory not in self._nearest:
+            found = find_config_file(directory)
+            self._nearest[directory] = str(found) if found else None
+        return self._nearest[directory]
+
+    # -- one run --------------------------------------------------------------------------
+
+    def tracker_for(
+        self, work_dir: str, *, allow_config: bool = True, entries: Mapping[str, bool] | None = None
+    ) -> BaseProgressTracker:
+        """The (kept) tracker of ``work_dir``; raises when detection fails."""
+        config = self.config_for(work_dir, entries)
+        runner_type = detect(self.pm, work_dir, config, entries=entries, allow_config=allow_config)
+        return self._tracker(work_dir, runner_type, config)
+
+    def _tracker(self, work_dir: str, runner_type: str, config: dict[str, Any]) -> BaseProgressTracker:
+        known = self._trackers.get(work_dir)
+        if known is not None and known.runner_type == runner_type and known.config_id == id(config):
+            return known.tracker
+        tracker = make_tracker(self.pm, runner_type, work_dir, config)
+        self._trackers[work_dir] = _Tracked(tracker, runner_type, id(config))
+        return tracker
+
+    def status(
+        self,
+        work_dir: str,
+        *,
+        key: str | None = None,
+        process: ProcessInfo | None = None,
+        discover_processes: bool = True,
+        now: float | None = None,
+    ) -> RunStatus:
+        """The status of one run. Detection errors raise; unreadable content is a status."""
+        tracker = self.tracker_for(work_dir)
+        if process is None and discover_processes:
+            process = self.discover_processes([work_dir]).get(work_dir)
+        return self._evaluate(tracker, key or work_dir, process, now or time.time())
+
+    def _evaluate(
+        self, tracker: BaseProgressTracker, key: str, process: ProcessInfo | None, now: float
+    ) -> RunStatus:
+        config = tracker.config
+        try:
+            progress = tracker.get_progress()
+            complete = tracker.is_complete()
+            activity = tracker.last_activity()
+        except Exception as exc:  # a tracker bug or an I/O error must not hide other runs
+            return broken_status(
+                key, tracker.work_dir,
+                f"tracker '{tracker.get_runner_type()}' failed: {type(exc).__name__}: {exc}",
+                runner_type=tracker.get_runner_type(), process=process,
+            )
+        status, reason = decide_status(
+            progress,
+            complete=complete,
+            last_activity=activity,
+            process=process,
+            now=now,
+            sleep_time=float(config.get("sleep_time") or 86400),
+            outdated_days=float(config.get("outdated_days") or 30),
+        )
+        return RunStatus(key, tracker.work_dir, progress, status, process, reason, activity)
+
+    # -- many runs ------------------------------------------------------------------------
+
+    def discover_processes(self, work_dirs: Iterable[str]) -> dict[str, ProcessInfo]:
+        """Processes working on ``work_dirs``, from every process-source plugin."""
+        dirs = list(work_dirs)
+        merged: dict[str, ProcessInfo] = {}
+        if not dirs:
+            return merged
+        for found in self.pm.hook.progresskit_process_info(work_dirs=dirs):
+            for work_dir, info in (found or {}).items():
+                merged.setdefault(work_dir, info)
+        return merged
+
+    def find_runs(self, root: str) -> list[tuple[str, str | None, str | None]]:
+        """Every run under ``root``: (work dir, runner type, problem) in path order.
+
+        A directory that one tracker claims is a run (its subdirectories are not searched);
+        one that several claim, or whose config is invalid, is a run with a problem;
+        the others are searched down to ``scan_max_depth`` levels. Hidden directories are
+        skipped.
+        """
+        if not os.path.isdir(root):
+            what = "does not exist" if not os.path.exists(root) else "is not a directory"
+            raise RunnerDetectionError(f"{root}: {what}")
+        max_depth = int(self.config_for(root).get("scan_max_depth", 8))
+        found: list[tuple[str, str | None, str | None]] = []
+        stack = [(root, 0)]
+        while stack:
+            directory, depth = stack.pop()
+            state = self._dir_state(directory)
+            if state.runner_type is not None or state.problem is not None:
+                found.append((directory, state.runner_type, state.problem))
+                continue
+            if depth >= max_depth:
+                continue
+            children = sorted(
+                (n for n, is_dir in state.entries.items() if is_dir and not n.startswith(".")),
+                reverse=True,
+            )
+            stack.extend((os.path.join(directory, n), depth + 1) for n in children)
+        found.sort(key=lambda item: item[0])
+        return found
+
+    def _dir_state(self, directory: str) -> _DirState:
+        key = stat_key(directory)
+        known = self._dirs.get(directory)
+        if known is not None and known.key is not None and known.key == key:
+            return known
+        read_at = time.time_ns()
+        try:
+            entries = list_entries(directory)
+        except OSError as exc:
+            return _DirState(None, {}, problem=f"cannot list directory: {exc.strerror or exc}")
+        state = _DirState(None if is_racy((key,), read_at) else key, entries)
+        try:
+            config = self.config_for(directory, entries)
+            state.runner_type = detect(self.pm, directory, config, entries=entries, allow_config=False)
+        except NoTrackerError:
+            pass  # not a run: its subdirectories may be
+        except (RunnerDetectionError, ConfigError) as exc:
+            state.problem = str(exc)
+        self._dirs[directory] = state
+        return state
+
+    def scan(
+        self,
+        root: str,
+        *,
+        processes: Mapping[str, ProcessInfo] | None = None,
+        now: float | None = None,
+    ) -> list[RunStatus]:
+        """The status of every run under ``root`` (``root`` itself, if it is one run).
+
+        Never raises for one run's problem: a broken run is a row with status ``unknown``
+        and the reason. ``processes`` (work dir -> process) replaces process discovery.
+        """
+        runs = self.find_runs(root)
+        now = now or time.time()
+        if processes is None:
+            processes = self.discover_processes(d for d, rt, _ in runs if rt)
+        results = []
+        for work_dir, runner_type, problem in runs:
+            process = processes.get(work_dir)
+            if runner_type is None:
+                results.append(broken_status(work_dir, work_dir, problem or "", process=process))
+                continue
+            try:
+                entries = self._dirs[work_dir].entries if work_dir in self._dirs else None
+                tracker = self._tracker(work_dir, runner_type, self.config_for(work_dir, entries))
+            except ProgresskitError as exc:
+                results.append(broken_status(work_dir, work_dir, str(exc), process=process))
+                continue
+            results.append(self._evaluate(tracker, work_dir, process, now))
+        return results
+
+
+def broken_status(
+    key: str,
+    work_dir: str,
+    reason: str,
+    *,
+    runner_type: str = "unknown",
+    process: ProcessInfo | None = None,
+) -> RunStatus:
+    """The row for a run whose state cannot be read: status ``unknown`` and the reason."""
+    progress = ProgressInfo(runner_type=runner_type, error_message=reason)
+    return RunStatus(key, work_dir, progress, Status.UNKNOWN, process, reason)
+
+
+def resolve(path: str | os.PathLike[str]) -> str:
+    """An absolute, normalised path string (the key under which runs are tracked)."""
+    return os.path.abspath(os.fspath(path))
+
