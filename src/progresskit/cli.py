@@ -72,6 +72,12 @@ def _full_parser(pm: PluginManager) -> argparse.ArgumentParser:
     return parser
 
 
+def _console() -> Console:
+    console = Console()
+    # Piped output is read by people too (CI logs, `| less`): don't fold rows at 80 columns.
+    return console if console.is_terminal else Console(width=160)
+
+
 def _disabled(flags: Sequence[str], config_file: Path | None) -> list[str]:
     names = []
     for flag in flags:
@@ -120,7 +126,7 @@ def _plugins(pm: PluginManager, args: argparse.Namespace) -> int:
             info.name, origin, ", ".join(info.runner_types), ", ".join(info.sink_types),
             ", ".join(h.removeprefix("progresskit_") for h in info.hooks),
         )
-    Console().print(table)
+    _console().print(table)
     return EXIT_OK
 
 
@@ -152,7 +158,7 @@ def _status(pm: PluginManager, args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2, allow_nan=False))
     else:
         if runs:
-            render_table(runs, Console(), now)
+            render_table(runs, _console(), now)
         err = Console(stderr=True, highlight=False)
         for message in invalid:
             err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)

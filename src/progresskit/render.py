@@ -30,7 +30,7 @@ STATUS_STYLE: dict[Status, tuple[str, str]] = {
     Status.UNKNOWN: ("bold red", "?"),
 }
 
-_BAR_WIDTH = 20
+_BAR_WIDTH = 12
 
 
 def _bar(percentage: float) -> str:

@@ -2,10 +2,14 @@
 
 Seed 001's rules, in its order, generalised from "log mtime" to "newest sign of life":
 
+Seed 001 asked "recent log write?" before "complete?"; here completion wins unless a
+process is still known to work on the run, so a run that just wrote its last epoch reads
+finished, not running, while its final log line is still fresh.
+
 1. the source itself says the run failed, crashed or was cancelled -> that status;
-2. a sign of life within ``sleep_time`` -> running (pending if the source says queued);
-3. complete (or the source says finished) -> finished, or outdated when its newest output
-   is older than ``outdated_days``;
+2. complete (or the source says finished) and no process still on it -> finished, or
+   outdated when its newest output is older than ``outdated_days``;
+3. a sign of life within ``sleep_time`` -> running (pending if the source says queued);
 4. a process is known to work on it -> stuck (alive, not progressing);
 5. otherwise -> failed (silent, incomplete, no process).
 """
@@ -53,12 +57,7 @@ def decide_status(
 
     finished = complete or reported is Status.FINISHED
     silent_for = None if last_activity is None else now - last_activity
-    # A source that says it finished is believed even while its heartbeat is fresh.
-    if silent_for is not None and silent_for <= sleep_time and reported is not Status.FINISHED:
-        status = Status.PENDING if reported is Status.PENDING else Status.RUNNING
-        return status, f"last sign of life {format_duration(silent_for)} ago"
-
-    if finished:
+    if finished and process is None:
         newest_output = progress.last_update_time
         limit = outdated_days * 86400
         if newest_output is not None and now - newest_output > limit:
@@ -68,13 +67,18 @@ def decide_status(
             )
         return Status.FINISHED, "complete" + (" (early stopped)" if progress.early_stopped else "")
 
+    if silent_for is not None and silent_for <= sleep_time:
+        status = Status.PENDING if reported is Status.PENDING else Status.RUNNING
+        return status, f"last sign of life {format_duration(silent_for)} ago"
+
     quiet = (
         "no sign of life at all"
         if silent_for is None
         else f"no sign of life for {format_duration(silent_for)}"
     )
+    problems = "".join(f"; {m}" for m in (progress.error_message, *progress.warnings[:1]) if m)
+    if finished and process is not None:
+        return Status.STUCK, f"complete, but process {process.pid} is still there and {quiet}"
     if process is not None:
         return Status.STUCK, f"process {process.pid} exists but {quiet} (sleep_time {sleep_time:g}s)"
-    if progress.error_message:
-        return Status.FAILED, f"{quiet}; {progress.error_message}"
-    return Status.FAILED, f"incomplete, {quiet} and no process"
+    return Status.FAILED, f"incomplete, {quiet} and no process{problems}"

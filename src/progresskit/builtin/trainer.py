@@ -296,8 +296,10 @@ def _eta(ends: list[float], completed: int, total: int | None, early: bool) -> f
         return 0.0
     if len(ends) < 2:
         return None
-    durations = [b - a for a, b in zip(ends, ends[1:])]
-    return max(0.0, statistics.median(durations)) * (total - completed)
+    per_epoch = statistics.median(b - a for a, b in zip(ends, ends[1:]))
+    # Epochs "finishing" under a second apart are files copied or restored into place, not
+    # training: they say nothing about speed.
+    return per_epoch * (total - completed) if per_epoch >= 1.0 else None
 
 
 # -- plugin hooks ---------------------------------------------------------------------------
