@@ -33,20 +33,24 @@ from progresskit.sinks import Sink, build_sinks
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 
 
+def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "-p", dest="plugin_flags", action="append", default=default, metavar="no:NAME",
+        help="disable the plugin NAME (like pytest's -p no:NAME); repeatable",
+    )
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", default=default,
+        help="config file for every run (default: the nearest progresskit.yaml of each run)",
+    )
+
+
 def _base_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="progresskit",
         description="How far along are your jobs, are they healthy, when will they finish.",
     )
     parser.add_argument("--version", action="version", version=f"progresskit {__version__}")
-    parser.add_argument(
-        "-p", dest="plugin_flags", action="append", default=[], metavar="no:NAME",
-        help="disable the plugin NAME (like pytest's -p no:NAME); repeatable",
-    )
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE",
-        help="config file for every run (default: the nearest progresskit.yaml of each run)",
-    )
+    _add_global_options(parser, None)
     return parser
 
 
@@ -58,6 +62,7 @@ def _full_parser(pm: PluginManager) -> argparse.ArgumentParser:
         "status", help="status of one run, or of every run under a directory",
         description="Show the status of one run, or of every run found under each directory.",
     )
+    _add_global_options(status, argparse.SUPPRESS)
     status.add_argument("targets", nargs="+", metavar="WORK_DIR", help="a run or a root of runs")
     status.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
     status.add_argument("--sleep-time", type=float, metavar="SECONDS",
@@ -68,6 +73,7 @@ def _full_parser(pm: PluginManager) -> argparse.ArgumentParser:
     pm.hook.progresskit_addoption(parser=group)
 
     plugins = commands.add_parser("plugins", help="list loaded plugins and what they provide")
+    _add_global_options(plugins, argparse.SUPPRESS)
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -100,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False)
     try:
         early, _ = _base_parser().parse_known_args(args_list)
-        pm = get_plugin_manager(disabled=_disabled(early.plugin_flags, early.config))
+        pm = get_plugin_manager(disabled=_disabled(early.plugin_flags or [], early.config))
         args = _full_parser(pm).parse_args(args_list)
         if args.command == "plugins":
             return _plugins(pm, args)

@@ -85,6 +85,14 @@ def load_progress_file(path: str | Path) -> ProgressInfo:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, cattrs.BaseValidationError):
-        messages = cattrs.transform_error(exc)
-        return "; ".join(messages)
+        return "; ".join(cattrs.transform_error(exc, format_exception=_leaf_message))
     return str(exc) or type(exc).__name__
+
+
+def _leaf_message(exc: BaseException, type_: Any) -> str:
+    # cattrs' default says only "invalid value"; our validators' messages name the field
+    # and the accepted range, which is what the reader needs.
+    if isinstance(exc, KeyError):
+        return f"required field missing: {exc}"
+    expected = f" (expected {getattr(type_, '__name__', type_)})" if type_ is not None else ""
+    return f"{exc}{expected}" if str(exc) else f"invalid value{expected}"

@@ -119,11 +119,14 @@ class BaseProgressTracker(ABC):
 
     def get_progress(self, force_refresh: bool = False) -> ProgressInfo:
         """Progress, from the cache when nothing the tracker reads has changed."""
-        key = self.fingerprint()
-        if not force_refresh and self._cache is not None and key == self._cache_key:
+        if not force_refresh and self._cache is not None and self.fingerprint() == self._cache_key:
             return self._cache
         read_at = time.time_ns()
         progress = self.calculate_progress()
+        # Taken after the read, because what the fingerprint covers may depend on what was
+        # read (the trainer's first incomplete epoch). A file changed during the read has an
+        # mtime after read_at, so it is racy and the result is not cached.
+        key = self.fingerprint()
         self._cache = progress
         self._cache_key = None if is_racy(key, read_at) else key
         return progress

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from progresskit import (
+    CompletedItem,
+    FormatError,
+    ProcessInfo,
+    ProgressInfo,
+    RunStatus,
+    Status,
+    load_progress_file,
+    structure,
+    unstructure,
+)
+from progresskit.converter import to_json
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+non_negative = st.floats(min_value=0, max_value=1e12, allow_nan=False)
+counts = st.integers(min_value=0, max_value=10**9)
+names = st.text(min_size=1, max_size=20)
+scores = st.dictionaries(names, finite, max_size=4)
+
+progress_infos = st.builds(
+    ProgressInfo,
+    completed_epochs=counts,
+    progress_percentage=st.floats(min_value=0, max_value=100),
+    early_stopped=st.booleans(),
+    early_stopped_at_epoch=st.none() | counts,
+    runner_type=names,
+    total_epochs=st.none() | counts,
+    start_time=st.none() | non_negative,
+    last_update_time=st.none() | non_negative,
+    best_score=st.none() | scores,
+    latest_score=st.none() | scores,
+    error_message=st.none() | st.text(max_size=40),
+    warnings=st.lists(st.text(max_size=30), max_size=3).map(tuple),
+    completed_steps=st.none() | counts,
+    total_steps=st.none() | counts,
+    current_stage=st.none() | names,
+    stage_progress_percentage=st.none() | st.floats(min_value=0, max_value=100),
+    current_item=st.none() | names,
+    items_completed=st.none() | counts,
+    items_total=st.none() | counts,
+    completed_items=st.lists(
+        st.builds(CompletedItem, name=names, status=names, metrics=scores), max_size=3
+    ).map(tuple),
+    elapsed_seconds=st.none() | non_negative,
+    eta_seconds=st.none() | non_negative,
+    eta_low_seconds=st.none() | non_negative,
+    eta_high_seconds=st.none() | non_negative,
+    source_eta_seconds=st.none() | finite,
+    source_status=st.none() | names,
+    reported_status=st.none() | st.sampled_from(Status),
+    metrics=scores,
+    details=st.dictionaries(names, st.text(max_size=20), max_size=3),
+)
+
+
+@given(progress_infos)
+def test_progress_info_round_trips_through_json(info: ProgressInfo) -> None:
+    data = json.loads(to_json(info))
+    assert structure(data, ProgressInfo) == info
+
+
+@given(progress_infos)
+def test_progress_is_always_within_bounds(info: ProgressInfo) -> None:
+    assert 0.0 <= info.progress_percentage <= 100.0
+    assert 0.0 <= info.fraction <= 1.0
+
+
+@given(progress_infos, st.sampled_from(Status))
+def test_run_status_round_trips(info: ProgressInfo, status: Status) -> None:
+    run = RunStatus("cfg", "/w", info, status, ProcessInfo(pid=3, user="u", cmd="python t.py"),
+                    "why", 12.5)
+    assert structure(json.loads(to_json(run)), RunStatus) == run
+
+
+@pytest.mark.parametrize("bad", [-0.1, 100.5, float("nan"), float("inf")])
+def test_percentage_outside_bounds_is_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="progress_percentage"):
+        ProgressInfo(progress_percentage=bad)
+
+
+def test_models_are_frozen_and_slotted() -> None:
+    info = ProgressInfo()
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        info.completed_epochs = 3  # type: ignore[misc]
+    assert not hasattr(info, "__dict__")
+
+
+def test_old_progress_json_with_four_fields_loads(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    path.write_text(json.dumps({"completed_epochs": 5, "progress_percentage": 50.0,
+                                "early_stopped": False, "early_stopped_at_epoch": None}))
+    info = load_progress_file(path)
+    assert info.completed_epochs == 5
+    assert info.progress_percentage == 50.0
+    assert info.runner_type == "trainer"
+    assert info.warnings == ()
+
+
+def test_seed_progress_json_with_new_fields_and_unknown_keys_loads(tmp_path: Path) -> None:
+    path = tmp_path / "progress.json"
+    path.write_text(json.dumps({
+        "completed_epochs": 5, "progress_percentage": 50.0, "early_stopped": False,
+        "early_stopped_at_epoch": None, "runner_type": "trainer", "total_epochs": 10,
+        "start_time": 1642680000.0, "last_update_time": 1642680300.0,
+        "best_score": {"accuracy": 0.95, "loss": 0.05},
+        "latest_score": {"accuracy": 0.93, "loss": 0.07}, "error_message": None,
+        "warnings": None, "a_field_from_the_future": {"x": 1},
+    }))
+    info = load_progress_file(path)
+    assert info.best_score == {"accuracy": 0.95, "loss": 0.05}
+    assert info.total_epochs == 10
+    assert info.warnings == ()
+
+
+def test_new_files_carry_every_field() -> None:
+    data = ProgressInfo(completed_epochs=2, progress_percentage=20).to_dict()
+    for field in ("completed_epochs", "progress_percentage", "early_stopped",
+                  "early_stopped_at_epoch", "runner_type", "total_epochs", "start_time",
+                  "last_update_time", "best_score", "latest_score", "error_message", "warnings",
+                  "completed_steps", "current_stage", "eta_seconds", "elapsed_seconds",
+                  "source_status", "metrics"):
+        assert field in data
+    assert data["warnings"] == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"completed_epochs": 1, "progress_percentage": 400}', "progress_percentage"),
+        ('{"completed_epochs": "many"}', "completed_epochs"),
+    ],
+)
+def test_bad_progress_json_is_a_format_error_naming_the_file(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "progress.json"
+    path.write_text(content)
+    with pytest.raises(FormatError, match=message) as info:
+        load_progress_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_legacy_vocabulary() -> None:
+    assert Status.STUCK.legacy is Status.STUCK
+    assert Status.CRASHED.legacy is Status.FAILED
+    assert Status.CANCELLED.legacy is Status.FAILED
+    assert Status.PENDING.legacy is Status.RUNNING
+    legacy = {s.legacy.value for s in Status}
+    assert legacy == {"running", "finished", "stuck", "failed", "outdated"}
+
+
+def test_unstructure_uses_plain_values() -> None:
+    run = RunStatus("c", "w", ProgressInfo(reported_status=Status.FAILED), Status.FAILED)
+    data = unstructure(run)
+    assert data["status"] == "failed"
+    assert data["progress"]["reported_status"] == "failed"
