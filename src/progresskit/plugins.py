@@ -134,6 +134,8 @@ class PluginManager(pluggy.PluginManager):
         """Every registered plugin with its origin and what it provides."""
         infos = []
         for name, plugin in sorted(self.list_name_plugin(), key=lambda p: p[0]):
+            if plugin is None:  # blocked with -p no:NAME
+                continue
             origin, dist, version = self._origins.get(name, ("registered", None, None))
             hooks = sorted(caller.name for caller in self.get_hookcallers(plugin) or ())
             runners = _call_own(plugin, "progresskit_describe_runner")

@@ -166,17 +166,13 @@ class HistoryEntry:
         return max(0.0, (self.ended_ms - self.started_ms) / 1000.0)
 
 
-def _where(request: str) -> str:
-    return f"ComfyUI {request}"
-
-
 def parse_queue(body: Any, request: str = "GET /queue") -> QueueSnapshot:
     """``/queue`` as a :class:`QueueSnapshot`; :class:`ProtocolError` for another shape."""
     if not isinstance(body, Mapping) or not all(
         isinstance(body.get(k), list) for k in ("queue_running", "queue_pending")
     ):
         raise ProtocolError(
-            f"{_where(request)}: expected an object with lists 'queue_running' and "
+            f"{request}: expected an object with lists 'queue_running' and "
             f"'queue_pending', got {_short(body)}"
         )
     return QueueSnapshot(
@@ -188,7 +184,7 @@ def parse_queue(body: Any, request: str = "GET /queue") -> QueueSnapshot:
 def _queue_entry(item: Any, request: str) -> QueueEntry:
     if not isinstance(item, list) or len(item) < 3 or not isinstance(item[1], str):
         raise ProtocolError(
-            f"{_where(request)}: expected queue items [number, prompt_id, prompt, extra_data, "
+            f"{request}: expected queue items [number, prompt_id, prompt, extra_data, "
             f"outputs], got {_short(item)}"
         )
     extra = item[3] if len(item) > 3 and isinstance(item[3], Mapping) else {}
@@ -203,7 +199,7 @@ def _queue_entry(item: Any, request: str) -> QueueEntry:
 def parse_history(body: Any, request: str = "GET /history") -> dict[str, HistoryEntry]:
     """``/history`` or ``/history/{id}``: prompt id -> entry (``{}`` while unknown or running)."""
     if not isinstance(body, Mapping):
-        raise ProtocolError(f"{_where(request)}: expected an object, got {_short(body)}")
+        raise ProtocolError(f"{request}: expected an object, got {_short(body)}")
     return {str(pid): _history_entry(str(pid), item, request) for pid, item in body.items()}
 
 
@@ -211,7 +207,7 @@ def _history_entry(prompt_id: str, item: Any, request: str) -> HistoryEntry:
     status = item.get("status") if isinstance(item, Mapping) else None
     if not isinstance(status, Mapping) or not isinstance(status.get("status_str"), str):
         raise ProtocolError(
-            f"{_where(request)}: history of {prompt_id} has no 'status.status_str' "
+            f"{request}: history of {prompt_id} has no 'status.status_str' "
             f"(expected success or error), got {_short(item)}"
         )
     prompt = item.get("prompt")
@@ -255,7 +251,7 @@ def parse_system_stats(body: Any, request: str = "GET /system_stats") -> str:
     version = system.get("comfyui_version") if isinstance(system, Mapping) else None
     if not isinstance(version, str):
         raise ProtocolError(
-            f"{_where(request)}: does not answer like a ComfyUI server (expected "
+            f"{request}: does not answer like a ComfyUI server (expected "
             f"'system.comfyui_version' in the reply), got {_short(body)}"
         )
     return version
