@@ -38,9 +38,11 @@ def make_trainer_run(
 ) -> Path:
     """A Pylon trainer work dir with ``epochs_done`` complete epochs, ``age`` seconds old."""
     path.mkdir(parents=True, exist_ok=True)
-    score_list = list(scores) if scores is not None else [
-        {"acc": 0.5 + 0.01 * i, "loss": 1.0 - 0.01 * i} for i in range(epochs_done)
-    ]
+    score_list = (
+        list(scores)
+        if scores is not None
+        else [{"acc": 0.5 + 0.01 * i, "loss": 1.0 - 0.01 * i} for i in range(epochs_done)]
+    )
     now = time.time() - age
     start = now - epochs_done * epoch_seconds
     for epoch in range(epochs_done):
@@ -70,8 +72,9 @@ def make_trainer_run(
     return path
 
 
-def make_evaluator_run(path: Path, *, scores: Any = None, raw: str | None = None,
-                       log: bool = False, age: float = 0.0) -> Path:
+def make_evaluator_run(
+    path: Path, *, scores: Any = None, raw: str | None = None, log: bool = False, age: float = 0.0
+) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     when = time.time() - age
     if raw is not None or scores is not None:
@@ -94,13 +97,20 @@ def evaluator_run() -> Callable[..., Path]:
     return make_evaluator_run
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None,
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``progresskit`` command in a subprocess."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "progresskit", *args],
-        capture_output=True, text=True, cwd=cwd, env=full_env, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=120,
     )
 
 

@@ -26,8 +26,13 @@ def tree(tmp_path: Path) -> Path:
     make_trainer_run(root / "outdated", 3, total=3, age=60 * DAY)
     make_trainer_run(root / "failed", 1, total=3, age=3 * DAY)
     values = [0.5, 0.6, 0.7, 0.69, 0.68, 0.67]
-    make_trainer_run(root / "early", 6, scores=[{"acc": v} for v in values], age=3600,
-                     config={"epochs": 30, "early_stopping": {"patience": 3, "metric": "acc"}})
+    make_trainer_run(
+        root / "early",
+        6,
+        scores=[{"acc": v} for v in values],
+        age=3600,
+        config={"epochs": 30, "early_stopping": {"patience": 3, "metric": "acc"}},
+    )
     make_evaluator_run(root / "evals" / "done", scores={"aggregated": {"acc": 0.9}})
     make_evaluator_run(root / "evals" / "corrupt", raw='{"aggre', age=3 * DAY)
     return root
@@ -37,8 +42,13 @@ def test_json_output_covers_every_status(tree: Path, tmp_path: Path) -> None:
     result = run_cli("status", str(tree), "--json", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert statuses(result) == {
-        "running": "running", "finished": "finished", "outdated": "outdated", "failed": "failed",
-        "early": "finished", "done": "finished", "corrupt": "failed",
+        "running": "running",
+        "finished": "finished",
+        "outdated": "outdated",
+        "failed": "failed",
+        "early": "finished",
+        "done": "finished",
+        "corrupt": "failed",
     }
     document = json.loads(result.stdout)
     assert document["format"] == "progresskit.status" and document["version"] == 1
@@ -71,8 +81,16 @@ def test_stuck_with_a_real_process_working_in_the_run(tmp_path: Path) -> None:
 def test_human_table(tree: Path, tmp_path: Path) -> None:
     result = run_cli("status", str(tree), cwd=tmp_path)
     assert result.returncode == 1
-    for word in ("running", "finished", "outdated", "failed", "20.0%", "2/10 ep", "trainer",
-                 "evaluator"):
+    for word in (
+        "running",
+        "finished",
+        "outdated",
+        "failed",
+        "20.0%",
+        "2/10 ep",
+        "trainer",
+        "evaluator",
+    ):
         assert word in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
@@ -197,12 +215,16 @@ def _fake_distribution(site: Path, name: str, module_source: str) -> None:
 
 def test_third_party_plugin_through_entry_points(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    _fake_distribution(site, "pk_notebook", (
-        "from progresskit import hookimpl\n"
-        "@hookimpl\n"
-        "def progresskit_detect_runner(target):\n"
-        "    return 'notebook' if target.has_file('run.ipynb') else None\n"
-    ))
+    _fake_distribution(
+        site,
+        "pk_notebook",
+        (
+            "from progresskit import hookimpl\n"
+            "@hookimpl\n"
+            "def progresskit_detect_runner(target):\n"
+            "    return 'notebook' if target.has_file('run.ipynb') else None\n"
+        ),
+    )
     result = run_cli("plugins", "--json", cwd=tmp_path, env={"PYTHONPATH": str(site)})
     plugin = {p["name"]: p for p in json.loads(result.stdout)}["pk_notebook"]
     assert plugin["origin"] == "entry point"
@@ -235,5 +257,10 @@ def test_bundled_example_tree(tmp_path: Path) -> None:
     assert found["early_stop"] == "finished"
     assert found["eval_interrupted"] == "failed"
     assert found["cifar_vit"] == "finished"
-    assert set(found) == {"cifar_resnet", "cifar_vit", "early_stop", "eval_cifar",
-                          "eval_interrupted"}
+    assert set(found) == {
+        "cifar_resnet",
+        "cifar_vit",
+        "early_stop",
+        "eval_cifar",
+        "eval_interrupted",
+    }

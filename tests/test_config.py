@@ -88,8 +88,10 @@ def test_config_file_change_is_picked_up(tmp_path: Path) -> None:
         ([{"type": "carrier_pigeon"}], "sinks[0]: unknown sink type 'carrier_pigeon' (known: "),
         ([{"path": "x"}], "sinks[0]: expected a mapping with a 'type' key"),
         ([{"type": "stdout", "format": "xml"}], "key 'format': must be one of table, jsonl"),
-        ([{"type": "stdout"}, {"type": "json_file", "path": "/tmp/same.json"}],
-         "sinks[1]: key 'path': must contain {work_dir} or {name}"),
+        (
+            [{"type": "stdout"}, {"type": "json_file", "path": "/tmp/same.json"}],
+            "sinks[1]: key 'path': must contain {work_dir} or {name}",
+        ),
         ([{"type": "json_file", "colour": "red"}], "sinks[0]: unknown key 'colour'"),
     ],
 )

@@ -32,7 +32,9 @@ def test_evaluator_by_scores_file(tmp_path: Path) -> None:
 def test_config_evidence_when_no_files(tmp_path: Path) -> None:
     (tmp_path / "fresh").mkdir()
     assert detect_runner_type(tmp_path / "fresh", {"epochs": 3}) == "trainer"
-    assert detect_runner_type(tmp_path / "fresh", {"runner": {"class": "MyEvaluator"}}) == "evaluator"
+    assert (
+        detect_runner_type(tmp_path / "fresh", {"runner": {"class": "MyEvaluator"}}) == "evaluator"
+    )
     assert detect_runner_type(tmp_path / "fresh", {"runner": "SupervisedTrainer"}) == "trainer"
 
 
@@ -121,8 +123,11 @@ def test_hook_with_wrong_arguments_is_a_plugin_error() -> None:
         get_plugin_manager(extra_plugins=[("wrongargs", WrongArguments())])
 
 
-entry_names = st.sets(st.sampled_from(
-    ["epoch_0", "epoch_1", "evaluation_scores.json", "train_val.log", "config.json", "x"]))
+entry_names = st.sets(
+    st.sampled_from(
+        ["epoch_0", "epoch_1", "evaluation_scores.json", "train_val.log", "config.json", "x"]
+    )
+)
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
@@ -134,7 +139,8 @@ def test_detection_never_returns_a_type_no_plugin_claimed(
     listing = {name: name in dirs for name in entries}
     config = pm.schema.validate({"epochs": epochs}, "t")
     claimed = set(claims(pm, Target(str(tmp_path), config, listing))) | set(
-        claims(pm, Target(str(tmp_path), config, listing, use_config=True)))
+        claims(pm, Target(str(tmp_path), config, listing, use_config=True))
+    )
     try:
         result = detect(pm, str(tmp_path), config, entries=listing)
     except RunnerDetectionError:

@@ -77,8 +77,9 @@ def test_progress_is_always_within_bounds(info: ProgressInfo) -> None:
 
 @given(progress_infos, st.sampled_from(Status))
 def test_run_status_round_trips(info: ProgressInfo, status: Status) -> None:
-    run = RunStatus("cfg", "/w", info, status, ProcessInfo(pid=3, user="u", cmd="python t.py"),
-                    "why", 12.5)
+    run = RunStatus(
+        "cfg", "/w", info, status, ProcessInfo(pid=3, user="u", cmd="python t.py"), "why", 12.5
+    )
     assert structure(json.loads(to_json(run)), RunStatus) == run
 
 
@@ -97,8 +98,16 @@ def test_models_are_frozen_and_slotted() -> None:
 
 def test_old_progress_json_with_four_fields_loads(tmp_path: Path) -> None:
     path = tmp_path / "progress.json"
-    path.write_text(json.dumps({"completed_epochs": 5, "progress_percentage": 50.0,
-                                "early_stopped": False, "early_stopped_at_epoch": None}))
+    path.write_text(
+        json.dumps(
+            {
+                "completed_epochs": 5,
+                "progress_percentage": 50.0,
+                "early_stopped": False,
+                "early_stopped_at_epoch": None,
+            }
+        )
+    )
     info = load_progress_file(path)
     assert info.completed_epochs == 5
     assert info.progress_percentage == 50.0
@@ -108,14 +117,25 @@ def test_old_progress_json_with_four_fields_loads(tmp_path: Path) -> None:
 
 def test_seed_progress_json_with_new_fields_and_unknown_keys_loads(tmp_path: Path) -> None:
     path = tmp_path / "progress.json"
-    path.write_text(json.dumps({
-        "completed_epochs": 5, "progress_percentage": 50.0, "early_stopped": False,
-        "early_stopped_at_epoch": None, "runner_type": "trainer", "total_epochs": 10,
-        "start_time": 1642680000.0, "last_update_time": 1642680300.0,
-        "best_score": {"accuracy": 0.95, "loss": 0.05},
-        "latest_score": {"accuracy": 0.93, "loss": 0.07}, "error_message": None,
-        "warnings": None, "a_field_from_the_future": {"x": 1},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "completed_epochs": 5,
+                "progress_percentage": 50.0,
+                "early_stopped": False,
+                "early_stopped_at_epoch": None,
+                "runner_type": "trainer",
+                "total_epochs": 10,
+                "start_time": 1642680000.0,
+                "last_update_time": 1642680300.0,
+                "best_score": {"accuracy": 0.95, "loss": 0.05},
+                "latest_score": {"accuracy": 0.93, "loss": 0.07},
+                "error_message": None,
+                "warnings": None,
+                "a_field_from_the_future": {"x": 1},
+            }
+        )
+    )
     info = load_progress_file(path)
     assert info.best_score == {"accuracy": 0.95, "loss": 0.05}
     assert info.total_epochs == 10
@@ -124,11 +144,26 @@ def test_seed_progress_json_with_new_fields_and_unknown_keys_loads(tmp_path: Pat
 
 def test_new_files_carry_every_field() -> None:
     data = ProgressInfo(completed_epochs=2, progress_percentage=20).to_dict()
-    for field in ("completed_epochs", "progress_percentage", "early_stopped",
-                  "early_stopped_at_epoch", "runner_type", "total_epochs", "start_time",
-                  "last_update_time", "best_score", "latest_score", "error_message", "warnings",
-                  "completed_steps", "current_stage", "eta_seconds", "elapsed_seconds",
-                  "source_status", "metrics"):
+    for field in (
+        "completed_epochs",
+        "progress_percentage",
+        "early_stopped",
+        "early_stopped_at_epoch",
+        "runner_type",
+        "total_epochs",
+        "start_time",
+        "last_update_time",
+        "best_score",
+        "latest_score",
+        "error_message",
+        "warnings",
+        "completed_steps",
+        "current_stage",
+        "eta_seconds",
+        "elapsed_seconds",
+        "source_status",
+        "metrics",
+    ):
         assert field in data
     assert data["warnings"] == []
 

@@ -5,8 +5,6 @@ import os
 import threading
 from pathlib import Path
 
-import pytest
-
 from conftest import make_trainer_run
 from progresskit import ProgressInfo, get_plugin_manager, load_progress_file, scan
 from progresskit.sinks import build_sinks

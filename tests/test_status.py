@@ -66,8 +66,13 @@ def test_sleep_time_and_outdated_days_from_config(tmp_path: Path) -> None:
 
 def test_early_stopped_run_is_finished(tmp_path: Path) -> None:
     values = [0.5, 0.6, 0.7, 0.69, 0.68, 0.67]
-    run = make_trainer_run(tmp_path / "r", 6, scores=[{"acc": v} for v in values],
-                           config={"epochs": 20, "early_stopping": 3, "metric": "acc"}, age=3600)
+    run = make_trainer_run(
+        tmp_path / "r",
+        6,
+        scores=[{"acc": v} for v in values],
+        config={"epochs": 20, "early_stopping": 3, "metric": "acc"},
+        age=3600,
+    )
     result = status(run)
     assert result.status is Status.FINISHED
     assert result.progress.early_stopped_at_epoch == 6
@@ -88,13 +93,23 @@ def test_evaluator_statuses(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("reported", "expected"),
-    [(Status.FAILED, Status.FAILED), (Status.CANCELLED, Status.CANCELLED),
-     (Status.CRASHED, Status.CRASHED)],
+    [
+        (Status.FAILED, Status.FAILED),
+        (Status.CANCELLED, Status.CANCELLED),
+        (Status.CRASHED, Status.CRASHED),
+    ],
 )
 def test_source_reported_endings_win(reported: Status, expected: Status) -> None:
     progress = ProgressInfo(reported_status=reported, source_status="x", error_message="boom")
-    result, reason = decide_status(progress, complete=False, last_activity=time.time(),
-                                   process=PROC, now=time.time(), sleep_time=60, outdated_days=30)
+    result, reason = decide_status(
+        progress,
+        complete=False,
+        last_activity=time.time(),
+        process=PROC,
+        now=time.time(),
+        sleep_time=60,
+        outdated_days=30,
+    )
     assert result is expected
     assert "boom" in reason
 
@@ -102,15 +117,31 @@ def test_source_reported_endings_win(reported: Status, expected: Status) -> None
 def test_reported_pending_with_fresh_heartbeat_is_pending() -> None:
     now = time.time()
     progress = ProgressInfo(reported_status=Status.PENDING, last_update_time=now)
-    assert decide_status(progress, complete=False, last_activity=now, process=None, now=now,
-                         sleep_time=60, outdated_days=30)[0] is Status.PENDING
+    assert (
+        decide_status(
+            progress,
+            complete=False,
+            last_activity=now,
+            process=None,
+            now=now,
+            sleep_time=60,
+            outdated_days=30,
+        )[0]
+        is Status.PENDING
+    )
 
 
 def test_complete_with_a_silent_process_is_stuck() -> None:
     now = time.time()
-    result, _ = decide_status(ProgressInfo(progress_percentage=100), complete=True,
-                              last_activity=now - 2 * DAY, process=PROC, now=now,
-                              sleep_time=DAY, outdated_days=30)
+    result, _ = decide_status(
+        ProgressInfo(progress_percentage=100),
+        complete=True,
+        last_activity=now - 2 * DAY,
+        process=PROC,
+        now=now,
+        sleep_time=DAY,
+        outdated_days=30,
+    )
     assert result is Status.STUCK
 
 
@@ -122,7 +153,10 @@ class TestScan:
         (tmp_path / "b" / "not_a_run").mkdir()
         results = scan(tmp_path)
         assert [Path(r.work_dir).relative_to(tmp_path).as_posix() for r in results] == [
-            "a/run1", "a/run2", "b/deep/eval"]
+            "a/run1",
+            "a/run2",
+            "b/deep/eval",
+        ]
         assert [r.status for r in results] == [Status.RUNNING, Status.FINISHED, Status.FINISHED]
 
     def test_a_broken_run_is_a_row_and_hides_nothing(self, tmp_path: Path) -> None:
@@ -202,8 +236,12 @@ class TestSeedApi:
         make_trainer_run(tmp_path / "logs" / "exp" / "a", 2, age=2 * DAY)
         make_trainer_run(tmp_path / "logs" / "exp" / "b", 5, age=60)
         (tmp_path / "logs" / "exp" / "empty").mkdir()
-        configs = ["./configs/exp/a.py", "./configs/exp/b.py", "./configs/exp/empty.py",
-                   "./configs/exp/missing.py"]
+        configs = [
+            "./configs/exp/a.py",
+            "./configs/exp/b.py",
+            "./configs/exp/empty.py",
+            "./configs/exp/missing.py",
+        ]
         results = get_all_run_status(configs, None, 5, sleep_time=3600)
         assert list(results) == configs
         assert results["./configs/exp/a.py"].status == "failed"
@@ -214,4 +252,9 @@ class TestSeedApi:
         assert results["./configs/exp/missing.py"].status == "failed"
         assert "does not exist" in (results["./configs/exp/missing.py"].reason or "")
         assert {r.status.value for r in results.values()} <= {
-            "running", "finished", "stuck", "failed", "outdated"}
+            "running",
+            "finished",
+            "stuck",
+            "failed",
+            "outdated",
+        }

@@ -103,8 +103,9 @@ def test_early_stopping_replays_the_last_patience_plus_one_epochs(
 ) -> None:
     # Windows compare with their own first epoch, as seed 001's counter did.
     run = make_trainer_run(tmp_path / "r", len(values), scores=[{"acc": v} for v in values])
-    t = tracker(run, epochs=50, early_stopping={"patience": 3, "metric": "acc",
-                                                "direction": direction})
+    t = tracker(
+        run, epochs=50, early_stopping={"patience": 3, "metric": "acc", "direction": direction}
+    )
     progress = t.get_progress()
     assert progress.early_stopped is stopped
     if stopped:
@@ -149,9 +150,11 @@ def test_corrupt_validation_scores_are_warnings(tmp_path: Path) -> None:
 
 
 def test_nested_scores_are_flattened(tmp_path: Path) -> None:
-    run = make_trainer_run(tmp_path / "r", 1, scores=[
-        {"acc": 0.5, "per_class": {"cat": 0.4, "dog": 0.6}, "hist": [1, 2], "flag": True}
-    ])
+    run = make_trainer_run(
+        tmp_path / "r",
+        1,
+        scores=[{"acc": 0.5, "per_class": {"cat": 0.4, "dog": 0.6}, "hist": [1, 2], "flag": True}],
+    )
     latest = tracker(run, epochs=2).get_progress().latest_score
     assert latest == {"acc": 0.5, "per_class.cat": 0.4, "per_class.dog": 0.6}
 
@@ -211,8 +214,16 @@ class TestProgressJsonCache:
 
     def test_newer_matching_cache_is_trusted(self, tmp_path: Path) -> None:
         run = make_trainer_run(tmp_path / "r", 3, age=100)
-        self._write(run, ProgressInfo(completed_epochs=3, progress_percentage=60,
-                                      best_score={"acc": 0.99}, latest_score={"acc": 0.42}), 0)
+        self._write(
+            run,
+            ProgressInfo(
+                completed_epochs=3,
+                progress_percentage=60,
+                best_score={"acc": 0.99},
+                latest_score={"acc": 0.42},
+            ),
+            0,
+        )
         progress = tracker(run, epochs=5, metric="acc").get_progress()
         assert progress.best_score == {"acc": 0.99}  # from the cache, not the score files
 
@@ -226,7 +237,9 @@ class TestProgressJsonCache:
         run = make_trainer_run(tmp_path / "r", 3, age=100)
         self._write(run, ProgressInfo(completed_epochs=2, best_score={"acc": 0.99}), 0)
         assert tracker(run, epochs=5, metric="acc").get_progress().best_score == {
-            "acc": 0.52, "loss": 0.98}
+            "acc": 0.52,
+            "loss": 0.98,
+        }
 
     def test_corrupt_cache_is_recomputed_with_a_warning(self, tmp_path: Path) -> None:
         run = make_trainer_run(tmp_path / "r", 3, age=100)
@@ -240,8 +253,11 @@ def test_seed_api_create_progress_tracker(tmp_path: Path) -> None:
     run = make_trainer_run(tmp_path / "r", 2)
     t = create_progress_tracker(str(run), {"epochs": 4})
     assert t.get_runner_type() == "trainer"
-    assert t.get_expected_files() == ["training_losses.pt", "optimizer_buffer.json",
-                                      "validation_scores.json"]
+    assert t.get_expected_files() == [
+        "training_losses.pt",
+        "optimizer_buffer.json",
+        "validation_scores.json",
+    ]
     assert t.get_log_pattern() == "train_val*.log"
     assert t.calculate_progress().completed_epochs == 2
     assert not t.is_complete()

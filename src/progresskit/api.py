@@ -35,7 +35,9 @@ _MAX_SESSIONS = 8
 _sessions: OrderedDict[str, Tracking] = OrderedDict()
 
 
-def _session(config: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None) -> Tracking:
+def _session(
+    config: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None
+) -> Tracking:
     key = json.dumps([config, defaults], sort_keys=True, default=str)
     session = _sessions.get(key)
     if session is None:
@@ -47,7 +49,9 @@ def _session(config: Mapping[str, Any] | None, defaults: Mapping[str, Any] | Non
     return session
 
 
-def detect_runner_type(work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None) -> str:
+def detect_runner_type(
+    work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None
+) -> str:
     """The runner type of ``work_dir`` (seed 001's API).
 
     Raises :class:`~progresskit.errors.RunnerDetectionError` (a ``ValueError``) listing the

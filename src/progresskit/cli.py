@@ -35,11 +35,18 @@ EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 
 def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument(
-        "-p", dest="plugin_flags", action="append", default=default, metavar="no:NAME",
+        "-p",
+        dest="plugin_flags",
+        action="append",
+        default=default,
+        metavar="no:NAME",
         help="disable the plugin NAME (like pytest's -p no:NAME); repeatable",
     )
     parser.add_argument(
-        "--config", type=Path, metavar="FILE", default=default,
+        "--config",
+        type=Path,
+        metavar="FILE",
+        default=default,
         help="config file for every run (default: the nearest progresskit.yaml of each run)",
     )
 
@@ -59,16 +66,25 @@ def _full_parser(pm: PluginManager) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     status = commands.add_parser(
-        "status", help="status of one run, or of every run under a directory",
+        "status",
+        help="status of one run, or of every run under a directory",
         description="Show the status of one run, or of every run found under each directory.",
     )
     _add_global_options(status, argparse.SUPPRESS)
     status.add_argument("targets", nargs="+", metavar="WORK_DIR", help="a run or a root of runs")
     status.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
-    status.add_argument("--sleep-time", type=float, metavar="SECONDS",
-                        help="silence after which a run is no longer running (config: sleep_time)")
-    status.add_argument("--outdated-days", type=float, metavar="DAYS",
-                        help="age after which finished outputs are outdated (config: outdated_days)")
+    status.add_argument(
+        "--sleep-time",
+        type=float,
+        metavar="SECONDS",
+        help="silence after which a run is no longer running (config: sleep_time)",
+    )
+    status.add_argument(
+        "--outdated-days",
+        type=float,
+        metavar="DAYS",
+        help="age after which finished outputs are outdated (config: outdated_days)",
+    )
     group = status.add_argument_group("plugin options")
     pm.hook.progresskit_addoption(parser=group)
 
@@ -129,7 +145,10 @@ def _plugins(pm: PluginManager, args: argparse.Namespace) -> int:
         if info.distribution:
             origin += f" ({info.distribution} {info.version})"
         table.add_row(
-            info.name, origin, ", ".join(info.runner_types), ", ".join(info.sink_types),
+            info.name,
+            origin,
+            ", ".join(info.runner_types),
+            ", ".join(info.sink_types),
             ", ".join(h.removeprefix("progresskit_") for h in info.hooks),
         )
     _console().print(table)
@@ -167,7 +186,9 @@ def _status(pm: PluginManager, args: argparse.Namespace) -> int:
             render_table(runs, _console(), now)
         err = Console(stderr=True, highlight=False)
         for message in invalid:
-            err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+            err.print(
+                f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True
+            )
     if invalid:
         return EXIT_USAGE
     return EXIT_OK if all(run.status.is_healthy for run in runs) else EXIT_UNHEALTHY
@@ -202,4 +223,3 @@ def _emit(sinks: list[Sink], runs: list[RunStatus]) -> None:
     finally:
         for sink in sinks:
             sink.close()
-

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,17 @@ __all__ = [
 #: The file searched for in the work dir and its parents.
 CONFIG_FILENAME = "progresskit.yaml"
 
+
 def _type_names(types: tuple[type, ...]) -> str:
-    names = {int: "integer", float: "number", str: "string", bool: "boolean", list: "list",
-             dict: "mapping", type(None): "null"}
+    names = {
+        int: "integer",
+        float: "number",
+        str: "string",
+        bool: "boolean",
+        list: "list",
+        dict: "mapping",
+        type(None): "null",
+    }
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
@@ -107,20 +115,18 @@ class ConfigSchema:
     def __contains__(self, name: object) -> bool:
         return name in self._keys
 
-    def __iter__(self) -> Iterable[ConfigKey]:  # type: ignore[override]
-        return iter(sorted(self._keys.values(), key=lambda k: k.name))
-
     def keys(self) -> list[ConfigKey]:
         """Every declared key, sorted by name."""
-        return list(self.__iter__())
+        return sorted(self._keys.values(), key=lambda k: k.name)
 
     def validate(
         self, values: Mapping[str, Any], where: str, base: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Check ``values`` and return them laid over ``base`` and the declared defaults."""
         if not isinstance(values, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of keys to values, got "
-                              f"{type(values).__name__}")
+            raise ConfigError(
+                f"{where}: expected a mapping of keys to values, got {type(values).__name__}"
+            )
         for name, value in values.items():
             key = self._keys.get(str(name))
             if key is None:
@@ -167,8 +173,9 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of keys to values at the top level, "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"{p}: expected a mapping of keys to values at the top level, got {type(data).__name__}"
+        )
     return data
 
 
@@ -186,4 +193,3 @@ def ensure(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition``; for ``ConfigKey.check``."""
     if not condition:
         raise ValueError(message)
-

@@ -64,7 +64,9 @@ def structure(data: Any, cls: type[T], *, where: str = "input") -> T:
 
 def to_json(obj: Any, *, indent: int | None = None) -> str:
     """``obj`` as a JSON document (NaN and infinity are refused: they are not JSON)."""
-    return json.dumps(unstructure(obj), indent=indent, allow_nan=False, sort_keys=indent is not None)
+    return json.dumps(
+        unstructure(obj), indent=indent, allow_nan=False, sort_keys=indent is not None
+    )
 
 
 def load_progress_file(path: str | Path) -> ProgressInfo:

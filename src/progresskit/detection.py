@@ -68,7 +68,9 @@ def _no_match_message(
     pm: PluginManager, work_dir: str, config: Mapping[str, Any], entries: Mapping[str, bool]
 ) -> str:
     names = sorted(f"{n}/" if is_dir else n for n, is_dir in entries.items())
-    shown = names[:_MAX_LISTED] + ([f"... {len(names) - _MAX_LISTED} more"] if len(names) > _MAX_LISTED else [])
+    shown = names[:_MAX_LISTED] + (
+        [f"... {len(names) - _MAX_LISTED} more"] if len(names) > _MAX_LISTED else []
+    )
     keys = sorted(k for k, v in config.items() if v not in (None, [], {}))
     lines = [
         f"Cannot detect runner type for work_dir: {work_dir}",
@@ -80,8 +82,10 @@ def _no_match_message(
     lines += [f"  - {d.runner_type}: {d.expects}" for d in descriptions]
     if not descriptions:
         lines.append("  (no tracker plugin is loaded: check `progresskit plugins`)")
-    lines.append("No installed tracker claims this directory; install the plugin for its "
-                 "runner, or pin 'runner_type' in the config.")
+    lines.append(
+        "No installed tracker claims this directory; install the plugin for its "
+        "runner, or pin 'runner_type' in the config."
+    )
     return "\n".join(lines)
 
 

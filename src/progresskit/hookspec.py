@@ -56,7 +56,8 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
     """Declare the configuration keys this plugin reads.
 
     Called once per plugin, right after that plugin is registered, with a schema that
-    records the plugin as the keys' owner. Declare each key with ``schema.add(key, types, default=..., help=...)``.
+    records the plugin as the keys' owner. Declare each key with
+    ``schema.add(key, types, default=..., help=...)``.
     A YAML file or a config mapping holding a key that no plugin declared, or a value of a
     declared key of the wrong type, is rejected with an error naming the file, the key and
     what was expected. Keys are top-level (``epochs``, ``early_stopping``), as seed 001's

@@ -48,7 +48,7 @@ class Status(str, enum.Enum):
 
     @property
     def legacy(self) -> Status:
-        """This status in seed 001's five-word vocabulary (running/finished/stuck/failed/outdated)."""
+        """This status in seed 001's five words: running/finished/stuck/failed/outdated."""
         return _LEGACY.get(self, self)
 
     @property
@@ -86,7 +86,9 @@ def _check_percentage(_inst: object, attribute: attrs.Attribute[Any], value: flo
         raise ValueError(f"{attribute.name} must be a finite number within [0, 100], got {value!r}")
 
 
-def _check_non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+def _check_non_negative(
+    _inst: object, attribute: attrs.Attribute[Any], value: float | None
+) -> None:
     if value is None:
         return
     if isinstance(value, float) and not math.isfinite(value):

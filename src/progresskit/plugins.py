@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata as md
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pluggy
@@ -121,7 +121,8 @@ class PluginManager(pluggy.PluginManager):
         """Every sink type by name. Two plugins providing the same name is an error."""
         found: dict[str, SinkType] = {}
         for impl in self.hook.progresskit_sink_types.get_hookimpls():
-            for sink_type in impl.function() or ():
+            provided = cast("Sequence[SinkType] | None", impl.function()) or ()
+            for sink_type in provided:
                 if sink_type.name in found:
                     raise PluginError(
                         f"sink type '{sink_type.name}' is provided twice "
@@ -183,4 +184,3 @@ def get_plugin_manager(
 def default_plugin_manager() -> PluginManager:
     """The manager library calls use when none is given: every installed plugin."""
     return get_plugin_manager()
-

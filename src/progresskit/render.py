@@ -66,7 +66,9 @@ def render_table(runs: Sequence[RunStatus], console: Console, now: float | None 
         table.add_column(column, overflow="fold")
     for run in runs:
         style, symbol = STATUS_STYLE[run.status]
-        last = "-" if run.last_activity is None else f"{format_duration(now - run.last_activity)} ago"
+        last = (
+            "-" if run.last_activity is None else f"{format_duration(now - run.last_activity)} ago"
+        )
         pct = run.progress.progress_percentage
         table.add_row(
             run.config,

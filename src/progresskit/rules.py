@@ -80,5 +80,8 @@ def decide_status(
     if finished and process is not None:
         return Status.STUCK, f"complete, but process {process.pid} is still there and {quiet}"
     if process is not None:
-        return Status.STUCK, f"process {process.pid} exists but {quiet} (sleep_time {sleep_time:g}s)"
+        return (
+            Status.STUCK,
+            f"process {process.pid} exists but {quiet} (sleep_time {sleep_time:g}s)",
+        )
     return Status.FAILED, f"incomplete, {quiet} and no process{problems}"

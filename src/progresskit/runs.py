@@ -94,7 +94,9 @@ class Tracking:
         self.pm.hook.progresskit_configure(config=Config(result, path, self._options))
         return result
 
-    def config_for(self, directory: str, entries: Mapping[str, bool] | None = None) -> dict[str, Any]:
+    def config_for(
+        self, directory: str, entries: Mapping[str, bool] | None = None
+    ) -> dict[str, Any]:
         """The validated config that applies to ``directory``."""
         if self._explicit is not None:
             return self._explicit
@@ -128,7 +130,9 @@ class Tracking:
         runner_type = detect(self.pm, work_dir, config, entries=entries, allow_config=allow_config)
         return self._tracker(work_dir, runner_type, config)
 
-    def _tracker(self, work_dir: str, runner_type: str, config: dict[str, Any]) -> BaseProgressTracker:
+    def _tracker(
+        self, work_dir: str, runner_type: str, config: dict[str, Any]
+    ) -> BaseProgressTracker:
         known = self._trackers.get(work_dir)
         if known is not None and known.runner_type == runner_type and known.config_id == id(config):
             return known.tracker
@@ -161,9 +165,11 @@ class Tracking:
             activity = tracker.last_activity()
         except Exception as exc:  # a tracker bug or an I/O error must not hide other runs
             return broken_status(
-                key, tracker.work_dir,
+                key,
+                tracker.work_dir,
                 f"tracker '{tracker.get_runner_type()}' failed: {type(exc).__name__}: {exc}",
-                runner_type=tracker.get_runner_type(), process=process,
+                runner_type=tracker.get_runner_type(),
+                process=process,
             )
         status, reason = decide_status(
             progress,
@@ -232,7 +238,9 @@ class Tracking:
         state = _DirState(None if is_racy((key,), read_at) else key, entries)
         try:
             config = self.config_for(directory, entries)
-            state.runner_type = detect(self.pm, directory, config, entries=entries, allow_config=False)
+            state.runner_type = detect(
+                self.pm, directory, config, entries=entries, allow_config=False
+            )
         except NoTrackerError:
             pass  # not a run: its subdirectories may be
         except (RunnerDetectionError, ConfigError) as exc:
@@ -288,4 +296,3 @@ def broken_status(
 def resolve(path: str | os.PathLike[str]) -> str:
     """An absolute, normalised path string (the key under which runs are tracked)."""
     return os.path.abspath(os.fspath(path))
-

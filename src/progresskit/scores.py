@@ -20,7 +20,10 @@ def flatten_scores(data: Mapping[str, Any], prefix: str = "") -> dict[str, float
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat.update(flatten_scores(value, f"{name}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            if math.isfinite(value):
-                flat[name] = float(value)
+        elif (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        ):
+            flat[name] = float(value)
     return flat

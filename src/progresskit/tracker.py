@@ -113,8 +113,9 @@ class BaseProgressTracker(ABC):
         ``stat`` calls: it runs on every query.
         """
         join = os.path.join
-        return (stat_key(self.work_dir),) + tuple(
-            stat_key(join(self.work_dir, f)) for f in self.get_expected_files()
+        return (
+            stat_key(self.work_dir),
+            *(stat_key(join(self.work_dir, f)) for f in self.get_expected_files()),
         )
 
     def get_progress(self, force_refresh: bool = False) -> ProgressInfo:

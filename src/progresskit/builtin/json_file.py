@@ -62,9 +62,10 @@ def _options(schema: ConfigSchema) -> None:
         str,
         default="{work_dir}/progress.json",
         help="Where to write; {work_dir} and {name} (its last component) are replaced.",
-        check=lambda v: ensure("{work_dir}" in v or "{name}" in v,
-                               "must contain {work_dir} or {name}, or every run would "
-                               "overwrite the same file"),
+        check=lambda v: ensure(
+            "{work_dir}" in v or "{name}" in v,
+            "must contain {work_dir} or {name}, or every run would overwrite the same file",
+        ),
     )
     schema.add(
         "contents",
@@ -77,5 +78,6 @@ def _options(schema: ConfigSchema) -> None:
 
 @hookimpl
 def progresskit_sink_types() -> list[SinkType]:
-    return [SinkType("json_file", "One JSON file per run, written atomically.", JsonFileSink,
-                     _options)]
+    return [
+        SinkType("json_file", "One JSON file per run, written atomically.", JsonFileSink, _options)
+    ]

@@ -17,10 +17,31 @@ from progresskit.model import ProcessInfo
 _MAX_PARENTS = 12
 #: Programs that sit in or look at a run without working on it: a shell whose cwd is the
 #: run, a `tail -f` of its log. Counting them would turn a dead run into a "stuck" one.
-_ONLOOKERS = frozenset({
-    "bash", "sh", "zsh", "fish", "dash", "ksh", "tmux", "screen", "tail", "less", "more",
-    "vi", "vim", "nvim", "nano", "emacs", "watch", "progresskit", "ls", "du", "find",
-})
+_ONLOOKERS = frozenset(
+    {
+        "bash",
+        "sh",
+        "zsh",
+        "fish",
+        "dash",
+        "ksh",
+        "tmux",
+        "screen",
+        "tail",
+        "less",
+        "more",
+        "vi",
+        "vim",
+        "nvim",
+        "nano",
+        "emacs",
+        "watch",
+        "progresskit",
+        "ls",
+        "du",
+        "find",
+    }
+)
 
 
 def _owner(path: str, dirs: Mapping[str, str]) -> str | None:

@@ -37,8 +37,13 @@ class StdoutSink:
 
 
 def _options(schema: ConfigSchema) -> None:
-    schema.add("format", str, default="table", help="'table' for people, 'jsonl' for programs.",
-               check=lambda v: ensure(v in FORMATS, f"must be one of {', '.join(FORMATS)}"))
+    schema.add(
+        "format",
+        str,
+        default="table",
+        help="'table' for people, 'jsonl' for programs.",
+        check=lambda v: ensure(v in FORMATS, f"must be one of {', '.join(FORMATS)}"),
+    )
 
 
 @hookimpl

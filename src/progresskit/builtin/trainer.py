@@ -7,6 +7,7 @@ directory holds every expected file, each non-empty; total epochs come from the 
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 from collections.abc import Mapping
@@ -33,10 +34,14 @@ PROGRESS_FILE = "progress.json"
 def _check_early_stopping(value: Any) -> None:
     if isinstance(value, dict):
         unknown = set(value) - {"patience", "metric", "direction"}
-        ensure(not unknown, f"unknown keys {sorted(unknown)} (expected patience, metric, direction)")
+        ensure(
+            not unknown, f"unknown keys {sorted(unknown)} (expected patience, metric, direction)"
+        )
         patience = value.get("patience")
-        ensure(isinstance(patience, int) and not isinstance(patience, bool) and patience >= 1,
-               "'patience' must be an integer >= 1")
+        ensure(
+            isinstance(patience, int) and not isinstance(patience, bool) and patience >= 1,
+            "'patience' must be an integer >= 1",
+        )
         metric = value.get("metric")
         ensure(metric is None or isinstance(metric, str), "'metric' must be a string")
         ensure(value.get("direction", "max") in ("max", "min"), "'direction' must be max or min")
@@ -105,7 +110,9 @@ class TrainerProgressTracker(BaseProgressTracker):
         progress = self.get_progress()
         if progress.early_stopped:
             return True
-        return progress.total_epochs is not None and progress.completed_epochs >= progress.total_epochs
+        return (
+            progress.total_epochs is not None and progress.completed_epochs >= progress.total_epochs
+        )
 
     def fingerprint(self) -> tuple[StatKey | None, ...]:
         # Completed epochs are immutable in Pylon's layout, so the state is decided by the
@@ -130,7 +137,11 @@ class TrainerProgressTracker(BaseProgressTracker):
 
         cached = self._trusted_cache(entries, completed, epoch_ends, warnings)
         if cached is not None:
-            best, latest, early_at = cached.best_score, cached.latest_score, cached.early_stopped_at_epoch
+            best, latest, early_at = (
+                cached.best_score,
+                cached.latest_score,
+                cached.early_stopped_at_epoch,
+            )
             early = cached.early_stopped
         else:
             scores = self._epoch_scores(completed, warnings)
@@ -196,7 +207,10 @@ class TrainerProgressTracker(BaseProgressTracker):
         return None
 
     def _trusted_cache(
-        self, entries: Mapping[str, bool], completed: int, epoch_ends: list[float],
+        self,
+        entries: Mapping[str, bool],
+        completed: int,
+        epoch_ends: list[float],
         warnings: list[str],
     ) -> ProgressInfo | None:
         """``progress.json``, if it summarises exactly the epochs on disk and is newer."""
@@ -215,7 +229,11 @@ class TrainerProgressTracker(BaseProgressTracker):
             or key[0] / 1e9 < newest
             or cached.completed_epochs != completed
             or cached.runner_type != RUNNER_TYPE
-            or (self._metric is not None and completed and self._metric not in (cached.best_score or {}))
+            or (
+                self._metric is not None
+                and completed
+                and self._metric not in (cached.best_score or {})
+            )
         ):
             return None
         return cached
@@ -266,7 +284,10 @@ class TrainerProgressTracker(BaseProgressTracker):
         return pick(candidates, key=lambda s: s[self._metric])  # type: ignore[index]
 
     def _early_stopped(
-        self, scores: list[dict[str, float] | None], completed: int, total: int | None,
+        self,
+        scores: list[dict[str, float] | None],
+        completed: int,
+        total: int | None,
         warnings: list[str],
     ) -> bool:
         early = self._early
@@ -296,7 +317,7 @@ def _eta(ends: list[float], completed: int, total: int | None, early: bool) -> f
         return 0.0
     if len(ends) < 2:
         return None
-    per_epoch = statistics.median(b - a for a, b in zip(ends, ends[1:]))
+    per_epoch = statistics.median(b - a for a, b in itertools.pairwise(ends))
     # Epochs "finishing" under a second apart are files copied or restored into place, not
     # training: they say nothing about speed.
     return per_epoch * (total - completed) if per_epoch >= 1.0 else None
@@ -307,15 +328,21 @@ def _eta(ends: list[float], completed: int, total: int | None, early: bool) -> f
 
 @hookimpl
 def progresskit_addconfig(schema: ConfigSchema) -> None:
-    schema.add("epochs", (int, type(None)), help="Total epochs of a trainer run.",
-               check=lambda v: ensure(v >= 0, "must be >= 0"))
+    schema.add(
+        "epochs",
+        (int, type(None)),
+        help="Total epochs of a trainer run.",
+        check=lambda v: ensure(v >= 0, "must be >= 0"),
+    )
     schema.add(
         "expected_files",
         (list, type(None)),
         help="Files every complete epoch_N/ holds, each non-empty "
         f"(default: {', '.join(DEFAULT_EXPECTED_FILES)}).",
-        check=lambda v: ensure(bool(v) and all(isinstance(f, str) and f for f in v),
-                               "expects a non-empty list of file names"),
+        check=lambda v: ensure(
+            bool(v) and all(isinstance(f, str) and f for f in v),
+            "expects a non-empty list of file names",
+        ),
     )
     schema.add(
         "early_stopping",
@@ -323,14 +350,23 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
         help="Early-stopping patience (an integer), or {patience, metric, direction}.",
         check=_check_early_stopping,
     )
-    schema.add("metric", (str, type(None)),
-               help="The score key inside validation_scores.json 'aggregated' that decides "
-               "the best epoch and early stopping.")
-    schema.add("metric_direction", (str, type(None)),
-               help="Whether a higher ('max', default) or lower ('min') metric is better.",
-               check=lambda v: ensure(v in ("max", "min"), "must be 'max' or 'min'"))
-    schema.add("log_pattern", (str, type(None)),
-               help="Glob of a trainer's log files in the work dir (default: train_val*.log).")
+    schema.add(
+        "metric",
+        (str, type(None)),
+        help="The score key inside validation_scores.json 'aggregated' that decides "
+        "the best epoch and early stopping.",
+    )
+    schema.add(
+        "metric_direction",
+        (str, type(None)),
+        help="Whether a higher ('max', default) or lower ('min') metric is better.",
+        check=lambda v: ensure(v in ("max", "min"), "must be 'max' or 'min'"),
+    )
+    schema.add(
+        "log_pattern",
+        (str, type(None)),
+        help="Glob of a trainer's log files in the work dir (default: train_val*.log).",
+    )
 
 
 @hookimpl

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from progresskit_comfyui.protocol import (
     HistoryEntry,
@@ -140,5 +140,3 @@ class ComfyUIClient:
             proxy=None,
         )
 
-
-EventConnection = ClientConnection
