@@ -23,11 +23,13 @@ from progresskit.errors import (
     ProgresskitError,
     RunnerDetectionError,
 )
+from progresskit.events import EventEmitter
 from progresskit.hookspec import hookimpl
 from progresskit.model import CompletedItem, ProcessInfo, ProgressInfo, RunStatus, Status
 from progresskit.plugins import PluginManager, get_plugin_manager
 from progresskit.runs import Tracking
 from progresskit.sinks import Sink, SinkType
+from progresskit.statusfile import StatusFileWriter
 from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
 from progresskit.vocabulary import SOURCE_VOCABULARIES, canonical_status
 
@@ -41,6 +43,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigSchema",
+    "EventEmitter",
     "FormatError",
     "NoTrackerError",
     "PluginError",
@@ -54,6 +57,7 @@ __all__ = [
     "Sink",
     "SinkType",
     "Status",
+    "StatusFileWriter",
     "Target",
     "Tracking",
     "__version__",

@@ -24,6 +24,7 @@ from progresskit import __version__
 from progresskit.config import find_config_file, load_yaml
 from progresskit.converter import unstructure
 from progresskit.errors import ConfigError, NoTrackerError, ProgresskitError
+from progresskit.listen import add_listen_arguments, run_listen
 from progresskit.model import RunStatus
 from progresskit.plugins import PluginManager, get_plugin_manager
 from progresskit.render import render_table, status_document
@@ -91,6 +92,12 @@ def _full_parser(pm: PluginManager) -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list loaded plugins and what they provide")
     _add_global_options(plugins, argparse.SUPPRESS)
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    listen = commands.add_parser(
+        "listen", help="receive emitters' events on a Unix socket, append them to an event file"
+    )
+    _add_global_options(listen, argparse.SUPPRESS)
+    add_listen_arguments(listen)
     return parser
 
 
@@ -126,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _full_parser(pm).parse_args(args_list)
         if args.command == "plugins":
             return _plugins(pm, args)
+        if args.command == "listen":
+            return run_listen(args)
         return _status(pm, args)
     except ProgresskitError as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
@@ -203,7 +212,13 @@ def _config_origin(path: Path | None) -> str:
 
 def _runs_of(tracking: Tracking, target: str) -> list[RunStatus]:
     """One run if a tracker claims ``target`` by its files; else every run below it; else
-    one run if its config alone identifies it; else the detection error."""
+    one run if its config alone identifies it; else the detection error. A plugin may
+    claim a target that is not a directory first (progresskit_resolve_target)."""
+    resolved = tracking.pm.hook.progresskit_resolve_target(
+        target=target, config=tracking.config_for(str(Path.cwd()))
+    )
+    if resolved is not None:
+        return list(resolved)
     try:
         tracking.tracker_for(target, allow_config=False)
     except NoTrackerError:

@@ -100,12 +100,18 @@ def _finite(value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """JSON fallback for numbers from numpy or torch (``.item()``), else their text."""
+    """JSON fallback: numpy/torch scalars (``.item()``), other numbers (``Decimal``), else text.
+
+    Training code passes ``best_auc=np.float32(...)`` as often as a float; it must arrive
+    as a number, or the reader rejects the event.
+    """
     item = getattr(value, "item", None)
     if callable(item):
         result = item()
         if isinstance(result, (int, float, str, bool)) or result is None:
             return result
+    if hasattr(value, "__float__"):
+        return float(value)
     return str(value)
 
 
@@ -287,7 +293,7 @@ class EventEmitter:
 
     def _connect(self) -> bool:
         now = time.monotonic()
-        if now < self._next_connect:
+        if self.socket_path is None or now < self._next_connect:
             return False
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(SOCKET_SEND_TIMEOUT)

@@ -26,7 +26,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from progresskit.config import Config, ConfigSchema
-    from progresskit.model import ProcessInfo
+    from progresskit.model import ProcessInfo, RunStatus
     from progresskit.sinks import SinkType
     from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
 
@@ -135,6 +135,25 @@ def progresskit_describe_runner() -> RunnerDescription | None:
 
     :return: a :class:`~progresskit.tracker.RunnerDescription`, or ``None`` for plugins
         that provide no tracker.
+    """
+
+
+@hookspec(firstresult=True)
+def progresskit_resolve_target(target: str, config: Mapping[str, Any]) -> list[RunStatus] | None:
+    """Claim a command-line target that is not a directory (a server URL) and report its runs.
+
+    Called by ``progresskit status`` for every target, before the target is treated as a
+    work dir or a root of runs. Decline (return ``None``) anything that is not yours, such
+    as every path when you handle URLs. Once a target is yours, never decline it because
+    it cannot be read: raise :class:`~progresskit.errors.ProgresskitError` with a specific
+    message (``"http://host:8188: does not answer like a ComfyUI server: ..."``), which the
+    command reports with exit code 2. *firstresult*: the first non-``None`` answer wins and
+    the target is not looked up on disk.
+
+    :param target: the target exactly as given on the command line.
+    :param config: the validated config in force where the command runs.
+    :return: one :class:`~progresskit.model.RunStatus` per run behind the target (possibly
+        none), or ``None`` to decline.
     """
 
 

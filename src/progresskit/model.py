@@ -115,6 +115,11 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _items(value: Any) -> tuple[CompletedItem, ...]:
+    # A typed stand-in for converter=tuple, whose generic signature mypy cannot solve.
+    return tuple(value)
+
+
 @attrs.frozen
 class CompletedItem:
     """One finished unit inside a run: a multi-stage target, a ComfyUI node, a sub-job."""
@@ -163,7 +168,7 @@ class ProgressInfo:
     current_item: str | None = None
     items_completed: int | None = attrs.field(default=None, validator=_check_non_negative)
     items_total: int | None = attrs.field(default=None, validator=_check_non_negative)
-    completed_items: tuple[CompletedItem, ...] = attrs.field(default=(), converter=tuple)
+    completed_items: tuple[CompletedItem, ...] = attrs.field(default=(), converter=_items)
     # -- time -------------------------------------------------------------------------
     elapsed_seconds: float | None = attrs.field(
         default=None, converter=_float_or_none, validator=_check_non_negative

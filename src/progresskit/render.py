@@ -43,6 +43,9 @@ def _amount(run: RunStatus) -> str:
     if p.total_steps is not None or p.completed_steps is not None:
         total = "?" if p.total_steps is None else str(p.total_steps)
         return f"{p.completed_steps or 0}/{total} steps"
+    if p.items_total is not None or p.items_completed is not None:
+        total = "?" if p.items_total is None else str(p.items_total)
+        return f"{p.items_completed or 0}/{total} items"
     total = "?" if p.total_epochs is None else str(p.total_epochs)
     return f"{p.completed_epochs}/{total} ep"
 

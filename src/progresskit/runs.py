@@ -39,10 +39,13 @@ class _DirState:
     """What a scan learnt about one directory, valid while its stat key is unchanged."""
 
     key: StatKey | None
+    #: False when the directory changed too recently for its mtime to reveal the next change.
+    trusted: bool
     entries: dict[str, bool]
+    #: The runner type claimed on file evidence, if one tracker claims it.
     runner_type: str | None = None
-    #: Why the directory is a broken run (ambiguous, bad config), if it is one.
-    problem: str | None = None
+    #: Why the directory is a broken run (ambiguous, bad config, unlistable), if it is one.
+    error: ProgresskitError | None = None
 
 
 @attrs.define
@@ -105,7 +108,9 @@ class Tracking:
         else:
             path = self._nearest_config(directory)
         if path is None:
-            return self._configs.setdefault("", (self._validated({}, "defaults"), None))[0]
+            if "" not in self._configs:
+                self._configs[""] = (self._validated({}, "defaults"), None)
+            return self._configs[""][0]
         key = stat_key(path)
         known = self._configs.get(path)
         if known is not None and known[1] == key:
@@ -122,12 +127,22 @@ class Tracking:
 
     # -- one run --------------------------------------------------------------------------
 
-    def tracker_for(
-        self, work_dir: str, *, allow_config: bool = True, entries: Mapping[str, bool] | None = None
-    ) -> BaseProgressTracker:
-        """The (kept) tracker of ``work_dir``; raises when detection fails."""
-        config = self.config_for(work_dir, entries)
-        runner_type = detect(self.pm, work_dir, config, entries=entries, allow_config=allow_config)
+    def tracker_for(self, work_dir: str, *, allow_config: bool = True) -> BaseProgressTracker:
+        """The (kept) tracker of ``work_dir``; raises when detection fails.
+
+        File evidence decides first; with ``allow_config``, config keys may decide for a
+        directory that has no files yet (see :func:`~progresskit.detection.detect`).
+        """
+        state = self._dir_state(work_dir)
+        if state.key is None or not state.trusted and not os.path.isdir(work_dir):
+            what = "does not exist" if not os.path.exists(work_dir) else "is not a directory"
+            raise NoTrackerError(f"Cannot detect runner type for work_dir: {work_dir} ({what})")
+        if state.error is not None:
+            raise state.error
+        config = self.config_for(work_dir, state.entries)
+        runner_type = state.runner_type or detect(
+            self.pm, work_dir, config, entries=state.entries, allow_config=allow_config
+        )
         return self._tracker(work_dir, runner_type, config)
 
     def _tracker(
@@ -137,6 +152,9 @@ class Tracking:
         if known is not None and known.runner_type == runner_type and known.config_id == id(config):
             return known.tracker
         tracker = make_tracker(self.pm, runner_type, work_dir, config)
+        state = self._dirs.get(work_dir)
+        if state is not None:  # spare the tracker a second listing of the same directory
+            tracker.adopt_listing(state.key, dict(state.entries), trusted=state.trusted)
         self._trackers[work_dir] = _Tracked(tracker, runner_type, id(config))
         return tracker
 
@@ -160,9 +178,7 @@ class Tracking:
     ) -> RunStatus:
         config = tracker.config
         try:
-            progress = tracker.get_progress()
-            complete = tracker.is_complete()
-            activity = tracker.last_activity()
+            progress, complete, activity = tracker.evaluate()
         except Exception as exc:  # a tracker bug or an I/O error must not hide other runs
             return broken_status(
                 key,
@@ -212,8 +228,9 @@ class Tracking:
         while stack:
             directory, depth = stack.pop()
             state = self._dir_state(directory)
-            if state.runner_type is not None or state.problem is not None:
-                found.append((directory, state.runner_type, state.problem))
+            if state.runner_type is not None or state.error is not None:
+                problem = None if state.error is None else str(state.error)
+                found.append((directory, state.runner_type, problem))
                 continue
             if depth >= max_depth:
                 continue
@@ -226,25 +243,29 @@ class Tracking:
         return found
 
     def _dir_state(self, directory: str) -> _DirState:
+        """The directory's listing and file-evidence verdict, re-made only when it changed."""
         key = stat_key(directory)
         known = self._dirs.get(directory)
-        if known is not None and known.key is not None and known.key == key:
+        if known is not None and known.trusted and known.key == key:
             return known
         read_at = time.time_ns()
         try:
             entries = list_entries(directory)
         except OSError as exc:
-            return _DirState(None, {}, problem=f"cannot list directory: {exc.strerror or exc}")
-        state = _DirState(None if is_racy((key,), read_at) else key, entries)
+            error = RunnerDetectionError(
+                f"{directory}: cannot list directory: {exc.strerror or exc}"
+            )
+            return _DirState(key, False, {}, error=error)
+        state = _DirState(key, key is not None and not is_racy((key,), read_at), entries)
         try:
             config = self.config_for(directory, entries)
             state.runner_type = detect(
                 self.pm, directory, config, entries=entries, allow_config=False
             )
         except NoTrackerError:
-            pass  # not a run: its subdirectories may be
+            pass  # not a run on file evidence: a root of runs, or a run with no files yet
         except (RunnerDetectionError, ConfigError) as exc:
-            state.problem = str(exc)
+            state.error = exc
         self._dirs[directory] = state
         return state
 

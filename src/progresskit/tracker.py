@@ -76,6 +76,11 @@ class BaseProgressTracker(ABC):
         self._cache_key: tuple[StatKey | None, ...] | None = None
         self._listing: dict[str, bool] = {}
         self._listing_key: StatKey | None = None
+        self._listing_trusted = False
+        self._log_names: list[str] = []
+        # While set, get_progress() and entries() answer from what they just read: one
+        # status evaluation validates the cache once, not once per question it asks.
+        self._pinned = False
 
     # -- what a tracker must say (seed 001's API) ----------------------------------------
 
@@ -120,8 +125,9 @@ class BaseProgressTracker(ABC):
 
     def get_progress(self, force_refresh: bool = False) -> ProgressInfo:
         """Progress, from the cache when nothing the tracker reads has changed."""
-        if not force_refresh and self._cache is not None and self.fingerprint() == self._cache_key:
-            return self._cache
+        if self._cache is not None and not force_refresh:
+            if self._pinned or self.fingerprint() == self._cache_key:
+                return self._cache
         read_at = time.time_ns()
         progress = self.calculate_progress()
         # Taken after the read, because what the fingerprint covers may depend on what was
@@ -136,25 +142,38 @@ class BaseProgressTracker(ABC):
 
     def entries(self) -> dict[str, bool]:
         """The work dir's entries (name -> is a directory), re-listed only when it changed."""
+        if self._pinned and self._listing_key is not None:
+            return self._listing
         key = stat_key(self.work_dir)
         if key is None:
-            self._listing, self._listing_key = {}, None
-        elif key != self._listing_key:
+            self.adopt_listing(None, {}, trusted=False)
+        elif key != self._listing_key or not self._listing_trusted:
             read_at = time.time_ns()
             try:
-                self._listing = list_entries(self.work_dir)
+                listing = list_entries(self.work_dir)
             except OSError:
-                self._listing = {}
-            self._listing_key = None if is_racy((key,), read_at) else key
+                listing = {}
+            self.adopt_listing(key, listing, trusted=not is_racy((key,), read_at))
         return self._listing
+
+    def adopt_listing(self, key: StatKey | None, entries: dict[str, bool], *, trusted: bool) -> None:
+        """Use a listing of the work dir made under stat ``key`` (by a scan, for one).
+
+        An untrusted listing (the directory changed too recently for its mtime to tell a
+        later change apart) is used once and made again on the next call.
+        """
+        self._listing, self._listing_key, self._listing_trusted = entries, key, trusted
+        pattern = self.get_log_pattern()
+        self._log_names = [
+            name for name, is_dir in entries.items()
+            if not is_dir and fnmatch.fnmatchcase(name, pattern)
+        ]
 
     def last_log_update(self) -> float | None:
         """Newest modification time of the files matching :meth:`get_log_pattern`."""
-        pattern = self.get_log_pattern()
+        self.entries()
         newest: float | None = None
-        for name, is_dir in self.entries().items():
-            if is_dir or not fnmatch.fnmatchcase(name, pattern):
-                continue
+        for name in self._log_names:
             key = stat_key(os.path.join(self.work_dir, name))
             if key is not None and (newest is None or key[0] / 1e9 > newest):
                 newest = key[0] / 1e9
@@ -164,3 +183,12 @@ class BaseProgressTracker(ABC):
         """The newest sign of life: a log write or the source's own heartbeat."""
         times = [t for t in (self.last_log_update(), self.get_progress().last_update_time) if t]
         return max(times) if times else None
+
+    def evaluate(self) -> tuple[ProgressInfo, bool, float | None]:
+        """Progress, completion and last activity, read consistently and validated once."""
+        progress = self.get_progress()
+        self._pinned = True
+        try:
+            return progress, self.is_complete(), self.last_activity()
+        finally:
+            self._pinned = False

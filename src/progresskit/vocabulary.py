@@ -50,6 +50,8 @@ SOURCE_VOCABULARIES: Mapping[str, Mapping[str, Status]] = {
         "completed": S.FINISHED,
         "failed": S.FAILED,
         "timeout": S.CRASHED,
+        # Not in seed 003: interrupted (POST /interrupt) or deleted from the queue.
+        "cancelled": S.CANCELLED,
     },
     # ComfyUI server: /history status.status_str (an interrupt also says "error"; the
     # ComfyUI tracker tells it apart by the execution_interrupted message).

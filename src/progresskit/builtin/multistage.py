@@ -170,7 +170,8 @@ class _Fold:
     def _event(self, event: dict[str, Any]) -> None:
         kind = event.get("event_type")
         if not isinstance(kind, str) or not kind:
-            raise InvalidEvent(f"'event_type' must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
+            expected = ", ".join(EVENT_TYPES)
+            raise InvalidEvent(f"'event_type' must be one of {expected}, got {kind!r}")
         run_id = event.get("run_id")
         if run_id is not None and not isinstance(run_id, str):
             raise InvalidEvent(f"'run_id' must be a string, got {run_id!r}")
@@ -260,7 +261,7 @@ class _Fold:
         if extra is not None:
             if not isinstance(extra, dict):
                 raise InvalidEvent(f"'metrics' must be an object of numbers, got {extra!r}")
-            for name, value in extra.items():
+            for name in extra:
                 number = _finite(_number(extra, name, required=False))
                 if number is not None:
                     metrics[str(name)] = number
@@ -408,11 +409,11 @@ class MultiStageProgressTracker(BaseProgressTracker):
         self.path = os.path.join(self.work_dir, self.event_file)
         weights = self.config.get("stage_weights")
         self._weights = {str(k): float(v) for k, v in weights.items()} if weights else None
-        self._pinned = self.config.get("event_run_id")
+        self._run_filter = self.config.get("event_run_id")
         self._restart()
 
     def _restart(self) -> None:
-        self._fold = _Fold(self._pinned)
+        self._fold = _Fold(self._run_filter)
         self._offset = 0
         self._inode: int | None = None
         self._anchor = b""

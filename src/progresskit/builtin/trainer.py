@@ -116,16 +116,21 @@ class TrainerProgressTracker(BaseProgressTracker):
 
     def fingerprint(self) -> tuple[StatKey | None, ...]:
         # Completed epochs are immutable in Pylon's layout, so the state is decided by the
-        # work dir (new epoch dirs, logs, progress.json) and the first incomplete epoch.
-        frontier = os.path.join(self.work_dir, f"epoch_{self._completed}")
+        # work dir's listing (new epoch dirs appear there) and, inside it, by the first
+        # incomplete epoch and the small files we read. Files absent from the listing need
+        # no stat: creating one changes the work dir's key.
+        entries = self.entries()
         join = os.path.join
-        return (
-            stat_key(self.work_dir),
-            stat_key(frontier),
-            *(stat_key(join(frontier, f)) for f in self._expected),
-            stat_key(join(self.work_dir, PROGRESS_FILE)),
-            stat_key(join(self.work_dir, RUN_CONFIG_FILE)),
-        )
+        keys: list[StatKey | None] = [self._listing_key]
+        frontier_name = f"epoch_{self._completed}"
+        if entries.get(frontier_name):
+            frontier = join(self.work_dir, frontier_name)
+            keys.append(stat_key(frontier))
+            keys.extend(stat_key(join(frontier, f)) for f in self._expected)
+        for name in (PROGRESS_FILE, RUN_CONFIG_FILE):
+            if name in entries:
+                keys.append(stat_key(join(self.work_dir, name)))
+        return tuple(keys)
 
     def calculate_progress(self) -> ProgressInfo:
         warnings: list[str] = []

@@ -107,7 +107,8 @@ class ComfyUIClient:
     async def recent_history(self, max_items: int) -> list[HistoryEntry]:
         """The newest ``max_items`` finished prompts, oldest first (the server's order)."""
         path = f"/history?max_items={int(max_items)}"
-        return list(parse_history(await self._request("GET", path), f"GET {self.url}{path}").values())
+        body = await self._request("GET", path)
+        return list(parse_history(body, f"GET {self.url}{path}").values())
 
     async def interrupt(self, prompt_id: str) -> None:
         """Interrupt ``prompt_id`` if it is the running prompt (the server ignores others)."""

@@ -53,9 +53,12 @@ class ProgressStatus(str, enum.Enum):
         return self.value
 
 
-_TERMINAL = frozenset(
-    {ProgressStatus.COMPLETED, ProgressStatus.FAILED, ProgressStatus.TIMEOUT, ProgressStatus.CANCELLED}
-)
+_TERMINAL = frozenset({
+    ProgressStatus.COMPLETED,
+    ProgressStatus.FAILED,
+    ProgressStatus.TIMEOUT,
+    ProgressStatus.CANCELLED,
+})
 # Non-terminal statuses only move forward: an HTTP snapshot that left the server before a
 # WebSocket event arrived must not send a running job back to "queued".
 _RANK = {
@@ -131,7 +134,8 @@ class JobState:
     current_node: str | None = None
     step: int = 0
     steps: int = 0
-    last_step_mono: float | None = None
+    #: (node, step, monotonic time) of the newest ``progress`` message.
+    timed_step: tuple[str | None, int, float] | None = None
     error: ErrorInfo | None = None
     detail: str | None = None
     cancel_requested: bool = False
@@ -251,11 +255,15 @@ class JobState:
             value, maximum = data.get("value"), data.get("max")
             if not (isinstance(value, int) and isinstance(maximum, int) and maximum > 0):
                 return False, None
-            if node is not None and str(node) != self.current_node:
-                self._enter(str(node))
-            elif self.last_step_mono is not None and value > self.step:
-                step_seconds = (mono - self.last_step_mono) / (value - self.step)
-            self.step, self.steps, self.last_step_mono = value, maximum, mono
+            node_id = None if node is None else str(node)
+            if node_id is not None and node_id != self.current_node:
+                self._enter(node_id)
+            # Timed on progress messages alone: progress_state reports the same step first.
+            timed = self.timed_step
+            if timed is not None and timed[0] == node_id and value > timed[1]:
+                step_seconds = (mono - timed[2]) / (value - timed[1])
+            self.timed_step = (node_id, value, mono)
+            self.step, self.steps = value, maximum
             self.advance(ProgressStatus.PROCESSING)
         elif kind == "progress_state":
             changed = self._progress_state(data.get("nodes"))
@@ -295,7 +303,6 @@ class JobState:
             self.finished_nodes.add(self.current_node)
         self.current_node = node
         self.step = self.steps = 0
-        self.last_step_mono = None
 
     def _progress_state(self, nodes: Any) -> bool:
         if not isinstance(nodes, Mapping):
@@ -313,7 +320,8 @@ class JobState:
                     self._enter(running)
                 # progress_state counts the running node's steps as floats; a node with no
                 # progress callbacks says 0 of 1 throughout.
-                if isinstance(value, (int, float)) and isinstance(maximum, (int, float)) and maximum > 1:
+                if (isinstance(value, (int, float)) and isinstance(maximum, (int, float))
+                        and maximum > 1):
                     self.step, self.steps = int(value), int(maximum)
         if running is None and self.current_node in self.finished_nodes:
             self.current_node = None

@@ -211,7 +211,9 @@ def _history_entry(prompt_id: str, item: Any, request: str) -> HistoryEntry:
             f"(expected success or error), got {_short(item)}"
         )
     prompt = item.get("prompt")
-    graph, extra, outputs = {}, {}, ()
+    graph: Any = {}
+    extra: Mapping[str, Any] = {}
+    outputs: Any = ()
     if isinstance(prompt, list) and len(prompt) >= 3:
         graph = prompt[2]
         extra = prompt[3] if len(prompt) > 3 and isinstance(prompt[3], Mapping) else {}
@@ -222,7 +224,9 @@ def _history_entry(prompt_id: str, item: Any, request: str) -> HistoryEntry:
     executed: tuple[str, ...] = ()
     cached: tuple[str, ...] = ()
     for message in status.get("messages") or ():
-        if not (isinstance(message, list) and len(message) == 2 and isinstance(message[1], Mapping)):
+        if not (isinstance(message, list) and len(message) == 2):
+            continue
+        if not isinstance(message[1], Mapping):
             continue
         name, data = message
         stamp = data.get("timestamp")

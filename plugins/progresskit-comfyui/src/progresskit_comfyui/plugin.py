@@ -1,0 +1,290 @@
+"""The progresskit plugin: ComfyUI servers and jobs as runs.
+
+Two ways in:
+
+* ``progresskit status http://host:8188``: every job of the server (running, pending, the
+  newest finished) is one run, claimed through ``progresskit_resolve_target``;
+* a work dir whose config has ``comfyui_url`` and ``comfyui_prompt_ids``: one run made of
+  those jobs, detected and tracked through the usual detect/make_tracker hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from progresskit.config import ConfigSchema, ensure
+from progresskit.errors import RunnerDetectionError
+from progresskit.hookspec import hookimpl
+from progresskit.model import CompletedItem, ProgressInfo, RunStatus, Status
+from progresskit.rules import decide_status
+from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit_comfyui.client import normalise_url
+from progresskit_comfyui.job import ProgressStatus, ProgressUpdate
+from progresskit_comfyui.protocol import ComfyUIError
+from progresskit_comfyui.snapshot import snapshot_server
+
+RUNNER_TYPE = "comfyui"
+#: Seconds a tracker reuses what it read: one status query asks for progress, completion
+#: and activity in turn, and that must be one look at the server, not three.
+_REUSE_SECONDS = 1.0
+
+
+def _options(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "history_items": int(config.get("comfyui_history_items", 20)),
+        "listen_seconds": float(config.get("comfyui_listen_seconds", 0.5)),
+        "timeout": float(config.get("comfyui_timeout", 10.0)),
+    }
+
+
+# -- ProgressUpdate -> the progresskit model ----------------------------------------------------
+
+
+def progress_info(update: ProgressUpdate, observed_at: float) -> ProgressInfo:
+    """One job as a :class:`ProgressInfo`. ``observed_at``: when the server was asked."""
+    active = not update.status.is_terminal
+    node = None
+    if update.current_node is not None:
+        node = f"node {update.current_node}"
+        if update.current_node_class:
+            node += f" ({update.current_node_class})"
+    details = {"prompt_id": update.comfyui_prompt_id, "server": update.server,
+               "job_type": update.job_type}
+    if update.queue_position is not None:
+        details["queue_position"] = str(update.queue_position)
+    if update.detail:
+        details["detail"] = update.detail
+    started = update.started_at
+    end = update.ended_at if update.ended_at is not None else observed_at
+    metrics = {}
+    if update.generation_time is not None:
+        metrics["generation_seconds"] = update.generation_time
+    return ProgressInfo(
+        progress_percentage=update.progress_percent,
+        runner_type=RUNNER_TYPE,
+        start_time=started,
+        # The server said, just now, that an active job is there: that is a sign of life.
+        last_update_time=observed_at if active else (update.ended_at or update.updated_at),
+        error_message=update.error_message,
+        completed_steps=update.current_step if update.total_steps else None,
+        total_steps=update.total_steps or None,
+        current_stage=update.status.value,
+        stage_progress_percentage=(100.0 * update.current_step / update.total_steps
+                                   if update.total_steps else None),
+        current_item=node,
+        items_completed=update.nodes_completed if update.nodes_total is not None else None,
+        items_total=update.nodes_total,
+        elapsed_seconds=update.generation_time if update.generation_time is not None else (
+            max(0.0, end - started) if started is not None else None),
+        eta_seconds=update.eta_seconds,
+        source_status=update.status.value,
+        reported_status=update.status.canonical,
+        metrics=metrics,
+        details=details,
+    )
+
+
+def run_status(key: str, work_dir: str, progress: ProgressInfo, config: Mapping[str, Any],
+               now: float) -> RunStatus:
+    """The core's status rules applied to one ComfyUI job."""
+    if progress.reported_status is Status.UNKNOWN:
+        return RunStatus(key, work_dir, progress, Status.UNKNOWN, None,
+                         progress.details.get("detail") or "the server reports no status",
+                         progress.last_update_time)
+    status, reason = decide_status(
+        progress,
+        complete=progress.reported_status is Status.FINISHED,
+        last_activity=progress.last_update_time,
+        process=None,
+        now=now,
+        sleep_time=float(config.get("sleep_time") or 86400),
+        outdated_days=float(config.get("outdated_days") or 30),
+    )
+    return RunStatus(key, work_dir, progress, status, None, reason, progress.last_update_time)
+
+
+# -- a work dir's jobs ------------------------------------------------------------------------
+
+
+_ACTIVE_ORDER = (ProgressStatus.PROCESSING, ProgressStatus.COMPLETING, ProgressStatus.QUEUED,
+                 ProgressStatus.INITIALIZING)
+_ENDED_ORDER = (ProgressStatus.FAILED, ProgressStatus.TIMEOUT, ProgressStatus.CANCELLED,
+                ProgressStatus.UNKNOWN, ProgressStatus.COMPLETED)
+
+
+def combine(updates: Sequence[ProgressUpdate], observed_at: float) -> ProgressInfo:
+    """Several jobs of one run as one :class:`ProgressInfo`.
+
+    The run is as far as its jobs on average; it is active while any job is, and otherwise
+    takes the worst ending (failed, timeout, cancelled, then completed).
+    """
+    if len(updates) == 1:
+        return progress_info(updates[0], observed_at)
+    infos = [progress_info(u, observed_at) for u in updates]
+    statuses = {u.status for u in updates}
+    order = _ACTIVE_ORDER if statuses - set(_ENDED_ORDER) else _ENDED_ORDER
+    overall = next(s for s in order if s in statuses)
+    running = next((u for u in updates if u.status is ProgressStatus.PROCESSING), None)
+    errors = [f"{u.comfyui_prompt_id}: {u.error_message or u.detail or u.status.value}"
+              for u in updates if u.status in (ProgressStatus.FAILED, ProgressStatus.TIMEOUT)]
+    etas = [u.eta_seconds for u in updates
+            if u.eta_seconds is not None and not u.status.is_terminal]
+    starts = [i.start_time for i in infos if i.start_time is not None]
+    heartbeats = [i.last_update_time for i in infos if i.last_update_time is not None]
+    lead = progress_info(running, observed_at) if running else None
+    return ProgressInfo(
+        progress_percentage=statistics.fmean(u.progress_percent for u in updates),
+        runner_type=RUNNER_TYPE,
+        start_time=min(starts) if starts else None,
+        last_update_time=max(heartbeats) if heartbeats else None,
+        error_message="; ".join(errors) or None,
+        completed_steps=lead.completed_steps if lead else None,
+        total_steps=lead.total_steps if lead else None,
+        current_stage=overall.value,
+        stage_progress_percentage=lead.stage_progress_percentage if lead else None,
+        current_item=f"{running.comfyui_prompt_id} {lead.current_item or ''}".strip()
+        if running and lead else None,
+        items_completed=sum(1 for u in updates if u.status is ProgressStatus.COMPLETED),
+        items_total=len(updates),
+        completed_items=tuple(
+            CompletedItem(u.comfyui_prompt_id, u.status.value,
+                          {"generation_seconds": u.generation_time}
+                          if u.generation_time is not None else {})
+            for u in updates if u.status.is_terminal
+        ),
+        # Jobs run one after another on a server, and a queued job's ETA already counts
+        # the jobs ahead of it: the run ends with its latest job.
+        eta_seconds=max(etas) if etas else None,
+        source_status=overall.value,
+        reported_status=overall.canonical,
+        details={"server": updates[0].server,
+                 "prompt_ids": ",".join(u.comfyui_prompt_id for u in updates)},
+    )
+
+
+class ComfyUIJobsTracker(BaseProgressTracker):
+    """A work dir standing for jobs on a ComfyUI server (``comfyui_url``,
+    ``comfyui_prompt_ids``)."""
+
+    def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
+        super().__init__(work_dir, config)
+        self.url = normalise_url(str(self.config["comfyui_url"]))
+        self.prompt_ids = [str(p) for p in self.config["comfyui_prompt_ids"]]
+        self._read_at: float | None = None
+
+    def get_runner_type(self) -> str:
+        return RUNNER_TYPE
+
+    def get_expected_files(self) -> list[str]:
+        return []  # completion is the server's word, not a file
+
+    def get_log_pattern(self) -> str:
+        return "comfyui*.log"
+
+    def is_complete(self) -> bool:
+        return self.get_progress().reported_status is Status.FINISHED
+
+    def get_progress(self, force_refresh: bool = False) -> ProgressInfo:
+        # Nothing on disk changes when the server's jobs do, so the file fingerprint cannot
+        # tell when to look again; reuse one look for the rest of this query instead.
+        fresh = self._read_at is not None and time.monotonic() - self._read_at < _REUSE_SECONDS
+        if self._cache is not None and fresh and not force_refresh:
+            return self._cache
+        self._cache = self.calculate_progress()
+        self._read_at = time.monotonic()
+        return self._cache
+
+    def calculate_progress(self) -> ProgressInfo:
+        """Raises :class:`ComfyUIError` when the server cannot say: the run is then shown as
+        ``unknown`` with the reason, never as failed."""
+        options = _options(self.config)
+        snapshot = asyncio.run(snapshot_server(
+            self.url, prompt_ids=self.prompt_ids, job_type=self.config.get("comfyui_job_type"),
+            **options,
+        ))
+        return combine(snapshot.updates, snapshot.taken_at)
+
+
+# -- plugin hooks ---------------------------------------------------------------------------
+
+
+def _check_url(value: Any) -> None:
+    try:
+        normalise_url(value)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+@hookimpl
+def progresskit_addconfig(schema: ConfigSchema) -> None:
+    schema.add("comfyui_url", (str, type(None)), check=_check_url,
+               help="Base URL of the ComfyUI server whose jobs this work dir tracks "
+               "(with comfyui_prompt_ids).")
+    schema.add("comfyui_prompt_ids", (list, type(None)),
+               help="Prompt ids (from POST /prompt) of the jobs this work dir tracks.",
+               check=lambda v: ensure(bool(v) and all(isinstance(p, str) and p.strip() for p in v),
+                                      "expects a non-empty list of prompt id strings"))
+    schema.add("comfyui_job_type", (str, type(None)),
+               help="Job type for ETA statistics (default: the workflow's node classes).")
+    schema.add("comfyui_history_items", int, default=20,
+               help="Finished prompts read from /history: listed for a server URL target, and "
+               "the past completion times the ETA is based on.",
+               check=lambda v: ensure(0 <= v <= 10000, "must be between 0 and 10000"))
+    schema.add("comfyui_listen_seconds", float, default=0.5,
+               help="How long to follow /ws for node-level progress of a running prompt.",
+               check=lambda v: ensure(0 <= v <= 60, "must be between 0 and 60 seconds"))
+    schema.add("comfyui_timeout", float, default=10.0,
+               help="Seconds to wait for a ComfyUI reply before giving up.",
+               check=lambda v: ensure(v > 0, "must be > 0"))
+
+
+@hookimpl
+def progresskit_detect_runner(target: Target) -> str | None:
+    config = target.config
+    if target.use_config and config.get("comfyui_url") and config.get("comfyui_prompt_ids"):
+        return RUNNER_TYPE
+    return None
+
+
+@hookimpl
+def progresskit_make_tracker(
+    runner_type: str, work_dir: str, config: Mapping[str, Any]
+) -> BaseProgressTracker | None:
+    if runner_type != RUNNER_TYPE:
+        return None
+    if not config.get("comfyui_url") or not config.get("comfyui_prompt_ids"):
+        raise RunnerDetectionError(
+            f"{work_dir}: runner type 'comfyui' needs 'comfyui_url' and 'comfyui_prompt_ids' "
+            f"in its config"
+        )
+    return ComfyUIJobsTracker(work_dir, config)
+
+
+@hookimpl
+def progresskit_describe_runner() -> RunnerDescription:
+    return RunnerDescription(
+        RUNNER_TYPE,
+        "'comfyui_url' and 'comfyui_prompt_ids' in config; or an http(s):// URL of a ComfyUI "
+        "server as the target",
+    )
+
+
+@hookimpl
+def progresskit_resolve_target(target: str, config: Mapping[str, Any]) -> list[RunStatus] | None:
+    if not target.startswith(("http://", "https://")):
+        return None
+    try:
+        url = normalise_url(target)
+        snapshot = asyncio.run(snapshot_server(url, **_options(config)))
+    except (ValueError, ComfyUIError) as exc:
+        raise RunnerDetectionError(f"{target}: not a usable ComfyUI server: {exc}") from exc
+    return [
+        run_status(f"{snapshot.url}#{u.comfyui_prompt_id}", snapshot.url,
+                   progress_info(u, snapshot.taken_at), config, snapshot.taken_at)
+        for u in snapshot.updates
+    ]
