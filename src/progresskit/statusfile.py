@@ -184,8 +184,9 @@ class StatusFileWriter:
     The file is created at once with status ``starting``. ``update()`` without a status
     means ``training``; :meth:`set` changes the other fields. Writes happen at most once per
     ``interval`` seconds, and only when the iteration or a field changed (so
-    ``last_updated`` stays a true heartbeat: a trainer that hangs stops refreshing it); a change of status, :meth:`flush` and :meth:`close`
-    write immediately. ``interval=0`` writes on every ``update()``.
+    ``last_updated`` stays a true heartbeat: a trainer that hangs stops refreshing it); a
+    change of status, :meth:`flush` and :meth:`close` write immediately. ``interval=0``
+    writes on every ``update()`` and :meth:`set`.
 
     A failed write (disk full, directory gone) is logged and never raised: publishing
     progress must not stop training. Bad values are raised as ``ValueError`` naming the
