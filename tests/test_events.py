@@ -34,8 +34,9 @@ def calls(emitter: Any) -> None:
     """The same calls, made on our emitter and on the seed's (both have the seed's names)."""
     emitter.emit_stage_change(None, "ranking")
     emitter.emit_progress("ranking", 0)
-    emitter.emit_progress("feature_selection", 12.5, current_target="ret_5m", targets_complete=1,
-                          targets_total=8)
+    emitter.emit_progress(
+        "feature_selection", 12.5, current_target="ret_5m", targets_complete=1, targets_total=8
+    )
     emitter.emit_target_complete("ret_5m", "success", models_trained=3, best_auc=0.65)
     emitter.emit_target_complete("ret_1h", "failed")
     emitter.emit_error("CUDA out of memory", "oom", False)
@@ -53,8 +54,12 @@ def test_lines_are_byte_identical_to_the_seed_emitter_except_the_timestamp(tmp_p
         "import test_events\n"
         "test_events.calls(s.TrainingEventEmitter('run-7'))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "FOXML_TRAINING_EVENT_FILE": str(seeds),
-           "FOXML_TRAINING_EVENT_SOCKET": str(tmp_path / "nobody.sock")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(TESTS),
+        "FOXML_TRAINING_EVENT_FILE": str(seeds),
+        "FOXML_TRAINING_EVENT_SOCKET": str(tmp_path / "nobody.sock"),
+    }
     subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=TESTS, timeout=60)
 
     def without_time(path: Path) -> list[str]:
@@ -75,13 +80,17 @@ def test_every_event_carries_type_run_id_and_timestamp(tmp_path: Path) -> None:
     emitter = EventEmitter("r", event_file=path)
     emitter.progress("training", 50.0, current_target="t", targets_complete=1, targets_total=2)
     emitter.stage_change("ranking", "training")
-    emitter.target_complete("t", "success", models_trained=2, best_auc=0.7,
-                            metrics={"ic": 0.04})
+    emitter.target_complete("t", "success", models_trained=2, best_auc=0.7, metrics={"ic": 0.04})
     emitter.error("disk slow", "io")
     emitter.run_complete()
     got = read_events(path)
     assert [e["event_type"] for e in got] == [
-        "progress", "stage_change", "target_complete", "error", "run_complete"]
+        "progress",
+        "stage_change",
+        "target_complete",
+        "error",
+        "run_complete",
+    ]
     assert all(e["run_id"] == "r" and e["timestamp"] for e in got)
     assert got[2]["metrics"] == {"ic": 0.04} and got[2]["best_auc"] == 0.7
     assert got[3]["recoverable"] is True and got[4]["status"] == "success"
@@ -123,8 +132,12 @@ def test_destination_from_argument_then_our_variable_then_the_seeds(
 def test_without_destination_events_are_counted_and_logged_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for name in ("PROGRESSKIT_EVENT_FILE", "PROGRESSKIT_EVENT_SOCKET",
-                 "FOXML_TRAINING_EVENT_FILE", "FOXML_TRAINING_EVENT_SOCKET"):
+    for name in (
+        "PROGRESSKIT_EVENT_FILE",
+        "PROGRESSKIT_EVENT_SOCKET",
+        "FOXML_TRAINING_EVENT_FILE",
+        "FOXML_TRAINING_EVENT_SOCKET",
+    ):
         monkeypatch.delenv(name, raising=False)
     with caplog.at_level(logging.WARNING, logger="progresskit.events"):
         emitter = EventEmitter("r")
@@ -224,7 +237,12 @@ def test_module_functions_use_the_process_wide_emitter(
     events.emit_error("warn", "data")
     events.emit_run_complete("success")
     assert [e["event_type"] for e in read_events(path)] == [
-        "stage_change", "progress", "target_complete", "error", "run_complete"]
+        "stage_change",
+        "progress",
+        "target_complete",
+        "error",
+        "run_complete",
+    ]
     monkeypatch.setattr(events, "_emitter", None)
 
 
@@ -234,8 +252,9 @@ PROCESSES = 4
 PER_PROCESS = 2500
 
 
-def _writer(path: str, worker: int) -> None:
+def _writer(path: str, worker: int, go: Any) -> None:
     emitter = EventEmitter(f"w{worker}", event_file=path)
+    go.wait(60)  # every writer starts at once, so their appends really overlap
     # Every 10th event is longer than PIPE_BUF (4096 bytes): O_APPEND single writes keep
     # regular-file lines whole regardless of size.
     for i in range(PER_PROCESS):
@@ -247,9 +266,11 @@ def _writer(path: str, worker: int) -> None:
 def test_concurrent_processes_append_whole_lines_and_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_writer, args=(str(path), n)) for n in range(PROCESSES)]
+    go = context.Event()
+    workers = [context.Process(target=_writer, args=(str(path), n, go)) for n in range(PROCESSES)]
     for w in workers:
         w.start()
+    go.set()
     for w in workers:
         w.join(120)
         assert w.exitcode == 0

@@ -57,22 +57,37 @@ def status_of(
     return tracking.status(str(work_dir), discover_processes=False, now=now)
 
 
-def seed_pipeline(work_dir: Path, *, final: str | None = "success", socket: Path | None = None,
-                  results: dict[str, tuple[bool, int, float | None]] | None = None) -> None:
+def seed_pipeline(
+    work_dir: Path,
+    *,
+    final: str | None = "success",
+    socket: Path | None = None,
+    results: dict[str, tuple[bool, int, float | None]] | None = None,
+) -> None:
     """Run the seed's own emitter and Part 2 training flow in a fresh interpreter."""
-    results = results or {"ret_5m": (True, 3, 0.65), "ret_1h": (False, 0, None),
-                          "vol_1d": (True, 5, 0.71)}
+    results = results or {
+        "ret_5m": (True, 3, 0.65),
+        "ret_1h": (False, 0, None),
+        "vol_1d": (True, 5, 0.71),
+    }
     script = (
         "import json, sys, seed_training_events as s\n"
         "results = {k: tuple(v) for k, v in json.loads(sys.argv[1]).items()}\n"
         "final = json.loads(sys.argv[2])\n"
         "s.run_seed_pipeline('foxml-run', list(results), results, final_status=final)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(TESTS),
-           "FOXML_TRAINING_EVENT_FILE": str(work_dir / "events.jsonl"),
-           "FOXML_TRAINING_EVENT_SOCKET": str(socket or work_dir / "nobody.sock")}
-    subprocess.run([sys.executable, "-c", script, json.dumps(results), json.dumps(final)],
-                   check=True, env=env, timeout=60)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(TESTS),
+        "FOXML_TRAINING_EVENT_FILE": str(work_dir / "events.jsonl"),
+        "FOXML_TRAINING_EVENT_SOCKET": str(socket or work_dir / "nobody.sock"),
+    }
+    subprocess.run(
+        [sys.executable, "-c", script, json.dumps(results), json.dumps(final)],
+        check=True,
+        env=env,
+        timeout=60,
+    )
 
 
 # -- the seed's own writer ----------------------------------------------------------------
@@ -112,8 +127,9 @@ def test_a_seed_run_still_training_is_running_with_its_current_target(tmp_path: 
     assert p.details["stages"] == "ranking 100%, feature_selection 100%, training 67%"
 
 
-@pytest.mark.parametrize(("word", "expected"), [("failed", Status.FAILED),
-                                                 ("cancelled", Status.CANCELLED)])
+@pytest.mark.parametrize(
+    ("word", "expected"), [("failed", Status.FAILED), ("cancelled", Status.CANCELLED)]
+)
 def test_run_complete_status_is_mapped_into_the_canonical_vocabulary(
     tmp_path: Path, word: str, expected: Status
 ) -> None:
@@ -134,10 +150,12 @@ def test_nan_auc_written_by_the_seed_is_no_value(tmp_path: Path) -> None:
 
 
 def test_stage_weights_from_config_decide_overall_progress(tmp_path: Path) -> None:
-    write(tmp_path / "events.jsonl",
-          ev("stage_change", new_stage="ranking", previous_stage=None),
-          ev("stage_change", new_stage="training", previous_stage="ranking"),
-          progress("training", 50.0))
+    write(
+        tmp_path / "events.jsonl",
+        ev("stage_change", new_stage="ranking", previous_stage=None),
+        ev("stage_change", new_stage="training", previous_stage="ranking"),
+        progress("training", 50.0),
+    )
     weights = {"ranking": 1, "feature_selection": 1, "training": 8}
     p = tracker(tmp_path, stage_weights=weights).calculate_progress()
     assert p.progress_percentage == pytest.approx((1 * 100 + 0 + 8 * 50) / 10)
@@ -156,35 +174,38 @@ def test_targets_complete_counts_completions_after_the_newest_progress_event(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "events.jsonl"
-    write(path, progress("training", 0.0, current_target="a", targets_complete=0,
-                         targets_total=4))
+    write(path, progress("training", 0.0, current_target="a", targets_complete=0, targets_total=4))
     t = tracker(tmp_path)
     assert (t.calculate_progress().items_completed, t.calculate_progress().current_item) == (0, "a")
     write(path, ev("target_complete", target="a", status="success", models_trained=1))
     write(path, ev("target_complete", target="b", status="success", models_trained=1))
     p = t.calculate_progress()
     assert (p.items_completed, p.items_total, p.current_item) == (2, 4, None)
-    write(path, progress("training", 50.0, current_target="c", targets_complete=2,
-                         targets_total=4))
+    write(path, progress("training", 50.0, current_target="c", targets_complete=2, targets_total=4))
     assert t.calculate_progress().items_completed == 2  # the producer's count resets the tally
     write(path, ev("target_complete", target="c", status="success"))
     assert t.calculate_progress().items_completed == 3
     # A retried target moves to the end with its new result.
     write(path, ev("target_complete", target="a", status="failed"))
     assert [(i.name, i.status) for i in t.calculate_progress().completed_items] == [
-        ("b", "success"), ("c", "success"), ("a", "failed")]
+        ("b", "success"),
+        ("c", "success"),
+        ("a", "failed"),
+    ]
 
 
 def test_recoverable_errors_are_warnings_and_a_fatal_one_fails_the_run(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     now = time.time()
-    write(path, progress("training", 10.0, at=now),
-          ev("error", at=now, error_message="slow disk", error_type="io", recoverable=True))
+    write(
+        path,
+        progress("training", 10.0, at=now),
+        ev("error", at=now, error_message="slow disk", error_type="io", recoverable=True),
+    )
     run = status_of(tmp_path, now=now)
     assert run.status is Status.RUNNING
     assert any("recoverable error (io)" in w and "slow disk" in w for w in run.progress.warnings)
-    write(path, ev("error", at=now, error_message="CUDA OOM", error_type="oom",
-                   recoverable=False))
+    write(path, ev("error", at=now, error_message="CUDA OOM", error_type="oom", recoverable=False))
     run = status_of(tmp_path, now=now)
     assert run.status is Status.FAILED
     assert run.progress.error_message == "fatal error (oom): CUDA OOM"
@@ -201,8 +222,11 @@ def test_an_unknown_run_complete_status_is_warned_and_not_finished(tmp_path: Pat
 
 def test_heartbeat_is_the_newest_event_time_not_the_file_time(tmp_path: Path) -> None:
     old = time.time() - 3 * 86400
-    write(tmp_path / "events.jsonl", progress("training", 10.0, at=old - 60),
-          progress("training", 20.0, at=old))
+    write(
+        tmp_path / "events.jsonl",
+        progress("training", 10.0, at=old - 60),
+        progress("training", 20.0, at=old),
+    )
     run = status_of(tmp_path, {"sleep_time": 3600})
     assert run.progress.last_update_time == pytest.approx(old)
     assert run.last_activity == pytest.approx(old)
@@ -212,9 +236,12 @@ def test_heartbeat_is_the_newest_event_time_not_the_file_time(tmp_path: Path) ->
 
 def test_the_newest_run_in_a_shared_log_is_reported_unless_one_is_pinned(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    write(path, ev("progress", run_id="old", stage="training", progress_pct=90.0),
-          ev("progress", run_id="new", stage="ranking", progress_pct=5.0),
-          ev("progress", run_id="old", stage="training", progress_pct=95.0))
+    write(
+        path,
+        ev("progress", run_id="old", stage="training", progress_pct=90.0),
+        ev("progress", run_id="new", stage="ranking", progress_pct=5.0),
+        ev("progress", run_id="old", stage="training", progress_pct=95.0),
+    )
     p = tracker(tmp_path).calculate_progress()
     assert p.details["run_id"] == "new" and p.current_stage == "ranking"
     assert any("2 events of other runs ignored" in w for w in p.warnings)
@@ -223,29 +250,31 @@ def test_the_newest_run_in_a_shared_log_is_reported_unless_one_is_pinned(tmp_pat
 
 
 def test_unknown_event_types_are_counted_but_still_a_sign_of_life(tmp_path: Path) -> None:
-    write(tmp_path / "events.jsonl", progress("training", 1.0),
-          ev("heartbeat", at=T0 + 30))
+    write(tmp_path / "events.jsonl", progress("training", 1.0), ev("heartbeat", at=T0 + 30))
     p = tracker(tmp_path).calculate_progress()
     assert p.last_update_time == T0 + 30
-    assert any("1 events of unknown type ignored (first: 'heartbeat' at line 2)" in w
-               for w in p.warnings)
+    assert any(
+        "1 events of unknown type ignored (first: 'heartbeat' at line 2)" in w for w in p.warnings
+    )
 
 
 # -- bad input ----------------------------------------------------------------------------
 
 
 def test_malformed_lines_are_skipped_and_reported_with_their_line_number(tmp_path: Path) -> None:
-    write(tmp_path / "events.jsonl",
-          progress("ranking", 10.0),
-          b"{not json\n",
-          b"[1, 2]\n",
-          b"\n",
-          ev("progress", stage="ranking", progress_pct="half"),
-          ev("target_complete", status="success"),
-          b"\xff\xfe\n",
-          ev("error", error_message="x", recoverable="yes"),
-          progress("ranking", 30.0),
-          {**progress("ranking", 10.0), "timestamp": "yesterday"})
+    write(
+        tmp_path / "events.jsonl",
+        progress("ranking", 10.0),
+        b"{not json\n",
+        b"[1, 2]\n",
+        b"\n",
+        ev("progress", stage="ranking", progress_pct="half"),
+        ev("target_complete", status="success"),
+        b"\xff\xfe\n",
+        ev("error", error_message="x", recoverable="yes"),
+        progress("ranking", 30.0),
+        {**progress("ranking", 10.0), "timestamp": "yesterday"},
+    )
     p = tracker(tmp_path).calculate_progress()
     assert p.stage_progress_percentage == 30.0  # lines after the bad ones still count
     warnings = "\n".join(p.warnings)
@@ -300,18 +329,21 @@ def test_truncation_replacement_and_rewrite_are_read_again_from_scratch(tmp_path
     write(path, progress("ranking", 15.0), mode="wb")  # truncated and shorter
     p = t.calculate_progress()
     assert (p.current_stage, p.stage_progress_percentage, p.metrics["events"]) == (
-        "ranking", 15.0, 1)
+        "ranking",
+        15.0,
+        1,
+    )
     other = tmp_path / "new.jsonl"  # replaced: a new inode
     write(other, progress("feature_selection", 5.0))
     os.replace(other, path)
     p = t.calculate_progress()
     assert (p.current_stage, p.metrics["events"]) == ("feature_selection", 1)
     # Rewritten in place, same inode, longer than before: the bytes before the offset moved.
-    write(path, progress("export", 1.0, current_target="x" * 40), progress("export", 2.0),
-          mode="wb")
+    write(
+        path, progress("export", 1.0, current_target="x" * 40), progress("export", 2.0), mode="wb"
+    )
     p = t.calculate_progress()
-    assert (p.current_stage, p.stage_progress_percentage, p.metrics["events"]) == (
-        "export", 2.0, 2)
+    assert (p.current_stage, p.stage_progress_percentage, p.metrics["events"]) == ("export", 2.0, 2)
 
 
 def test_an_unchanged_log_is_answered_from_the_cache_for_one_stat(
@@ -353,36 +385,77 @@ stages = st.sampled_from(["ranking", "feature_selection", "training"])
 targets = st.sampled_from(["ret_5m", "ret_1h", "vol_1d"])
 times = st.floats(min_value=T0, max_value=T0 + 86400)
 runs = st.sampled_from(["r1", "r2"])
-numbers = st.one_of(st.floats(min_value=-10, max_value=110), st.integers(-5, 105), st.none(),
-                    st.just("50"))
+numbers = st.one_of(
+    st.floats(min_value=-10, max_value=110), st.integers(-5, 105), st.none(), st.just("50")
+)
 event_strategy = st.one_of(
-    st.builds(lambda s, p, t, c, n, at, r: ev("progress", at, r, stage=s, progress_pct=p,
-                                            current_target=t, targets_complete=c,
-                                            targets_total=n),
-              stages, numbers, st.none() | targets, st.integers(0, 5), st.integers(0, 5),
-              times, runs),
-    st.builds(lambda a, b, at, r: ev("stage_change", at, r, previous_stage=a, new_stage=b),
-              st.none() | stages, stages, times, runs),
-    st.builds(lambda t, s, m, auc, at, r: ev("target_complete", at, r, target=t, status=s,
-                                           models_trained=m, best_auc=auc),
-              targets, st.sampled_from(["success", "failed", "skipped"]), st.integers(0, 9),
-              st.none() | st.floats(0, 1) | st.just(float("nan")), times, runs),
-    st.builds(lambda s, at, r: ev("run_complete", at, r, status=s),
-              st.sampled_from(["success", "failed", "cancelled", "weird"]), times, runs),
-    st.builds(lambda m, rec, at, r: ev("error", at, r, error_message=m, error_type="x",
-                                      recoverable=rec),
-              st.text(max_size=8), st.booleans(), times, runs),
+    st.builds(
+        lambda s, p, t, c, n, at, r: ev(
+            "progress",
+            at,
+            r,
+            stage=s,
+            progress_pct=p,
+            current_target=t,
+            targets_complete=c,
+            targets_total=n,
+        ),
+        stages,
+        numbers,
+        st.none() | targets,
+        st.integers(0, 5),
+        st.integers(0, 5),
+        times,
+        runs,
+    ),
+    st.builds(
+        lambda a, b, at, r: ev("stage_change", at, r, previous_stage=a, new_stage=b),
+        st.none() | stages,
+        stages,
+        times,
+        runs,
+    ),
+    st.builds(
+        lambda t, s, m, auc, at, r: ev(
+            "target_complete", at, r, target=t, status=s, models_trained=m, best_auc=auc
+        ),
+        targets,
+        st.sampled_from(["success", "failed", "skipped"]),
+        st.integers(0, 9),
+        st.none() | st.floats(0, 1) | st.just(float("nan")),
+        times,
+        runs,
+    ),
+    st.builds(
+        lambda s, at, r: ev("run_complete", at, r, status=s),
+        st.sampled_from(["success", "failed", "cancelled", "weird"]),
+        times,
+        runs,
+    ),
+    st.builds(
+        lambda m, rec, at, r: ev("error", at, r, error_message=m, error_type="x", recoverable=rec),
+        st.text(max_size=8),
+        st.booleans(),
+        times,
+        runs,
+    ),
 )
 lines_strategy = st.lists(
-    st.one_of(event_strategy.map(line),
-              st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"") + b"\n")),
+    st.one_of(
+        event_strategy.map(line),
+        st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"") + b"\n"),
+    ),
     max_size=30,
 )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(lines=lines_strategy, tail=st.binary(max_size=10), cuts=st.lists(st.floats(0, 1)),
-       weights=st.none() | st.just({"ranking": 1, "feature_selection": 2, "training": 7}))
+@given(
+    lines=lines_strategy,
+    tail=st.binary(max_size=10),
+    cuts=st.lists(st.floats(0, 1)),
+    weights=st.none() | st.just({"ranking": 1, "feature_selection": 2, "training": 7}),
+)
 def test_incremental_tailing_equals_one_full_read(
     lines: list[bytes], tail: bytes, cuts: list[float], weights: dict[str, int] | None
 ) -> None:
@@ -418,7 +491,9 @@ def test_a_directory_with_an_event_log_is_claimed_as_multi_stage(tmp_path: Path)
     (named / "progresskit.yaml").write_text(yaml.safe_dump({"event_file": "train_events.jsonl"}))
     found = Tracking(get_plugin_manager()).find_runs(str(tmp_path / "runs"))
     assert [(Path(d).name, rt) for d, rt, _ in found] == [
-        ("foxml", "multi_stage"), ("named", "multi_stage")]
+        ("foxml", "multi_stage"),
+        ("named", "multi_stage"),
+    ]
 
 
 def test_status_json_end_to_end(tmp_path: Path, cli: Callable[..., Any]) -> None:
@@ -430,8 +505,9 @@ def test_status_json_end_to_end(tmp_path: Path, cli: Callable[..., Any]) -> None
     emitter.stage_change("ranking", "training")
     emitter.progress("training", 50, current_target="b", targets_complete=1, targets_total=2)
     emitter.target_complete("a", "success", models_trained=4, best_auc=0.61)
-    (run / "progresskit.yaml").write_text(yaml.safe_dump({"stage_weights": {"ranking": 1,
-                                                                           "training": 3}}))
+    (run / "progresskit.yaml").write_text(
+        yaml.safe_dump({"stage_weights": {"ranking": 1, "training": 3}})
+    )
     result = cli("status", str(run), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (doc,) = json.loads(result.stdout)["runs"]
@@ -441,7 +517,8 @@ def test_status_json_end_to_end(tmp_path: Path, cli: Callable[..., Any]) -> None
     assert p["progress_percentage"] == pytest.approx((100 + 3 * 50) / 4)
     assert (p["items_completed"], p["items_total"]) == (2, 2)
     assert p["completed_items"] == [
-        {"name": "a", "status": "success", "metrics": {"models_trained": 4.0, "best_auc": 0.61}}]
+        {"name": "a", "status": "success", "metrics": {"models_trained": 4.0, "best_auc": 0.61}}
+    ]
     emitter.run_complete("success")
     table = cli("status", str(run), cwd=tmp_path)
     assert table.returncode == 0 and "finished" in table.stdout and "2/2 items" in table.stdout

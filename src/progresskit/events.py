@@ -177,22 +177,26 @@ class EventEmitter:
         targets_total: int = 0,
     ) -> None:
         """Report progress within ``stage``: ``progress_pct`` in [0, 100] of that stage."""
-        self._emit({
-            "event_type": "progress",
-            "stage": stage,
-            "progress_pct": progress_pct,
-            "current_target": current_target,
-            "targets_complete": targets_complete,
-            "targets_total": targets_total,
-        })
+        self._emit(
+            {
+                "event_type": "progress",
+                "stage": stage,
+                "progress_pct": progress_pct,
+                "current_target": current_target,
+                "targets_complete": targets_complete,
+                "targets_total": targets_total,
+            }
+        )
 
     def stage_change(self, previous_stage: str | None, new_stage: str) -> None:
         """Report leaving ``previous_stage`` (done) for ``new_stage``."""
-        self._emit({
-            "event_type": "stage_change",
-            "previous_stage": previous_stage,
-            "new_stage": new_stage,
-        })
+        self._emit(
+            {
+                "event_type": "stage_change",
+                "previous_stage": previous_stage,
+                "new_stage": new_stage,
+            }
+        )
 
     def target_complete(
         self,
@@ -226,12 +230,14 @@ class EventEmitter:
         self, error_message: str, error_type: str = "unknown", recoverable: bool = True
     ) -> None:
         """Report an error; ``recoverable=False`` means the run cannot go on."""
-        self._emit({
-            "event_type": "error",
-            "error_message": error_message,
-            "error_type": error_type,
-            "recoverable": recoverable,
-        })
+        self._emit(
+            {
+                "event_type": "error",
+                "error_message": error_message,
+                "error_type": error_type,
+                "recoverable": recoverable,
+            }
+        )
 
     # The seed's method names, so code written against TrainingEventEmitter runs unchanged.
     emit_progress = progress

@@ -64,6 +64,7 @@ class EventListener:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
         self._stopping = False
+        self._wrote_since_failure = False
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -216,9 +217,13 @@ class EventListener:
         try:
             append_bytes(self.out_path, lines)
         except OSError as exc:
+            if not self.write_failures or self._wrote_since_failure:
+                # Once per streak: a full disk must not log one error per received batch.
+                logger.error("cannot append events to %s: %s", self.out_path, exc.strerror or exc)
             self.write_failures += 1
-            logger.error("cannot append events to %s: %s", self.out_path, exc.strerror or exc)
+            self._wrote_since_failure = False
             return
+        self._wrote_since_failure = True
         self.events_written += lines.count(b"\n")
 
     def _disconnect(self, conn: socket.socket) -> None:

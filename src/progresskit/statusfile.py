@@ -145,7 +145,6 @@ _SETTABLE: Mapping[str, Callable[[str, Any], Any]] = {
     "last_eval_ssim": _optional(_finite),
     "export_path": _optional(_text),
     "current_export_file": _optional(_text),
-    "error_message": _optional(_text),
 }
 
 
@@ -206,7 +205,7 @@ class StatusFileWriter:
             raise ValueError(f"interval must be >= 0 seconds, got {interval!r}")
         self._path = os.fspath(path)
         self._interval = interval
-        self._fields: dict[str, Any] = dict.fromkeys(_SETTABLE)
+        self._fields: dict[str, Any] = dict.fromkeys((*_SETTABLE, "error_message"))
         self._fields["total_iterations"] = _SETTABLE["total_iterations"](
             "total_iterations", total_iterations
         )
@@ -228,6 +227,9 @@ class StatusFileWriter:
         self._closed = False
         self._lock = threading.Lock()
         self.last_write_error: OSError | None = None
+        # Brush creates its --export-path; if this fails, the first write says why.
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)
         self._thread_problem: str | None = None
         self._write_locked()
         self._stop = threading.Event()
@@ -269,7 +271,8 @@ class StatusFileWriter:
     def set(self, **fields: Any) -> None:
         """Set status-file fields, written with the next update: ``total_iterations``,
         ``current_splat_count``, ``last_eval_psnr``, ``last_eval_ssim``, ``export_path``,
-        ``current_export_file``, ``error_message``. ``None`` clears a field.
+        ``current_export_file``. ``None`` clears a field. (``error_message`` is set by
+        :meth:`close` with status ``error``.)
         """
         unknown = sorted(set(fields) - set(_SETTABLE))
         if unknown:
@@ -308,6 +311,8 @@ class StatusFileWriter:
             if final not in (COMPLETED, ERROR):
                 raise ValueError(f"close() status must be 'completed' or 'error', got {final!r}")
             message = _optional(_text)("error_message", error_message)
+            if message is not None and final != ERROR:
+                raise ValueError("close() takes an error_message only with status 'error'")
             try:
                 self._check_iteration()
             except ValueError:
@@ -414,14 +419,18 @@ class StatusFileWriter:
     def _write_locked(self) -> None:
         """Write the current state (the caller holds the lock). A bad iteration raises
         ``ValueError``; a failed write is logged and remembered, never raised."""
-        text = json.dumps(self._document(), indent=2, allow_nan=False) + "\n"
+        document = self._document()
+        text = json.dumps(document, indent=2, allow_nan=False) + "\n"
         try:
             atomic_write_text(self._path, text)
         except OSError as exc:
-            if self.last_write_error is None or str(exc) != str(self.last_write_error):
-                log.warning("cannot write status file %s: %s", self._path, exc)
+            # Logged once per kind of failure (the message names a random temp file).
+            last = self.last_write_error
+            if last is None or (type(last), last.errno) != (type(exc), exc.errno):
+                log.warning("cannot write status file %s: %s", self._path, exc.strerror or exc)
             self.last_write_error = exc
             return
         self.last_write_error = None
         self._thread_problem = None
-        self._written = (self._iteration, self._version)
+        # The iteration written, not the current one: update() may have moved it meanwhile.
+        self._written = (document["current_iteration"], self._version)

@@ -24,7 +24,7 @@ import collections
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -176,9 +176,10 @@ class _Fold:
         if run_id is not None and not isinstance(run_id, str):
             raise InvalidEvent(f"'run_id' must be a string, got {run_id!r}")
         when = _timestamp(event)
-        apply = getattr(self, f"_on_{kind}", None) if kind in EVENT_TYPES else None
-        # Validate before switching runs: a broken line must not reset anything.
-        changes = apply(event) if apply is not None else None
+        handler = getattr(self, f"_on_{kind}", None) if kind in EVENT_TYPES else None
+        # Handlers validate, then return the change to make: a broken line must not reset
+        # anything, not even by switching runs.
+        changes: Callable[[], None] | None = handler(event) if handler is not None else None
         if not self._belongs(run_id):
             self.other_run_events += 1
             return
@@ -186,13 +187,12 @@ class _Fold:
         if when is not None:
             self.start = when if self.start is None else min(self.start, when)
             self.newest = when if self.newest is None else max(self.newest, when)
-        if apply is None:
+        if changes is None:
             # A newer producer's event type: not understood, but still a sign of life.
             self.unknown_types += 1
             if self.first_unknown is None:
                 self.first_unknown = f"'{kind}' at line {self.lines}"
             return
-        assert changes is not None
         changes()
 
     def _belongs(self, run_id: str | None) -> bool:
@@ -205,9 +205,7 @@ class _Fold:
         elif run_id in self.seen_runs:
             return False  # an earlier run, superseded by a newer one in the same file
         self.seen_runs.add(run_id)
-        had_events = self.run_id is not None or self.events
-        if had_events and self.pinned_run is None:
-            self.other_run_events += self.events
+        self.other_run_events += self.events
         self._reset_run(run_id)
         return True
 
@@ -218,7 +216,7 @@ class _Fold:
             self.current_stage = stage
             self.stages.setdefault(stage, 0.0)
 
-    def _on_progress(self, event: Mapping[str, Any]) -> Any:
+    def _on_progress(self, event: Mapping[str, Any]) -> Callable[[], None]:
         stage = _text(event, "stage", required=True)
         pct = _number(event, "progress_pct", required=True)
         if pct is None or not math.isfinite(pct):
@@ -239,7 +237,7 @@ class _Fold:
 
         return apply
 
-    def _on_stage_change(self, event: Mapping[str, Any]) -> Any:
+    def _on_stage_change(self, event: Mapping[str, Any]) -> Callable[[], None]:
         previous = _text(event, "previous_stage", required=False)
         new = _text(event, "new_stage", required=True)
         assert new is not None
@@ -253,7 +251,7 @@ class _Fold:
 
         return apply
 
-    def _on_target_complete(self, event: Mapping[str, Any]) -> Any:
+    def _on_target_complete(self, event: Mapping[str, Any]) -> Callable[[], None]:
         target = _text(event, "target", required=True)
         status = _text(event, "status", required=True)
         metrics: dict[str, float] = {}
@@ -284,7 +282,7 @@ class _Fold:
 
         return apply
 
-    def _on_run_complete(self, event: Mapping[str, Any]) -> Any:
+    def _on_run_complete(self, event: Mapping[str, Any]) -> Callable[[], None]:
         word = _text(event, "status", required=True)
         assert word is not None
         status = canonical_status("foxml", word)
@@ -298,7 +296,7 @@ class _Fold:
 
         return apply
 
-    def _on_error(self, event: Mapping[str, Any]) -> Any:
+    def _on_error(self, event: Mapping[str, Any]) -> Callable[[], None]:
         message = _text(event, "error_message", required=True)
         kind = _text(event, "error_type", required=False) or "unknown"
         recoverable = event.get("recoverable", True)
@@ -493,8 +491,10 @@ def _with_warning(progress: ProgressInfo, warning: str) -> ProgressInfo:
 
 
 def _check_event_file(value: str) -> None:
-    ensure(bool(value) and "/" not in value and os.sep not in value and value not in (".", ".."),
-           "expects a file name inside the work dir (no directory part)")
+    ensure(
+        bool(value) and "/" not in value and os.sep not in value and value not in (".", ".."),
+        "expects a file name inside the work dir (no directory part)",
+    )
 
 
 def _check_weights(value: dict[Any, Any]) -> None:
@@ -502,8 +502,10 @@ def _check_weights(value: dict[Any, Any]) -> None:
     for stage, weight in value.items():
         ensure(isinstance(stage, str) and bool(stage), f"stage name {stage!r} must be a string")
         ensure(
-            isinstance(weight, (int, float)) and not isinstance(weight, bool)
-            and math.isfinite(weight) and weight >= 0,
+            isinstance(weight, (int, float))
+            and not isinstance(weight, bool)
+            and math.isfinite(weight)
+            and weight >= 0,
             f"weight of stage '{stage}' must be a number >= 0, got {weight!r}",
         )
     ensure(sum(value.values()) > 0, "at least one stage weight must be > 0")
@@ -514,16 +516,26 @@ def _check_weights(value: dict[Any, Any]) -> None:
 
 @hookimpl
 def progresskit_addconfig(schema: ConfigSchema) -> None:
-    schema.add("event_file", str, default=DEFAULT_EVENT_FILE,
-               help="File name, in a multi-stage run's work dir, of its JSONL event log.",
-               check=_check_event_file)
-    schema.add("stage_weights", (dict, type(None)),
-               help="Multi-stage runs: {stage: weight} for overall progress, in stage order "
-               "(default: every stage seen weighs the same).",
-               check=_check_weights)
-    schema.add("event_run_id", (str, type(None)),
-               help="Multi-stage runs: the run_id to report when the event log holds several "
-               "runs (default: the newest run).")
+    schema.add(
+        "event_file",
+        str,
+        default=DEFAULT_EVENT_FILE,
+        help="File name, in a multi-stage run's work dir, of its JSONL event log.",
+        check=_check_event_file,
+    )
+    schema.add(
+        "stage_weights",
+        (dict, type(None)),
+        help="Multi-stage runs: {stage: weight} for overall progress, in stage order "
+        "(default: every stage seen weighs the same).",
+        check=_check_weights,
+    )
+    schema.add(
+        "event_run_id",
+        (str, type(None)),
+        help="Multi-stage runs: the run_id to report when the event log holds several "
+        "runs (default: the newest run).",
+    )
 
 
 @hookimpl
@@ -545,6 +557,6 @@ def progresskit_make_tracker(
 @hookimpl
 def progresskit_describe_runner() -> RunnerDescription:
     return RunnerDescription(
-        RUNNER_TYPE, f"{DEFAULT_EVENT_FILE} event log (config: event_file), or 'stage_weights' "
-        "in config"
+        RUNNER_TYPE,
+        f"{DEFAULT_EVENT_FILE} event log (config: event_file), or 'stage_weights' in config",
     )

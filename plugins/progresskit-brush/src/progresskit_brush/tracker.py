@@ -133,22 +133,24 @@ class BrushProgressTracker(BaseProgressTracker):
         return progress.progress_percentage >= 100.0
 
     def fingerprint(self) -> tuple[StatKey | None, ...]:
-        # One stat while the file is where it was found; the other candidate is looked at
-        # only while the current one is missing.
+        return (self._locate()[1],)
+
+    def _locate(self) -> tuple[str, StatKey | None]:
+        """The status file and its stat key. One stat while the file is where it was
+        found; the other candidate is looked at only while the current one is missing."""
         key = stat_key(self._path)
         if key is None:
             for candidate in self._candidates:
                 other = stat_key(candidate) if candidate != self._path else None
                 if other is not None:
                     self._path = candidate
-                    return (other,)
-        return (key,)
+                    return candidate, other
+        return self._path, key
 
     # -- reading -------------------------------------------------------------------------
 
     def calculate_progress(self) -> ProgressInfo:
-        path = self._path
-        key = stat_key(path)
+        path, key = self._locate()
         data, problem = self._read(path)
         if data is None:
             return self._unreadable(problem, path, key)

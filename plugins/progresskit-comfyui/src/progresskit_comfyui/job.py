@@ -249,7 +249,7 @@ class JobState:
                 self.current_node = None
             else:
                 self._enter(str(node))
-                changed = self.advance(ProgressStatus.PROCESSING) or True
+                self.advance(ProgressStatus.PROCESSING)
         elif kind == "progress":
             node = data.get("node")
             value, maximum = data.get("value"), data.get("max")
@@ -273,14 +273,16 @@ class JobState:
             if node is not None:
                 self.finished_nodes.add(str(node))
         elif kind == "execution_success":
-            self.ended_ms = _ms(data.get("timestamp"))
-            if self.started_ms is not None and self.ended_ms is not None:
+            self._ended(data)
+            if self.started_ms is None or self.ended_ms is None:
+                # Followed from mid-run: the history holds both timestamps; read it first.
+                self.needs_history = True
+                changed = self.advance(ProgressStatus.COMPLETING)
+            else:
                 self.generation_time = max(0.0, (self.ended_ms - self.started_ms) / 1000.0)
-            if self.ended_ms is not None:
-                self.ended_wall = self.ended_ms / 1000.0
-            if self.workflow is not None:
-                self.finished_nodes = set(self.workflow.nodes) - set(self.cached)
-            changed = self.finish(ProgressStatus.COMPLETED, mono, wall, None)
+                if self.workflow is not None:
+                    self.finished_nodes = set(self.workflow.nodes) - set(self.cached)
+                changed = self.finish(ProgressStatus.COMPLETED, mono, wall, None)
         elif kind == "execution_error":
             self._ended(data)
             self.error = error_from(data)
@@ -331,6 +333,11 @@ class JobState:
     # -- the public view ------------------------------------------------------------------
 
     @property
+    def nodes_done(self) -> int:
+        # Cached output nodes still get "executed"; they are not part of the work.
+        return len(self.finished_nodes - self.cached)
+
+    @property
     def nodes_total(self) -> int | None:
         if self.workflow is None or not self.workflow.nodes:
             return None
@@ -347,7 +354,7 @@ class JobState:
         running = step_part if self.current_node not in self.finished_nodes else 0.0
         # The last step's progress message never says max, and a job is not done until the
         # server says so: never report 100% for a job still executing.
-        return min((len(self.finished_nodes) + running) / total, 0.999)
+        return min((self.nodes_done + running) / total, 0.999)
 
     def snapshot(self, eta: float | None, estimated: datetime | None) -> ProgressUpdate:
         error = self.error.described if self.error else None
@@ -365,7 +372,7 @@ class JobState:
             server=self.server,
             current_node=self.current_node,
             current_node_class=self.workflow.class_of(self.current_node) if self.workflow else None,
-            nodes_completed=len(self.finished_nodes),
+            nodes_completed=self.nodes_done,
             nodes_total=self.nodes_total,
             queue_position=self.queue_position,
             eta_seconds=eta,

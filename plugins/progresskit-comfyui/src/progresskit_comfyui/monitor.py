@@ -312,7 +312,9 @@ class StatusMonitor:
 
         ``True`` when a cancel was sent. A deleted job is ``cancelled`` at once; an
         interrupted one when the server confirms (ComfyUI stops at the next step or node
-        boundary; a job that completes first stays ``completed``).
+        boundary; a job that completes first stays ``completed``). ``False`` for a job that
+        is not monitored, already over, or in neither the queue nor running. Raises
+        :class:`ComfyUIError` when the server cannot be asked.
         """
         job = self._jobs.get(job_id)
         if job is None or job.status.is_terminal:
@@ -385,6 +387,7 @@ class StatusMonitor:
 
     async def _poll_loop(self, link: _ServerLink) -> None:
         while self._running:
+            self._evict()
             try:
                 await self._poll(link)
             except ServerSlow as exc:
@@ -401,7 +404,6 @@ class StatusMonitor:
                 link.failures += 1
                 await self._sleep(delay)
                 continue
-            self._evict()
             await asyncio.sleep(self.min_poll_gap)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(link.wake.wait(), self.poll_interval - self.min_poll_gap)

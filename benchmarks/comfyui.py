@@ -1,0 +1,250 @@
+"""Benchmark: one StatusMonitor following 500 ComfyUI jobs across 2 replay servers.
+
+Two loopback ComfyUI servers (tests/comfyui_replay.py, in a separate process) replay the
+captured successful prompt (5 nodes, 16 sampler steps, previews) for every job, compressed
+by ``--speed``. Measured in this same run:
+
+  baseline: a bare client per server (the same /ws connection and /queue polling) that only
+    decodes each JSON message: the cost of receiving the stream at all;
+  monitor:  StatusMonitor following every job, with one progress callback.
+
+Printed: CPU per job update (one callback) and per /ws message, and the delay from the
+server sending a message that announces sampler step k of a job to the callback that first
+reports step k (p50/p95), each with its ratio to the baseline's receive delay and CPU.
+
+    python benchmarks/comfyui.py                       # 500 jobs, speed 100
+    python benchmarks/comfyui.py --jobs 100 --no-previews
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from progresskit_comfyui import ProgressStatus, ProgressUpdate, StatusMonitor  # noqa: E402
+
+from comfyui_replay import recordings  # noqa: E402
+
+Key = tuple[str, str, int]
+
+
+class Servers:
+    """Two replay servers in a child process, holding every job until :meth:`go`."""
+
+    def __init__(self, speed: float, previews: bool, log: Path):
+        command = [sys.executable, str(ROOT / "tests" / "comfyui_replay.py"), "--servers", "2",
+                   "--speed", str(speed), "--send-log", str(log), "--hold"]
+        if not previews:
+            command.append("--no-previews")
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+        assert self.process.stdout is not None
+        self.urls = [f"http://127.0.0.1:{self.process.stdout.readline().strip()}"
+                     for _ in range(2)]
+
+    def go(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(30)
+
+
+def submit(urls: list[str], jobs: int, client_id: str) -> list[tuple[str, str]]:
+    """(server, prompt id) of ``jobs`` prompts, spread over the servers."""
+    graph = recordings()["ok"].graph
+    submitted = []
+    with httpx.Client(timeout=30) as client:
+        for n in range(jobs):
+            url = urls[n % len(urls)]
+            reply = client.post(f"{url}/prompt", json={"prompt": graph, "client_id": client_id})
+            reply.raise_for_status()
+            submitted.append((url, reply.json()["prompt_id"]))
+    return submitted
+
+
+def sent_times(log: Path) -> dict[Key, float]:
+    """When each step of each job was first announced (progress_state or progress)."""
+    first: dict[Key, float] = {}
+    for line in log.read_text().splitlines():
+        prompt_id, node, step, sent = line.split()
+        key = (prompt_id, node, int(step))
+        first[key] = min(first.get(key, float("inf")), float(sent))
+    return first
+
+
+def delays(sent: dict[Key, float], seen: dict[Key, float]) -> list[float]:
+    return sorted(seen[k] - sent[k] for k in seen.keys() & sent.keys())
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 \
+        else values[0]
+
+
+async def run_monitor(urls: list[str], jobs: int, servers: Servers) -> dict[str, Any]:
+    seen: dict[Key, float] = {}
+    updates = 0
+    done: set[str] = set()
+    all_done = asyncio.Event()
+
+    def on_update(update: ProgressUpdate) -> None:
+        nonlocal updates
+        updates += 1
+        if update.current_node is not None and update.total_steps:
+            seen.setdefault((update.comfyui_prompt_id, update.current_node, update.current_step),
+                            time.time())
+        if update.status.is_terminal:
+            done.add(update.comfyui_prompt_id)
+            if len(done) == jobs:
+                all_done.set()
+
+    monitor = StatusMonitor(urls)
+    messages = 0
+    handle: Callable[..., None] = monitor._on_message
+
+    def counting(link: Any, text: str) -> None:
+        nonlocal messages
+        messages += 1
+        handle(link, text)
+
+    monitor._on_message = counting  # type: ignore[method-assign]
+    submitted = await asyncio.to_thread(submit, urls, jobs, monitor.client_id)
+    for n, (url, prompt_id) in enumerate(submitted):
+        monitor.monitor_job(n, prompt_id, "image", server=url)
+    monitor.add_progress_callback(on_update)
+    await monitor.start_monitoring()
+    while not all(monitor._links[u].websocket for u in urls):
+        await asyncio.sleep(0.01)
+    updates = messages = 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    servers.go()
+    await asyncio.wait_for(all_done.wait(), timeout=600)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    statuses = {monitor.progress_now(n).status for n in range(jobs)}  # type: ignore[union-attr]
+    await monitor.stop_monitoring()
+    assert statuses == {ProgressStatus.COMPLETED}, statuses
+    return {"cpu": cpu, "wall": wall, "updates": updates, "messages": messages, "seen": seen}
+
+
+async def run_baseline(urls: list[str], jobs: int, servers: Servers) -> dict[str, Any]:
+    """Receive and decode everything the monitor receives, and poll /queue as often."""
+    client_id = "baseline"
+    await asyncio.to_thread(submit, urls, jobs, client_id)
+    seen: dict[Key, float] = {}
+    messages = 0
+    remaining = len(urls)
+    finished = asyncio.Event()
+    ended = 0
+
+    async def listen(url: str) -> None:
+        nonlocal messages, remaining, ended
+        async with connect(url.replace("http", "ws") + f"/ws?clientId={client_id}",
+                           max_size=None) as ws:
+            remaining -= 1
+            async for raw in ws:
+                if not isinstance(raw, str):
+                    continue
+                messages += 1
+                message = json.loads(raw)
+                data = message["data"]
+                if message["type"] == "progress":
+                    seen.setdefault((data["prompt_id"], data["node"], data["value"]), time.time())
+                elif message["type"] == "progress_state":
+                    for node, state in data["nodes"].items():
+                        if state["state"] == "running" and state["max"] > 1:
+                            key = (data["prompt_id"], node, int(state["value"]))
+                            seen.setdefault(key, time.time())
+                elif message["type"] == "execution_success":
+                    ended += 1
+                    if ended == jobs:
+                        finished.set()
+
+    async def poll(url: str) -> None:
+        async with httpx.AsyncClient() as client:
+            while True:
+                (await client.get(f"{url}/queue")).json()
+                await asyncio.sleep(2.0)
+
+    tasks = [asyncio.create_task(listen(u)) for u in urls]
+    while remaining:
+        await asyncio.sleep(0.01)
+    tasks += [asyncio.create_task(poll(u)) for u in urls]
+    cpu, wall = time.process_time(), time.perf_counter()
+    messages = 0
+    servers.go()
+    await asyncio.wait_for(finished.wait(), timeout=600)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {"cpu": cpu, "wall": wall, "messages": messages, "seen": seen}
+
+
+def measure(kind: str, jobs: int, speed: float, previews: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "sent.log"
+        servers = Servers(speed, previews, log)
+        try:
+            runner = run_monitor if kind == "monitor" else run_baseline
+            result = asyncio.run(runner(servers.urls, jobs, servers))
+        finally:
+            servers.close()
+        result["delays"] = delays(sent_times(log), result.pop("seen"))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--speed", type=float, default=100.0,
+                        help="replay this many times faster than the captured prompt")
+    parser.add_argument("--no-previews", action="store_true",
+                        help="leave out the binary preview frames (about 59 KB each)")
+    args = parser.parse_args()
+    previews = not args.no_previews
+    print(f"{args.jobs} jobs on 2 replay servers, speed x{args.speed:g}, "
+          f"previews {'on' if previews else 'off'}")
+    base = measure("baseline", args.jobs, args.speed, previews)
+    mon = measure("monitor", args.jobs, args.speed, previews)
+
+    ms = 1e3
+    base_per_msg = base["cpu"] / base["messages"]
+    mon_per_msg = mon["cpu"] / mon["messages"]
+    print(f"baseline: {base['messages']} messages in {base['wall']:.1f}s wall, "
+          f"{base['cpu']:.2f}s CPU = {base_per_msg * 1e6:.1f} us/message")
+    print(f"monitor:  {mon['messages']} messages, {mon['updates']} job updates in "
+          f"{mon['wall']:.1f}s wall, {mon['cpu']:.2f}s CPU")
+    print(f"  CPU per job update: {mon['cpu'] / mon['updates'] * 1e6:.1f} us")
+    print(f"  CPU per message:    {mon_per_msg * 1e6:.1f} us "
+          f"({mon_per_msg / base_per_msg:.2f}x baseline)")
+    print(f"  CPU per job:        {mon['cpu'] / args.jobs * ms:.2f} ms")
+    for name, values in (("baseline receive", base["delays"]), ("monitor callback", mon["delays"])):
+        print(f"{name} delay after the server sent a step: n={len(values)} "
+              f"p50={percentile(values, 50) * ms:.2f} ms p95={percentile(values, 95) * ms:.2f} ms")
+    print(f"  ratio monitor/baseline: p50 "
+          f"{percentile(mon['delays'], 50) / percentile(base['delays'], 50):.2f}x, p95 "
+          f"{percentile(mon['delays'], 95) / percentile(base['delays'], 95):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""``progresskit status`` on ComfyUI servers and on work dirs that name ComfyUI jobs,
+through the real command in a subprocess against the replay server."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from progresskit_comfyui.protocol import parse_history
+
+from comfyui_replay import ReplayThread, capture
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+RUNNING = "23a703c2-da46-4b83-9fec-20c63b10c7ad"
+PENDING = ["b8cd6b1f-3a6b-4f92-bed6-a28f2d01949f", "9d1598f7-8769-46e7-80eb-7aa6da1455bf"]
+SUCCESS = ["bb317afe-df5b-4a90-9479-b8a5a245efd5", "f466e618-292c-46b7-88ba-cc94b68776a5"]
+FAILED = "a9ec8dfb-e09a-4250-86b3-f707eb206bc2"
+INTERRUPTED = "80339cf1-23db-48c3-9729-c390d5a0f235"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ReplayThread]:
+    """A server frozen as captured: one prompt running, two pending, four finished."""
+    replay = ReplayThread()
+    replay.run(replay.server.load_static, "E_get_queue_running_plus_2_pending",
+               "B_get_history_max_items_2", "C_get_history_fail",
+               "E_get_history_interrupted_during_blur")
+    yield replay
+    replay.close()
+
+
+def runs_by_prompt(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {run["config"].rsplit("#", 1)[1]: run for run in document["runs"]}
+
+
+def test_status_of_a_server_url_lists_its_jobs(server: ReplayThread, cli: Cli,
+                                               tmp_path: Path) -> None:
+    result = cli("status", server.url, "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # one job failed
+    document = json.loads(result.stdout)
+    assert document["errors"] == []
+    runs = runs_by_prompt(document)
+    assert list(runs) == [RUNNING, *PENDING, INTERRUPTED, FAILED, *reversed(SUCCESS)]
+    statuses = {pid: run["status"] for pid, run in runs.items()}
+    assert statuses == {
+        RUNNING: "running", PENDING[0]: "pending", PENDING[1]: "pending",
+        SUCCESS[0]: "finished", SUCCESS[1]: "finished", FAILED: "failed",
+        INTERRUPTED: "cancelled",
+    }
+    running = runs[RUNNING]["progress"]
+    assert running["runner_type"] == "comfyui"
+    assert running["source_status"] == "processing"
+    assert running["items_total"] == 2
+    assert [runs[p]["progress"]["details"]["queue_position"] for p in PENDING] == ["0", "1"]
+    # The pending prompt runs the same workflow as the finished ones: their median time,
+    # once for itself, once per prompt ahead of it (the running one and one pending).
+    entries = parse_history(capture("B_get_history_max_items_2")["body"]).values()
+    median = statistics.median(e.generation_seconds or 0.0 for e in entries)
+    assert runs[PENDING[1]]["progress"]["eta_seconds"] == pytest.approx(3 * median)
+    failed = runs[FAILED]["progress"]
+    assert "Saving image outside the output folder" in failed["error_message"]
+    assert runs[SUCCESS[0]]["progress"]["metrics"]["generation_seconds"] > 0
+    assert runs[INTERRUPTED]["progress"]["source_status"] == "cancelled"
+
+
+def test_status_of_a_server_as_a_table(server: ReplayThread, cli: Cli, tmp_path: Path) -> None:
+    result = cli("status", server.url, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    for word in ("running", "pending", "finished", "failed", "cancelled", "comfyui"):
+        assert word in result.stdout
+
+
+class _NotComfy(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_url_that_is_not_comfyui_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NotComfy)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        result = cli("status", url, "--json", cwd=tmp_path)
+    finally:
+        httpd.shutdown()
+    assert result.returncode == 2
+    error = json.loads(result.stdout)["errors"][0]
+    assert error.startswith(f"{url}: not a usable ComfyUI server")
+    assert "/system_stats: HTTP 404" in error
+
+
+def test_an_unreachable_url_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = cli("status", f"http://127.0.0.1:{port}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "not a usable ComfyUI server" in result.stderr
+    assert "ConnectError" in result.stderr
+
+
+def _work_dir(root: Path, url: str, prompt_ids: list[str]) -> Path:
+    work_dir = root / "job"
+    work_dir.mkdir()
+    config = {"comfyui_url": url, "comfyui_prompt_ids": prompt_ids, "comfyui_job_type": "image"}
+    (work_dir / "progresskit.yaml").write_text(yaml.safe_dump(config))
+    return work_dir
+
+
+def test_a_work_dir_tracks_the_prompts_its_config_names(server: ReplayThread, cli: Cli,
+                                                        tmp_path: Path) -> None:
+    work_dir = _work_dir(tmp_path, server.url, SUCCESS)
+    result = cli("status", str(work_dir), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run,) = json.loads(result.stdout)["runs"]
+    assert run["status"] == "finished"
+    progress = run["progress"]
+    assert progress["runner_type"] == "comfyui"
+    assert (progress["items_completed"], progress["items_total"]) == (2, 2)
+    assert progress["progress_percentage"] == 100.0
+    assert [i["name"] for i in progress["completed_items"]] == SUCCESS
+
+
+def test_a_work_dir_with_a_running_and_a_failed_prompt(server: ReplayThread, cli: Cli,
+                                                       tmp_path: Path) -> None:
+    work_dir = _work_dir(tmp_path, server.url, [RUNNING, PENDING[0]])
+    active = json.loads(cli("status", str(work_dir), "--json", cwd=tmp_path).stdout)["runs"][0]
+    assert active["status"] == "running"
+    assert active["progress"]["source_status"] == "processing"
+    (work_dir / "progresskit.yaml").write_text(yaml.safe_dump(
+        {"comfyui_url": server.url, "comfyui_prompt_ids": [SUCCESS[0], FAILED]}))
+    result = cli("status", str(work_dir), "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    run = json.loads(result.stdout)["runs"][0]
+    assert run["status"] == "failed"
+    assert FAILED in run["progress"]["error_message"]
+
+
+def test_a_work_dir_naming_unknown_prompts_is_unknown_with_the_reason(
+    server: ReplayThread, cli: Cli, tmp_path: Path
+) -> None:
+    work_dir = _work_dir(tmp_path, server.url, ["00000000-0000-0000-0000-000000000000"])
+    result = cli("status", str(work_dir), "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    run = json.loads(result.stdout)["runs"][0]
+    assert run["status"] == "unknown"
+    assert "in neither the queue nor the history" in run["reason"]
+
+
+def test_bad_comfyui_config_values_are_refused(cli: Cli, tmp_path: Path) -> None:
+    work_dir = tmp_path / "job"
+    work_dir.mkdir()
+    (work_dir / "progresskit.yaml").write_text(yaml.safe_dump(
+        {"comfyui_url": "localhost:8188", "comfyui_prompt_ids": ["x"]}))
+    result = cli("status", str(work_dir), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "comfyui_url" in result.stderr and "not an http(s):// URL" in result.stderr
