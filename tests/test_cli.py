@@ -264,3 +264,26 @@ def test_bundled_example_tree(tmp_path: Path) -> None:
         "eval_cifar",
         "eval_interrupted",
     }
+
+
+def test_plugin_cli_option_and_config_key_reach_configure(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    seen = tmp_path / "seen.json"
+    _fake_distribution(site, "pk_opts", (
+        "import json\n"
+        "def progresskit_addoption(parser):\n"
+        "    parser.add_argument('--opts-colour', default='none')\n"
+        "def progresskit_addconfig(schema):\n"
+        "    schema.add('opts_level', int, default=1, help='a level')\n"
+        "def progresskit_configure(config):\n"
+        f"    open({str(seen)!r}, 'w').write(json.dumps(\n"
+        "        [config.get('opts_level'), getattr(config.options, 'opts_colour', None)]))\n"
+    ))
+    run = make_trainer_run(tmp_path / "r", 1, config={"epochs": 2, "opts_level": 7})
+    env = {"PYTHONPATH": str(site)}
+    result = run_cli("status", str(run), "--opts-colour", "blue", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(seen.read_text()) == [7, "blue"]
+    (run / "progresskit.yaml").write_text("epochs: 2\nopts_level: high\n")
+    bad = run_cli("status", str(run), cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and "key 'opts_level' expects integer" in bad.stderr
