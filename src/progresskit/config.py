@@ -115,7 +115,7 @@ class ConfigSchema:
     def __contains__(self, name: object) -> bool:
         return name in self._keys
 
-    def keys(self) -> list[ConfigKey]:
+    def declared(self) -> list[ConfigKey]:
         """Every declared key, sorted by name."""
         return sorted(self._keys.values(), key=lambda k: k.name)
 

@@ -72,7 +72,7 @@ def _no_match_message(
         [f"... {len(names) - _MAX_LISTED} more"] if len(names) > _MAX_LISTED else []
     )
     # Keys the user set, not every declared default: that is what tells runs apart.
-    defaults = {key.name: key.default for key in pm.schema.keys()}
+    defaults = {key.name: key.default for key in pm.schema.declared()}
     keys = sorted(k for k, v in config.items() if v not in (None, [], {}) and v != defaults.get(k))
     lines = [
         f"Cannot detect runner type for work_dir: {work_dir}",

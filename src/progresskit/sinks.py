@@ -39,7 +39,7 @@ class SinkType:
         """The declared options of this sink type."""
         schema = ConfigSchema().for_owner(self.name)
         self.declare_options(schema)
-        return schema.keys()
+        return schema.declared()
 
     def validate(self, entry: Mapping[str, Any], where: str) -> dict[str, Any]:
         """Check one ``sinks:`` entry (without its ``type`` key) and fill in defaults."""
