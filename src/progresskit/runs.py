@@ -52,7 +52,8 @@ class _DirState:
 class _Tracked:
     tracker: BaseProgressTracker
     runner_type: str
-    config_id: int
+    #: The config object the tracker was made with; a reloaded config is a new object.
+    config: dict[str, Any]
 
 
 class Tracking:
@@ -149,13 +150,13 @@ class Tracking:
         self, work_dir: str, runner_type: str, config: dict[str, Any]
     ) -> BaseProgressTracker:
         known = self._trackers.get(work_dir)
-        if known is not None and known.runner_type == runner_type and known.config_id == id(config):
+        if known is not None and known.runner_type == runner_type and known.config is config:
             return known.tracker
         tracker = make_tracker(self.pm, runner_type, work_dir, config)
         state = self._dirs.get(work_dir)
         if state is not None:  # spare the tracker a second listing of the same directory
             tracker.adopt_listing(state.key, dict(state.entries), trusted=state.trusted)
-        self._trackers[work_dir] = _Tracked(tracker, runner_type, id(config))
+        self._trackers[work_dir] = _Tracked(tracker, runner_type, config)
         return tracker
 
     def status(
@@ -312,8 +313,3 @@ def broken_status(
     """The row for a run whose state cannot be read: status ``unknown`` and the reason."""
     progress = ProgressInfo(runner_type=runner_type, error_message=reason)
     return RunStatus(key, work_dir, progress, Status.UNKNOWN, process, reason)
-
-
-def resolve(path: str | os.PathLike[str]) -> str:
-    """An absolute, normalised path string (the key under which runs are tracked)."""
-    return os.path.abspath(os.fspath(path))
