@@ -450,8 +450,7 @@ def test_whatever_the_writer_accepts_the_tracker_reads_back(
     scores = {k: fields[f"last_eval_{k}"] for k in ("psnr", "ssim")
               if fields[f"last_eval_{k}"] is not None}
     assert progress.latest_score == (scores or None)
-    export = fields["export_path"]
-    assert progress.details.get("export_path") == (export if export is not None else tmp)
+    assert progress.details.get("export_path") == fields["export_path"]  # None cleared it
     assert progress.details.get("current_export_file") == fields["current_export_file"]
     assert progress.last_update_time is not None
     assert abs(progress.last_update_time - time.time()) < 60
@@ -496,4 +495,4 @@ def test_without_the_plugin_a_brush_run_fails_fast(
     assert "Cannot detect runner type for work_dir" in result.stderr
     assert "training_status.json" in result.stderr
     assert "No installed tracker claims this directory" in result.stderr
-    assert "brush:" not in result.stderr  # its description is gone with it
+    assert "  - brush:" not in result.stderr  # its description is gone with it

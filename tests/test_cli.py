@@ -287,3 +287,15 @@ def test_plugin_cli_option_and_config_key_reach_configure(tmp_path: Path) -> Non
     (run / "progresskit.yaml").write_text("epochs: 2\nopts_level: high\n")
     bad = run_cli("status", str(run), cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "key 'opts_level' expects integer" in bad.stderr
+
+
+def test_output_piped_into_a_reader_that_leaves(tmp_path: Path) -> None:
+    # Well over a pipe buffer (64 KiB) of JSON, so the writer is still writing when head quits.
+    for i in range(120):
+        make_trainer_run(tmp_path / "runs" / f"r{i:03d}", 1, total=2)
+    pipeline = subprocess.run(
+        f"{sys.executable} -m progresskit status {tmp_path / 'runs'} --json | head -c 100",
+        shell=True, capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert "Traceback" not in pipeline.stderr
+    assert "BrokenPipe" not in pipeline.stderr

@@ -106,6 +106,8 @@ def test_a_successful_job_is_followed_node_by_node(
             prompt_id = submit(replay, "ok", monitor.client_id)
             assert monitor.monitor_job(7, prompt_id, "image")
             assert not monitor.monitor_job(7, prompt_id, "image")  # already followed
+            # Seen in the queue: its graph names the node classes.
+            await until_status(monitor, 7, ProgressStatus.QUEUED)
             resume(replay)
             final = await until_status(monitor, 7, ProgressStatus.COMPLETED)
             stats = await monitor.get_queue_statistics()
@@ -156,15 +158,26 @@ def test_a_runtime_failure_is_failed_with_the_error_and_counted(replay: ReplayTh
     run(scenario)
 
 
-def test_polling_alone_follows_a_job_to_its_history(replay: ReplayThread) -> None:
+def test_polling_alone_follows_a_job_to_its_history(
+    replay: ReplayThread, caplog: pytest.LogCaptureFixture
+) -> None:
     async def scenario() -> None:
         seen: list[ProgressStatus] = []
+
+        async def async_callback(update: ProgressUpdate) -> None:
+            await asyncio.sleep(0)
+            seen.append(update.status)
+            if update.status is ProgressStatus.COMPLETED:
+                raise RuntimeError("async callback bug")
+
         async with StatusMonitor(replay.url, poll_interval=0.05, min_poll_gap=0.01,
                                  use_websocket=False) as monitor:
-            monitor.add_progress_callback(lambda u: seen.append(u.status))
+            monitor.add_progress_callback(async_callback)
             monitor.monitor_job(1, submit(replay, "ok", "someone-else"), "image")
             final = await until_status(monitor, 1, ProgressStatus.COMPLETED)
+            await until(lambda: ProgressStatus.COMPLETED in seen, what="the async callback")
         assert ProgressStatus.PROCESSING in seen
+        assert any("async progress callback failed" in r.getMessage() for r in caplog.records)
         # From the history's server timestamps, not from when we happened to poll.
         assert final.generation_time == pytest.approx(OK_SECONDS / SPEED, abs=0.002)
         assert final.ended_at is not None and final.started_at is not None

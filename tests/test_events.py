@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -217,6 +218,45 @@ def test_a_listener_dying_mid_run_loses_no_event(tmp_path: Path) -> None:
         emitter.progress("training", i)
     assert [e["progress_pct"] for e in read_events(out)] == list(range(20))
     assert emitter.failures == 0
+
+
+def _emit_from_fork(emitter: EventEmitter) -> None:
+    for i in range(50):
+        emitter.progress("child", i)
+    assert emitter.failures == 0
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    sock, out = tmp_path / "ev.sock", tmp_path / "events.jsonl"
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "progresskit", "listen", "--socket", str(sock), "--out", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(2000):
+            if sock.exists() or listener.poll() is not None:
+                break
+            time.sleep(0.01)
+        emitter = EventEmitter("r", socket_path=sock)
+        emitter.progress("parent", 0)  # connected before the fork
+        child = multiprocessing.get_context("fork").Process(target=_emit_from_fork, args=(emitter,))
+        child.start()
+        for i in range(1, 50):
+            emitter.progress("parent", i)
+        child.join(60)
+        assert child.exitcode == 0
+        emitter.close()
+        for _ in range(2000):
+            if out.exists() and out.read_bytes().count(b"\n") == 100:
+                break
+            time.sleep(0.01)
+    finally:
+        listener.terminate()
+        _, stderr = listener.communicate(timeout=20)
+    got = read_events(out)
+    assert Counter(e["stage"] for e in got) == {"parent": 50, "child": 50}
+    assert "100 events from 2 connections" in stderr
 
 
 # -- module-level functions (the seed's convenience API) ----------------------------------

@@ -290,3 +290,15 @@ def test_cli_without_socket_or_out_is_a_usage_error(short_tmp: Path) -> None:
     )
     assert result.returncode == 2
     assert "listen: missing --socket (or $PROGRESSKIT_EVENT_SOCKET)" in result.stderr
+
+
+def test_cli_help_describes_the_listen_options() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "progresskit", "listen", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert "usage: progresskit listen" in result.stdout
+    assert "--socket PATH" in result.stdout and "--out FILE" in result.stdout

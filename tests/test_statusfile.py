@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -117,7 +119,7 @@ def test_the_background_writes_respect_the_interval_and_stop_when_progress_stops
     gaps = [b - a for a, b in itertools.pairwise(background)]
     assert min(gaps) >= interval * 0.99, gaps
     # The trainer stalls: no news, no writes, so last_updated becomes a stale heartbeat.
-    wait_for(lambda: read(path)["current_iteration"] == step)
+    wait_for(lambda: record_writes[-1][1]["current_iteration"] == step)
     settled = len(record_writes)
     time.sleep(interval * 4)
     assert len(record_writes) == settled
@@ -192,6 +194,18 @@ def test_close_is_idempotent_and_a_closed_writer_refuses_updates(tmp_path: Path)
         writer.update(2)
     with pytest.raises(ValueError, match="closed"):
         writer.set(current_splat_count=1)
+
+
+def test_a_writer_nobody_closed_stops_its_thread_when_collected(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    writer = StatusFileWriter(tmp_path / "s.json", total_iterations=10, interval=0.01)
+    [thread] = set(threading.enumerate()) - before
+    writer.update(3)
+    del writer
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert read(tmp_path / "s.json")["status"] == "training"  # not claimed completed
 
 
 def test_bad_values_are_refused_naming_the_field(tmp_path: Path) -> None:

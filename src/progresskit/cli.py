@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ from progresskit.runs import Tracking
 from progresskit.sinks import Sink, build_sinks
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
+#: What a shell reports for a command killed by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 141
 
 
 def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -52,10 +55,11 @@ def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
     )
 
 
-def _base_parser() -> argparse.ArgumentParser:
+def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="progresskit",
         description="How far along are your jobs, are they healthy, when will they finish.",
+        add_help=add_help,
     )
     parser.add_argument("--version", action="version", version=f"progresskit {__version__}")
     _add_global_options(parser, None)
@@ -128,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     err = Console(stderr=True, highlight=False)
     try:
-        early, _ = _base_parser().parse_known_args(args_list)
+        # Without -h: `progresskit COMMAND --help` is the full parser's to answer.
+        early, _ = _base_parser(add_help=False).parse_known_args(args_list)
         pm = get_plugin_manager(disabled=_disabled(early.plugin_flags or [], early.config))
         args = _full_parser(pm).parse_args(args_list)
         if args.command == "plugins":
@@ -139,6 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProgresskitError as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader (`| head`) left: say nothing more, and keep Python from complaining
+        # about the unflushable stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _plugins(pm: PluginManager, args: argparse.Namespace) -> int:

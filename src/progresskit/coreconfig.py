@@ -11,6 +11,8 @@ from progresskit.hookspec import hookimpl
 #: outputs are 30 days old are outdated.
 DEFAULT_SLEEP_TIME = 86400
 DEFAULT_OUTDATED_DAYS = 30
+#: How ``progresskit watch`` learns that files changed.
+WATCH_MODES = ("auto", "notify", "poll")
 
 
 def _check_runner(value: Any) -> None:
@@ -58,6 +60,29 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
         list,
         default=[],
         help="Output sinks: a list of {type: NAME, ...options}. See `progresskit plugins`.",
+    )
+    schema.add(
+        "watch_mode",
+        str,
+        default="auto",
+        help="`progresskit watch`: 'notify' (OS file notifications), 'poll' (for NFS and "
+        "other filesystems that do not notify), or 'auto' (poll on network filesystems).",
+        check=lambda v: ensure(v in WATCH_MODES, f"must be one of {', '.join(WATCH_MODES)}"),
+    )
+    schema.add(
+        "watch_poll_interval",
+        (int, float),
+        default=2.0,
+        help="`progresskit watch`: seconds between full re-evaluations (the polling period; "
+        "with notifications, what catches changes no file write announces).",
+        check=lambda v: ensure(v > 0, "must be > 0 seconds"),
+    )
+    schema.add(
+        "watch_heartbeat",
+        (int, float),
+        default=60.0,
+        help="`progresskit watch`: seconds between heartbeats restating every run; 0: none.",
+        check=lambda v: ensure(v >= 0, "must be >= 0 seconds (0 turns heartbeats off)"),
     )
     schema.add(
         "disable_plugins",

@@ -15,7 +15,13 @@ from progresskit.converter import JSON_FORMAT_VERSION, unstructure
 from progresskit.model import RunStatus, Status
 from progresskit.rules import format_duration
 
-__all__ = ["STATUS_STYLE", "render_table", "status_document"]
+__all__ = [
+    "STATUS_STYLE",
+    "render_table",
+    "status_document",
+    "status_summary",
+    "status_table",
+]
 
 #: Colour and a symbol per status: the word is always printed, colour is never the only cue.
 STATUS_STYLE: dict[Status, tuple[str, str]] = {
@@ -63,6 +69,18 @@ def _eta(run: RunStatus, now: float) -> str:
 
 def render_table(runs: Sequence[RunStatus], console: Console, now: float | None = None) -> None:
     """One row per run: status word (with colour and symbol), bar, amount, ETA, last update."""
+    console.print(status_table(runs, now))
+    console.print(status_summary(runs))
+
+
+def status_summary(runs: Sequence[RunStatus]) -> str:
+    """``"2 running, 1 stuck"``: how many runs are in each status."""
+    counts = Counter(run.status.value for run in runs)
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs"
+
+
+def status_table(runs: Sequence[RunStatus], now: float | None = None) -> Table:
+    """The table :func:`render_table` prints, for callers that lay it out themselves."""
     now = now or time.time()
     table = Table(show_edge=False, pad_edge=False)
     for column in ("run", "type", "status", "progress", "done", "ETA", "last update", "reason"):
@@ -83,9 +101,7 @@ def render_table(runs: Sequence[RunStatus], console: Console, now: float | None 
             last,
             run.reason or "",
         )
-    console.print(table)
-    counts = Counter(run.status.value for run in runs)
-    console.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs")
+    return table
 
 
 def status_document(runs: Sequence[RunStatus], now: float | None = None) -> dict[str, Any]:

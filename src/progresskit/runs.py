@@ -135,7 +135,7 @@ class Tracking:
         directory that has no files yet (see :func:`~progresskit.detection.detect`).
         """
         state = self._dir_state(work_dir)
-        if state.key is None or not state.trusted and not os.path.isdir(work_dir):
+        if state.key is None or (not state.trusted and not os.path.isdir(work_dir)):
             what = "does not exist" if not os.path.exists(work_dir) else "is not a directory"
             raise NoTrackerError(f"Cannot detect runner type for work_dir: {work_dir} ({what})")
         if state.error is not None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -9,9 +12,35 @@ import attrs
 
 from progresskit.config import ConfigKey, ConfigSchema
 from progresskit.errors import ConfigError
-from progresskit.model import RunStatus
+from progresskit.model import RunStatus, Status
 
-__all__ = ["Sink", "SinkType", "build_sinks"]
+__all__ = ["CHANGE_KINDS", "Change", "Sink", "SinkType", "build_sinks", "emit_changes"]
+
+#: ``new``: first seen by this watcher; ``changed``: status or progress differs from what was
+#: last emitted; ``removed``: no longer found under the root; ``heartbeat``: periodic
+#: restatement of an unchanged run; ``snapshot``: a one-off query (``progresskit status``).
+CHANGE_KINDS = ("new", "changed", "removed", "heartbeat", "snapshot")
+
+
+def _check_kind(_inst: object, _attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in CHANGE_KINDS:
+        raise ValueError(f"change kind must be one of {', '.join(CHANGE_KINDS)}, got {value!r}")
+
+
+@attrs.frozen
+class Change:
+    """One event of a watch, as sinks with ``emit_changes`` and ``Monitor`` subscribers get it."""
+
+    kind: str = attrs.field(validator=_check_kind)
+    run: RunStatus
+    #: The status last emitted for this run (``changed`` and ``removed`` only).
+    previous_status: Status | None = attrs.field(
+        default=None, converter=attrs.converters.optional(Status)
+    )
+    #: Unique per event; sinks use it as the idempotency key of a delivery.
+    id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    #: Unix time the change was seen.
+    at: float = attrs.field(factory=time.time)
 
 
 class Sink(Protocol):
@@ -22,6 +51,20 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Flush and release resources; called once, also after an error."""
+
+
+def emit_changes(sink: Sink, changes: Sequence[Change]) -> None:
+    """Hand a watch's ``changes`` to ``sink``.
+
+    A sink that defines ``emit_changes(changes)`` gets the :class:`Change` events (kind,
+    id, previous status); any other sink gets ``emit()`` with the changed runs' statuses,
+    removed runs left out.
+    """
+    method = getattr(sink, "emit_changes", None)
+    if callable(method):
+        method(changes)
+    else:
+        sink.emit([c.run for c in changes if c.kind != "removed"])
 
 
 @attrs.frozen
@@ -51,8 +94,12 @@ class SinkType:
 def build_sinks(
     entries: Sequence[Mapping[str, Any]], types: Mapping[str, SinkType], where: str
 ) -> list[Sink]:
-    """Validate every ``sinks:`` entry, then build the sinks (nothing is built on error)."""
-    validated: list[tuple[SinkType, dict[str, Any]]] = []
+    """Validate every ``sinks:`` entry, then build the sinks (nothing is built on error).
+
+    A factory may raise :class:`ConfigError` for what only it can judge (an unset
+    environment variable, an unreachable URL); the sinks already built are closed then.
+    """
+    validated: list[tuple[SinkType, dict[str, Any], str]] = []
     for index, entry in enumerate(entries):
         here = f"{where}: sinks[{index}]"
         if not isinstance(entry, Mapping) or "type" not in entry:
@@ -63,5 +110,14 @@ def build_sinks(
             known = ", ".join(sorted(types)) or "none loaded"
             raise ConfigError(f"{here}: unknown sink type '{name}' (known: {known})")
         options = {k: v for k, v in entry.items() if k != "type"}
-        validated.append((sink_type, sink_type.validate(options, here)))
-    return [sink_type.factory(options) for sink_type, options in validated]
+        validated.append((sink_type, sink_type.validate(options, here), here))
+    sinks: list[Sink] = []
+    for sink_type, options, here in validated:
+        try:
+            sinks.append(sink_type.factory(options))
+        except ConfigError as exc:
+            for built in sinks:
+                with contextlib.suppress(Exception):
+                    built.close()
+            raise ConfigError(f"{here}: {exc}") from exc
+    return sinks

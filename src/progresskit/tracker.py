@@ -125,9 +125,12 @@ class BaseProgressTracker(ABC):
 
     def get_progress(self, force_refresh: bool = False) -> ProgressInfo:
         """Progress, from the cache when nothing the tracker reads has changed."""
-        if self._cache is not None and not force_refresh:
-            if self._pinned or self.fingerprint() == self._cache_key:
-                return self._cache
+        if (
+            self._cache is not None
+            and not force_refresh
+            and (self._pinned or self.fingerprint() == self._cache_key)
+        ):
+            return self._cache
         read_at = time.time_ns()
         progress = self.calculate_progress()
         # Taken after the read, because what the fingerprint covers may depend on what was
@@ -156,7 +159,9 @@ class BaseProgressTracker(ABC):
             self.adopt_listing(key, listing, trusted=not is_racy((key,), read_at))
         return self._listing
 
-    def adopt_listing(self, key: StatKey | None, entries: dict[str, bool], *, trusted: bool) -> None:
+    def adopt_listing(
+        self, key: StatKey | None, entries: dict[str, bool], *, trusted: bool
+    ) -> None:
         """Use a listing of the work dir made under stat ``key`` (by a scan, for one).
 
         An untrusted listing (the directory changed too recently for its mtime to tell a
@@ -165,7 +170,8 @@ class BaseProgressTracker(ABC):
         self._listing, self._listing_key, self._listing_trusted = entries, key, trusted
         pattern = self.get_log_pattern()
         self._log_names = [
-            name for name, is_dir in entries.items()
+            name
+            for name, is_dir in entries.items()
             if not is_dir and fnmatch.fnmatchcase(name, pattern)
         ]
 

@@ -170,7 +170,8 @@ class JobState:
     def on_queue(self, entry: QueueEntry, where: str, position: int, wall: float) -> bool:
         self.seen = True
         self.absent_since = None
-        self.workflow = self.workflow or entry.workflow
+        if self.workflow is None:
+            self.workflow = entry.workflow
         self.updated_wall = wall
         if where == "running":
             changed = self.advance(ProgressStatus.PROCESSING)

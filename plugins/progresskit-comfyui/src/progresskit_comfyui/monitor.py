@@ -100,6 +100,8 @@ class StatusMonitor:
     :param servers: base URL(s) of the ComfyUI server(s); the first is the default for
         :meth:`monitor_job`.
     :param poll_interval: seconds between ``/queue`` polls of a server.
+    :param min_poll_gap: the least time between polls when queue changes announced on
+        ``/ws`` ask for an early one (a busy queue announces several a second).
     :param vanish_timeout: seconds a job may be in neither queue nor history before it is
         ``timeout``.
     :param retention: seconds a finished job stays queryable; ``max_retained`` bounds their
@@ -119,7 +121,7 @@ class StatusMonitor:
         servers: str | Iterable[str] = "http://127.0.0.1:8188",
         *,
         poll_interval: float = 2.0,
-        min_poll_gap: float = 0.2,
+        min_poll_gap: float = 0.5,
         vanish_timeout: float = 60.0,
         retention: float = 3600.0,
         max_retained: int = 1000,
@@ -153,6 +155,7 @@ class StatusMonitor:
         self._jobs: dict[Hashable, JobState] = {}
         self._finished: OrderedDict[Hashable, None] = OrderedDict()
         self._callbacks: list[ProgressCallback] = []
+        self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._running = False
         for url in [servers] if isinstance(servers, str) else servers:
             self.add_server(url)
@@ -485,6 +488,10 @@ class StatusMonitor:
                     logger.info("ComfyUI %s: event stream unavailable (%s: %s); polling "
                                 "meanwhile", link.url, type(exc).__name__, exc)
                 link.websocket_error = f"/ws: {type(exc).__name__}: {exc}"
+            except Exception as exc:
+                # A bug in handling one event must not end the event stream for good.
+                logger.exception("ComfyUI %s: unexpected error on the event stream", link.url)
+                link.websocket_error = f"/ws: {type(exc).__name__}: {exc}"
             finally:
                 link.websocket = False
             delay = self.backoff.delay(attempt)
@@ -513,7 +520,9 @@ class StatusMonitor:
         changed, step_seconds = job.on_event(kind, data, self._clock(), self._wall())
         if step_seconds is not None:
             self.statistics.record_step(step_seconds)
-        if job.needs_history:
+        # Poll soon: for the history of an ended prompt, or for the graph (node classes)
+        # of one that started before a poll saw it queued.
+        if job.needs_history or job.workflow is None:
             link.wake.set()
         if changed:
             self._changed(job, was)
@@ -540,9 +549,17 @@ class StatusMonitor:
             try:
                 result = callback(update)
                 if inspect.isawaitable(result):
-                    asyncio.ensure_future(result).add_done_callback(_log_callback_failure)
+                    # Held until done: the event loop keeps only weak references to tasks.
+                    future = asyncio.ensure_future(result)
+                    self._callback_tasks.add(future)
+                    future.add_done_callback(self._callback_done)
             except Exception:
                 logger.exception("progress callback %r failed for job %r", callback, job.job_id)
+
+    def _callback_done(self, future: asyncio.Future[Any]) -> None:
+        self._callback_tasks.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            logger.error("async progress callback failed", exc_info=future.exception())
 
     def _update(self, job: JobState) -> ProgressUpdate:
         eta = self._eta(job)
@@ -579,8 +596,3 @@ class StatusMonitor:
 
 def _with_detail(update: ProgressUpdate, detail: str) -> ProgressUpdate:
     return attrs.evolve(update, detail=detail)
-
-
-def _log_callback_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        logger.error("async progress callback failed", exc_info=future.exception())

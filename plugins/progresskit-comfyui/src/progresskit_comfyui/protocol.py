@@ -83,8 +83,15 @@ class QueueEntry:
 
     number: float
     prompt_id: str
-    workflow: Workflow
     client_id: str | None
+    #: The graph as received: a queue of hundreds of prompts is polled every few seconds,
+    #: and only the prompts someone follows need their nodes read.
+    graph: Any = attrs.field(default=None, eq=False, repr=False)
+    outputs: Any = attrs.field(default=(), eq=False, repr=False)
+
+    @property
+    def workflow(self) -> Workflow:
+        return workflow_from(self.graph, self.outputs)
 
 
 @attrs.frozen
@@ -191,8 +198,8 @@ def _queue_entry(item: Any, request: str) -> QueueEntry:
     client = extra.get("client_id")
     number = item[0] if isinstance(item[0], (int, float)) else 0
     return QueueEntry(
-        number, item[1], workflow_from(item[2], item[4] if len(item) > 4 else ()),
-        client if isinstance(client, str) else None,
+        number, item[1], client if isinstance(client, str) else None,
+        item[2], item[4] if len(item) > 4 else (),
     )
 
 

@@ -21,6 +21,9 @@ class GenerationStatistics:
             raise ValueError(f"statistics window must be >= 1, got {window}")
         self.window = window
         self._times: dict[str, deque[float]] = {}
+        # Every progress update asks for its type's median (the ETA); sorting the window
+        # each time would cost more than the rest of the update.
+        self._medians: dict[str, float] = {}
         self._step_total = 0.0
         self._step_count = 0
         self._failures: Counter[str] = Counter()
@@ -31,6 +34,7 @@ class GenerationStatistics:
         if times is None:
             times = self._times[job_type] = deque(maxlen=self.window)
         times.append(float(seconds))
+        self._medians.pop(job_type, None)
 
     def record_step(self, seconds: float) -> None:
         """One sampler step (``progress`` message to the next, same node) took ``seconds``."""
@@ -42,8 +46,13 @@ class GenerationStatistics:
         self._failures[f"{job_type}:{error}"] += 1
 
     def median(self, job_type: str) -> float | None:
-        times = self._times.get(job_type)
-        return statistics.median(times) if times else None
+        cached = self._medians.get(job_type)
+        if cached is None:
+            times = self._times.get(job_type)
+            if not times:
+                return None
+            cached = self._medians[job_type] = statistics.median(times)
+        return cached
 
     @property
     def average_step_duration(self) -> float | None:
