@@ -257,7 +257,9 @@ def test_bundled_example_tree(tmp_path: Path) -> None:
     assert found["early_stop"] == "finished"
     assert found["eval_interrupted"] == "failed"
     assert found["cifar_vit"] == "finished"
+    assert found["foxml_pipeline"] == "finished"
     assert set(found) == {
+        "foxml_pipeline",
         "cifar_resnet",
         "cifar_vit",
         "early_stop",

@@ -315,11 +315,11 @@ class TrackerConformance:
     def test_declines_a_foreign_directory(self, tmp_path: Path) -> None:
         pm = self.own_plugin_manager()
         foreign = self._sample(tmp_path, "foreign_dir")
-        for use_config in (False, True):
-            target = Target(
-                str(foreign), self.tracked_config(pm), list_entries(str(foreign)), use_config
-            )
-            found = claims(pm, target)
+        # With the samples' config on file evidence, and with no config keys set even when
+        # config may decide (as for one explicit target).
+        bare = pm.schema.validate({}, "defaults")
+        for config, use_config in ((self.tracked_config(pm), False), (bare, True)):
+            found = claims(pm, Target(str(foreign), config, list_entries(str(foreign)), use_config))
             if found:
                 pytest.fail(
                     f"progresskit_detect_runner() claimed the foreign directory {foreign} "
