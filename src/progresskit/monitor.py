@@ -27,14 +27,14 @@ from typing import Any
 
 import attrs
 
-from progresskit.converter import unstructure
+from progresskit.converter import JSON_FORMAT_VERSION, unstructure
 from progresskit.errors import ProgresskitError, RunnerDetectionError
 from progresskit.model import ProcessInfo, RunStatus
 from progresskit.plugins import PluginManager, default_plugin_manager
 from progresskit.runs import Tracking, resolve
 from progresskit.sinks import Change, Sink, build_sinks, emit_changes
 
-__all__ = ["Monitor", "WatchSettings", "change_key"]
+__all__ = ["CHANGE_FORMAT", "Monitor", "WatchSettings", "change_document", "change_key"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,23 @@ _NETWORK_FILESYSTEMS = frozenset(
 _STEP_MS = 20
 #: ...but never longer than this (ms) in total, so a busy writer still gets reported.
 _DEBOUNCE_MS = 200
+
+
+#: The ``format`` field of a change document (``watch`` JSON lines, webhook payloads).
+CHANGE_FORMAT = "progresskit.change"
+
+
+def change_document(change: Change) -> dict[str, Any]:
+    """A change as JSON-ready data: the shape of ``watch``'s JSON lines and webhook bodies."""
+    return {
+        "format": CHANGE_FORMAT,
+        "version": JSON_FORMAT_VERSION,
+        "event_id": change.id,
+        "kind": change.kind,
+        "at": change.at,
+        "previous_status": unstructure(change.previous_status),
+        "run": unstructure(change.run),
+    }
 
 
 def change_key(run: RunStatus) -> str:

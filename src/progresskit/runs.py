@@ -313,3 +313,8 @@ def broken_status(
     """The row for a run whose state cannot be read: status ``unknown`` and the reason."""
     progress = ProgressInfo(runner_type=runner_type, error_message=reason)
     return RunStatus(key, work_dir, progress, Status.UNKNOWN, process, reason)
+
+
+def resolve(path: str | os.PathLike[str]) -> str:
+    """An absolute, normalised path string: the key a long-lived monitor tracks runs by."""
+    return os.path.abspath(os.fspath(path))

@@ -35,19 +35,17 @@ import attrs
 
 from progresskit import __version__
 from progresskit.config import ConfigSchema, ensure
-from progresskit.converter import JSON_FORMAT_VERSION, unstructure
 from progresskit.errors import ConfigError
 from progresskit.fileio import atomic_write_text
 from progresskit.hookspec import hookimpl
 from progresskit.model import RunStatus
+from progresskit.monitor import change_document
 from progresskit.sinks import Change, SinkType
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Progresskit-Signature"
 EVENT_ID_HEADER = "X-Progresskit-Event-Id"
-#: The payload's ``format`` field.
-PAYLOAD_FORMAT = "progresskit.change"
 #: Headers whose values are credentials: they come from ``headers_env``, never the YAML.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 #: Answers that say this payload will never be accepted: the event is set aside in
@@ -240,17 +238,9 @@ class WebhookSink:
             # nanosecond clock, kept strictly increasing.
             seq = max(time.time_ns(), self._last_seq + 1)
             self._last_seq = seq
-        payload = {
-            "format": PAYLOAD_FORMAT,
-            "version": JSON_FORMAT_VERSION,
-            "event_id": change.id,
-            "sequence": seq,
-            "kind": change.kind,
-            "at": change.at,
-            "previous_status": unstructure(change.previous_status),
-            "run": unstructure(change.run),
-        }
-        body = json.dumps(payload, sort_keys=True, allow_nan=False)
+        body = json.dumps(
+            {**change_document(change), "sequence": seq}, sort_keys=True, allow_nan=False
+        )
         path = os.path.join(self.spool_dir, f"{seq:020d}-{change.id}{_SUFFIX}")
         with self._cond:
             if len(self._queue) >= self.max_events:
@@ -274,8 +264,10 @@ class WebhookSink:
                 victim, why = item, "superseded by a newer event of the same run"
                 break
         if victim is None:
-            victim = next(i for i in self._queue.values() if i.seq != self._in_flight)
-            why = "oldest event"
+            others = [i for i in self._queue.values() if i.seq != self._in_flight]
+            if not others:  # only the event being sent: it leaves the spool in a moment
+                return
+            victim, why = others[0], "oldest event"
         del self._queue[victim.seq]
         with contextlib.suppress(OSError):
             os.unlink(victim.path)
@@ -456,6 +448,11 @@ def _secret(variable: str | None) -> bytes | None:
     return None if variable is None else _env(variable, "secret_env").encode()
 
 
+def _url_option(value: str | None) -> None:
+    if value is not None:
+        _check_url(value)
+
+
 def _string_mapping(value: Any) -> None:
     ensure(
         all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
@@ -472,7 +469,7 @@ def _plain_headers(value: Any) -> None:
 
 def _options(schema: ConfigSchema) -> None:
     schema.add("url", (str, type(None)), help="Where to POST (http:// or https://). Required.",
-               check=lambda v: None if v is None else _check_url(v) and None)
+               check=_url_option)
     schema.add("timeout", (int, float), default=10.0,
                help="Seconds to wait for the endpoint (connect and answer).",
                check=lambda v: ensure(v > 0, "must be > 0 seconds"))
