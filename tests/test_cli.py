@@ -258,7 +258,9 @@ def test_bundled_example_tree(tmp_path: Path) -> None:
     assert found["eval_interrupted"] == "failed"
     assert found["cifar_vit"] == "finished"
     assert found["foxml_pipeline"] == "finished"
+    assert found["brush_garden"] == "finished"
     assert set(found) == {
+        "brush_garden",
         "foxml_pipeline",
         "cifar_resnet",
         "cifar_vit",
