@@ -12,7 +12,7 @@ from progresskit.api import (
     scan,
     status,
 )
-from progresskit.config import Config, ConfigSchema
+from progresskit.config import Config, ConfigSchema, ensure
 from progresskit.converter import load_progress_file, structure, to_json, unstructure
 from progresskit.errors import (
     AmbiguousRunnerError,
@@ -24,11 +24,13 @@ from progresskit.errors import (
     RunnerDetectionError,
 )
 from progresskit.events import EventEmitter
+from progresskit.fileio import StatKey, atomic_write_text, stat_key
 from progresskit.hookspec import hookimpl
 from progresskit.model import CompletedItem, ProcessInfo, ProgressInfo, RunStatus, Status
+from progresskit.monitor import Monitor
 from progresskit.plugins import PluginManager, get_plugin_manager
 from progresskit.runs import Tracking
-from progresskit.sinks import Sink, SinkType
+from progresskit.sinks import Change, Sink, SinkType
 from progresskit.statusfile import StatusFileWriter
 from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
 from progresskit.vocabulary import SOURCE_VOCABULARIES, canonical_status
@@ -39,12 +41,14 @@ __all__ = [
     "SOURCE_VOCABULARIES",
     "AmbiguousRunnerError",
     "BaseProgressTracker",
+    "Change",
     "CompletedItem",
     "Config",
     "ConfigError",
     "ConfigSchema",
     "EventEmitter",
     "FormatError",
+    "Monitor",
     "NoTrackerError",
     "PluginError",
     "PluginManager",
@@ -56,14 +60,17 @@ __all__ = [
     "RunnerDetectionError",
     "Sink",
     "SinkType",
+    "StatKey",
     "Status",
     "StatusFileWriter",
     "Target",
     "Tracking",
     "__version__",
+    "atomic_write_text",
     "canonical_status",
     "create_progress_tracker",
     "detect_runner_type",
+    "ensure",
     "get_all_run_status",
     "get_plugin_manager",
     "get_run_status",
@@ -71,6 +78,7 @@ __all__ = [
     "hookimpl",
     "load_progress_file",
     "scan",
+    "stat_key",
     "status",
     "structure",
     "to_json",

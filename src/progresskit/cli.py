@@ -31,6 +31,7 @@ from progresskit.plugins import PluginManager, get_plugin_manager
 from progresskit.render import render_table, status_document
 from progresskit.runs import Tracking
 from progresskit.sinks import Sink, build_sinks
+from progresskit.watch import add_watch_arguments, run_watch
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 #: What a shell reports for a command killed by SIGPIPE (128 + 13).
@@ -102,6 +103,16 @@ def _full_parser(pm: PluginManager) -> argparse.ArgumentParser:
     )
     _add_global_options(listen, argparse.SUPPRESS)
     add_listen_arguments(listen)
+
+    watch = commands.add_parser(
+        "watch",
+        help="watch every run under a directory; report each change to the configured sinks",
+        description="Watch the runs under ROOT (new ones included) until Ctrl-C or SIGTERM: "
+        "a live table on a terminal, JSON lines otherwise (docs/watch.md).",
+    )
+    _add_global_options(watch, argparse.SUPPRESS)
+    add_watch_arguments(watch)
+    pm.hook.progresskit_addoption(parser=watch.add_argument_group("plugin options"))
     return parser
 
 
@@ -140,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plugins(pm, args)
         if args.command == "listen":
             return run_listen(args)
+        if args.command == "watch":
+            return run_watch(pm, args)
         return _status(pm, args)
     except ProgresskitError as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)

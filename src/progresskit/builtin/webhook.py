@@ -298,7 +298,7 @@ class WebhookSink:
             with self._cond:
                 while not self._queue and not self._closing:
                     self._cond.wait()
-                if not self._queue or self._closing and time.monotonic() >= self._deadline:
+                if not self._queue or (self._closing and time.monotonic() >= self._deadline):
                     return
                 item = next(iter(self._queue.values()))
                 self._in_flight = item.seq

@@ -1,0 +1,483 @@
+"""Remaining-time estimation: a point estimate with a p10-p90 band, or an explicit "unknown".
+
+The estimator reads a run's own (time, units done) observations and, when there is one, a
+:class:`Prior` learnt from finished runs of the same kind (see :mod:`progresskit.history`).
+The method, in order (docs/eta.md has the reasoning and the benchmark):
+
+1. **Clean.** Keep, for each progress value, the first time it was reached; a drop in
+   progress means the run restarted, so only the observations after the drop count.
+2. **Warm-up.** Leading intervals slower than :data:`WARMUP_FACTOR` x the median interval
+   are start-up cost (compilation, caches, data-loader spin-up), already paid: dropped.
+3. **Spikes.** An interval slower than :data:`SPIKE_FACTOR` x the median of its neighbours
+   is a spike (periodic evaluation, checkpoint). Spikes are *not* ignored: their cost is
+   measured separately (mean excess over the local base rate) together with their period,
+   and the long-run rate is ``base + cost / period``. A median or an EMA that ignores them
+   under-estimates every run that evaluates; a plain mean over a window jumps up and down
+   with the phase of the window against the spikes.
+4. **Regime changes.** On the non-spike intervals, a CUSUM test (binary segmentation,
+   critical value :data:`CUSUM_CRITICAL`) finds the latest significant shift of the base
+   rate (a slowdown partway); only the intervals after it give the base rate.
+5. **Prior and shape.** With history, each finished run contributes a rate *profile*
+   (seconds per unit in each of :data:`PROFILE_BINS` slices of progress). The remaining
+   time is the history's median profile over what is left, scaled by how fast this run is
+   compared with its history over the same stretch of progress. The scale is a precision
+   weighted blend (in log space) of this run's measured ratio and the prior's "like its
+   history" (ratio 1): a run that has barely started gets history's answer, and as its own
+   measurements sharpen, its own rate takes over. Without history the profile is flat,
+   which is exactly "own rate x units left".
+6. **Band.** Log-normal: the log-sd adds the rate's standard error, the spike cost's
+   uncertainty, the remaining steps' noise and the risk of future drift (from history's
+   spread of shapes when known, else the :data:`DRIFT` prior). p10/p90 are
+   ``exp(-/+ 1.2816 sd)`` around the point estimate, so the band always contains it.
+
+Everything returned is finite and non-negative; unknown is ``seconds is None`` with a reason.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+__all__ = [
+    "Basis",
+    "Estimate",
+    "Prior",
+    "estimate",
+    "rate_profile",
+]
+
+# -- parameters (each with the reason for its value) ----------------------------------------
+
+#: Leading intervals slower than this multiple of the median interval are warm-up. Step
+#: jitter of healthy runs stays within ~20% (so 1.5x is > 2.5 sd away), while warm-up steps
+#: (first CUDA kernels, torch.compile, cold data caches) are typically several times slower.
+WARMUP_FACTOR = 1.5
+#: An interval slower than this multiple of its neighbours' median is a spike. Evaluation
+#: and checkpoint steps cost several steps' time; random jitter seldom doubles a step.
+SPIKE_FACTOR = 2.0
+#: Neighbours on each side for the local median that spikes are judged against: 10 + 10 + 1
+#: intervals keep a spike every >= 3rd interval from moving the median, and a shift of the
+#: base rate moves the local median within 10 intervals of it.
+SPIKE_HALF_WINDOW = 10
+#: Critical value of the standardised CUSUM statistic: the 1% quantile of the supremum of
+#: a Brownian bridge (Kolmogorov distribution), so a steady run is split by chance rarely.
+CUSUM_CRITICAL = 1.63
+#: A shift must also change the base rate by at least this fraction to be used: smaller
+#: shifts move the ETA by less than the band is wide, while cutting the sample would cost
+#: precision.
+MIN_SHIFT = 0.05
+#: Fewest intervals on each side of a change point: fewer cannot estimate a rate (and the
+#: CUSUM statistic is unstable at the ends of a series).
+MIN_SEGMENT = 5
+#: Gaps between spikes with a coefficient of variation below this are periodic (every N
+#: steps), so the number of spikes left is counted from the last one; otherwise spikes
+#: are spread over the units left in proportion.
+PERIODIC_CV = 0.25
+#: Relative sd assumed for a rate measured from a single interval: one interval says nothing
+#: of its own spread; 25% covers the epoch-to-epoch variation of typical training runs.
+SINGLE_INTERVAL_SD = 0.25
+#: Log-sd of the change of a run's rate over its whole length (scaled by sqrt of the part
+#: left) when no history tells better: contention on shared nodes, thermal throttling,
+#: curricula and growing evaluation sets move long runs' speed by this order (15% at 1 sd).
+DRIFT = 0.15
+#: Log-sd of run-to-run speed within one history group when it holds a single run: repeat
+#: runs of one config on shared hardware differ by tens of percent (about 40% at 1 sd).
+SINGLE_RUN_SPREAD = 0.35
+#: Floor of that spread with more runs: two or three identical durations do not make the
+#: next run exactly as fast.
+MIN_RUN_SPREAD = 0.10
+#: Slices of progress in a run profile: 2.5% each, fine enough to place a slowdown or an
+#: evaluation-heavy phase, small enough to store (40 numbers per finished run).
+PROFILE_BINS = 40
+#: Above this many observations, older ones are thinned to keep a query cheap (estimates
+#: run on every status query of a changed run); the newest half is always kept whole.
+MAX_OBSERVATIONS = 4000
+#: z of the 90th percentile of a normal: the band is p10-p90 (80% nominal coverage).
+Z_BAND = 1.2815515655446004
+
+
+class Basis(str, enum.Enum):
+    """Where an estimate comes from."""
+
+    #: Not enough to say anything (no total, no progress and no history): ``seconds`` is None.
+    UNKNOWN = "unknown"
+    #: The run is complete: 0 s left.
+    DONE = "done"
+    #: This run's own measurements only (no history for its group).
+    OWN = "own"
+    #: History only (the run has no usable measurement yet).
+    HISTORY = "history"
+    #: Both, blended (see ``own_weight``).
+    BLEND = "blend"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[float | None], v: float | None) -> None:
+    if v is not None and not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {v!r}")
+
+
+@attrs.frozen
+class Estimate:
+    """Remaining seconds with a p10-p90 band; all three ``None`` when unknown."""
+
+    seconds: float | None = attrs.field(default=None, validator=_non_negative)
+    low: float | None = attrs.field(default=None, validator=_non_negative)
+    high: float | None = attrs.field(default=None, validator=_non_negative)
+    basis: Basis = Basis.UNKNOWN
+    #: Why the estimate is what it is (and, when unknown, what is missing).
+    reason: str = ""
+    #: Weight of the run's own rate against history's, in [0, 1].
+    own_weight: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        known = (self.seconds, self.low, self.high)
+        if any(v is None for v in known) != all(v is None for v in known):
+            raise ValueError("seconds, low and high are either all known or all None")
+        if self.seconds is not None and not (self.low <= self.seconds <= self.high):  # type: ignore[operator]
+            raise ValueError(f"band [{self.low}, {self.high}] must contain {self.seconds}")
+        if (self.seconds is None) != (self.basis is Basis.UNKNOWN):
+            raise ValueError("an estimate is unknown exactly when its basis is UNKNOWN")
+
+    @property
+    def known(self) -> bool:
+        return self.seconds is not None
+
+    def fields(self) -> dict[str, float | None]:
+        """The :class:`~progresskit.model.ProgressInfo` ETA fields, for ``ProgressInfo(**...)``."""
+        return {"eta_seconds": self.seconds, "eta_low_seconds": self.low,
+                "eta_high_seconds": self.high}
+
+
+def unknown(reason: str) -> Estimate:
+    """An honest "cannot tell", with what is missing."""
+    return Estimate(reason=reason)
+
+
+# -- history --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Prior:
+    """What finished runs of the same kind say: one rate profile per run.
+
+    A profile holds, for each of :data:`PROFILE_BINS` equal slices of progress, the mean
+    seconds per unit spent there (``None`` where the run was not observed).
+    """
+
+    profiles: tuple[tuple[float | None, ...], ...] = attrs.field(converter=tuple)
+
+    def __attrs_post_init__(self) -> None:
+        for profile in self.profiles:
+            if len(profile) != PROFILE_BINS:
+                raise ValueError(f"a profile has {PROFILE_BINS} bins, got {len(profile)}")
+
+    @property
+    def runs(self) -> int:
+        return len(self.profiles)
+
+
+def _filled(profile: Sequence[float | None]) -> list[float] | None:
+    """``profile`` with unobserved slices set to the run's mean rate; None if all unobserved."""
+    seen = [v for v in profile if v is not None and math.isfinite(v) and v > 0]
+    if not seen:
+        return None
+    mean = statistics.fmean(seen)
+    return [v if v is not None and math.isfinite(v) and v > 0 else mean for v in profile]
+
+
+def _integral(profile: Sequence[float], a: float, b: float) -> float:
+    """Seconds-per-unit profile integrated over progress fractions [a, b] (unit: fraction)."""
+    width = 1.0 / PROFILE_BINS
+    total = 0.0
+    for i, rate in enumerate(profile):
+        lo, hi = i * width, (i + 1) * width
+        overlap = min(b, hi) - max(a, lo)
+        if overlap > 0:
+            total += rate * overlap
+    return total
+
+
+def rate_profile(observations: Iterable[tuple[float, float]], total: float) -> list[float | None]:
+    """A finished run's rate profile (seconds per unit per slice of progress), for history."""
+    points = _clean(observations)
+    sums = [0.0] * PROFILE_BINS
+    cover = [0.0] * PROFILE_BINS
+    width = 1.0 / PROFILE_BINS
+    for (t0, u0), (t1, u1) in zip(points, points[1:]):
+        a, b = u0 / total, min(u1 / total, 1.0)
+        if b <= a:
+            continue
+        rate = (t1 - t0) / (u1 - u0)
+        for i in range(int(a / width), min(PROFILE_BINS, int(math.ceil(b / width)))):
+            overlap = min(b, (i + 1) * width) - max(a, i * width)
+            if overlap > 0:
+                sums[i] += rate * overlap
+                cover[i] += overlap
+    # A slice counts only if mostly observed: a sliver would stand for the whole slice.
+    return [s / c if c >= width / 2 else None for s, c in zip(sums, cover)]
+
+
+# -- the run's own measurements -------------------------------------------------------------
+
+
+def _clean(observations: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    points: list[tuple[float, float]] = []
+    for t, u in observations:
+        t, u = float(t), float(u)
+        if not (math.isfinite(t) and math.isfinite(u)):
+            continue
+        if points and u < points[-1][1]:
+            points = []  # progress went back: the run restarted, earlier points are another run
+        if points and u == points[-1][1]:
+            continue  # the first time a value was reached is when that progress was made
+        if points and t < points[-1][0]:
+            continue  # a clock step backwards cannot be a duration
+        points.append((t, u))
+    if len(points) > MAX_OBSERVATIONS:
+        half = MAX_OBSERVATIONS // 2
+        old, new = points[:-half], points[-half:]
+        step = math.ceil(len(old) / half)
+        points = old[::step] + new
+    return points
+
+
+@attrs.frozen
+class _Own:
+    """The run's own long-run rate (seconds per unit) and its uncertainty."""
+
+    rate: float
+    #: Log-sd of ``rate`` as an estimate of the current long-run rate.
+    sd: float
+    #: Progress (units) where the stretch that ``rate`` was measured over starts.
+    since: float
+    #: Remaining seconds by the run's own structure (phase-aware spike count), or None.
+    remaining: float
+    #: Relative noise of one interval (for the noise of the steps still to come).
+    cv: float
+    #: Typical units per interval.
+    step: float
+    #: |log| size of the base-rate shifts seen so far (evidence of drift in this run).
+    shifts: float
+
+
+def _median_window(values: Sequence[float], half: int) -> list[float]:
+    n = len(values)
+    return [statistics.median(values[max(0, i - half) : i + half + 1]) for i in range(n)]
+
+
+def _robust_sd(values: Sequence[float]) -> float:
+    """Noise sd from successive differences (MAD): insensitive to level shifts and outliers."""
+    diffs = [abs(b - a) for a, b in zip(values, values[1:])]
+    if not diffs:
+        return 0.0
+    sd = 1.4826 * statistics.median(diffs) / math.sqrt(2)
+    if sd == 0.0 and len(values) > 1:
+        sd = statistics.pstdev(values)  # quantised values: fall back to the plain sd
+    return sd
+
+
+def _last_change(values: Sequence[float]) -> int:
+    """Index where the latest significant shift of ``values``' level starts (0: none)."""
+    sigma = _robust_sd(values)
+    start = 0
+    while len(values) - start >= 2 * MIN_SEGMENT:
+        seg = values[start:]
+        n = len(seg)
+        mean = statistics.fmean(seg)
+        best_k, best = 0, 0.0
+        cumulative = 0.0
+        for k in range(1, n):
+            cumulative += seg[k - 1] - mean
+            if MIN_SEGMENT <= k <= n - MIN_SEGMENT and abs(cumulative) > best:
+                best_k, best = k, abs(cumulative)
+        if best_k == 0:
+            break
+        before = statistics.fmean(seg[:best_k])
+        after = statistics.fmean(seg[best_k:])
+        significant = sigma == 0.0 or best / (sigma * math.sqrt(n)) > CUSUM_CRITICAL
+        if not (significant and abs(after - before) >= MIN_SHIFT * max(before, after)):
+            break
+        start += best_k
+    return start
+
+
+def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
+    times = [t for t, _ in points]
+    units = [u for _, u in points]
+    dt = [b - a for a, b in zip(times, times[1:])]
+    du = [b - a for a, b in zip(units, units[1:])]
+    x = [a / b for a, b in zip(dt, du)]
+    if not x or sum(dt) <= 0:
+        return None
+    # 2. warm-up
+    median = statistics.median(x)
+    first = 0
+    while first < len(x) - 1 and x[first] > WARMUP_FACTOR * median:
+        first += 1
+    x, dt, du = x[first:], dt[first:], du[first:]
+    ends = units[first + 1 :]
+    # 3. spikes, against the local median
+    local = _median_window(x, SPIKE_HALF_WINDOW)
+    spike = [len(x) > 2 and xi > SPIKE_FACTOR * li for xi, li in zip(x, local)]
+    base_idx = [i for i, s in enumerate(spike) if not s]
+    # 4. the latest regime of the base rate
+    change = _last_change([x[i] for i in base_idx])
+    seg_idx = base_idx[change:]
+    seg_dt = sum(dt[i] for i in seg_idx)
+    seg_du = sum(du[i] for i in seg_idx)
+    base = seg_dt / seg_du
+    if base <= 0:
+        return None
+    since = units[first + seg_idx[0]]
+    seg_x = [x[i] for i in seg_idx]
+    cv = _robust_sd(seg_x) / base if len(seg_x) > 1 else SINGLE_INTERVAL_SD
+    base_sd = cv / math.sqrt(len(seg_x)) if len(seg_x) > 1 else SINGLE_INTERVAL_SD
+    shifts = 0.0
+    if change:
+        before = [x[i] for i in base_idx[:change]]
+        shifts = abs(math.log(base / statistics.fmean(before))) if statistics.fmean(before) > 0 else 0.0
+    done = units[-1]
+    left = total - done
+
+    # spike cost relative to the local base (so it scales with a slowdown), and period
+    spikes = [(ends[i], (dt[i] - local[i] * du[i]) / local[i]) for i in range(len(x)) if spike[i]]
+    overhead = 0.0
+    spike_sd = 0.0
+    remaining_spikes = 0.0
+    if spikes:
+        positions = [p for p, _ in spikes]
+        cost = statistics.fmean(c for _, c in spikes) * base  # seconds per spike, now
+        k = len(spikes)
+        if k >= 2:
+            gaps = [b - a for a, b in zip(positions, positions[1:])]
+            period = max(statistics.fmean(gaps), done - positions[-1])
+            regular = statistics.pstdev(gaps) <= PERIODIC_CV * statistics.fmean(gaps)
+        else:
+            period = max(positions[0] - units[0], done - positions[0])
+            regular = False
+        if period > 0:
+            overhead = cost / period
+            if regular and done - positions[-1] <= period:
+                # Evaluation every N units: the ones left are at last + N, last + 2N, ...
+                remaining_spikes = math.floor((total - positions[-1]) / period + 1e-9) * cost
+            else:
+                remaining_spikes = overhead * left
+            # The count of spikes is Poisson-like: relative error 1/sqrt(k).
+            spike_sd = (overhead / (base + overhead)) / math.sqrt(k)
+    rate = base + overhead
+    sd = math.hypot(base_sd * base / rate, spike_sd)
+    return _Own(
+        rate=rate,
+        sd=sd,
+        since=since,
+        remaining=base * left + remaining_spikes,
+        cv=cv,
+        step=statistics.median(du),
+        shifts=shifts,
+    )
+
+
+# -- the estimate ---------------------------------------------------------------------------
+
+
+def _robust_log_sd(values: Sequence[float]) -> float:
+    logs = [math.log(v) for v in values]
+    centre = statistics.median(logs)
+    return 1.4826 * statistics.median(abs(v - centre) for v in logs)
+
+
+def estimate(
+    observations: Iterable[tuple[float, float]],
+    total: float | None,
+    prior: Prior | None = None,
+) -> Estimate:
+    """Remaining seconds after the last observation, with its p10-p90 band.
+
+    :param observations: ``(unix time, units done)`` pairs in time order: epoch ends, step
+        counts, items finished, percentages. Units are whatever ``total`` counts.
+    :param total: the units the run does in all; ``None`` when unknown (then so is the ETA).
+    :param prior: finished runs of the same kind, from :mod:`progresskit.history`.
+    """
+    if total is None or not math.isfinite(total) or total <= 0:
+        return unknown("the total amount of work is unknown")
+    points = _clean(observations)
+    done = points[-1][1] if points else 0.0
+    if done >= total:
+        return Estimate(0.0, 0.0, 0.0, Basis.DONE, "complete")
+    left = total - done
+    frac_done, frac_left = done / total, left / total
+    own = _own(points, total) if len(points) >= 2 else None
+    profiles = [p for p in (_filled(q) for q in (prior.profiles if prior else ())) if p]
+    if own is None and not profiles:
+        return unknown(
+            "no history for this kind of run and no progress measured yet"
+            if not points or len(points) < 2
+            else "no time has passed between observations"
+        )
+
+    if not profiles:
+        assert own is not None
+        point = own.remaining
+        drift = max(DRIFT, own.shifts) * math.sqrt(frac_left)
+        sd = math.sqrt(own.sd**2 + drift**2 + _noise(own, left) ** 2)
+        return _banded(point, sd, Basis.OWN, "this run's own rate", 1.0)
+
+    # Median profile of the history (seconds per unit per slice) and its spread.
+    shape = [statistics.median(p[i] for p in profiles) for i in range(PROFILE_BINS)]
+    n = len(profiles)
+    levels = [_integral(p, 0.0, 1.0) for p in profiles]
+    spread = SINGLE_RUN_SPREAD if n == 1 else max(MIN_RUN_SPREAD, _robust_log_sd(levels))
+    spread *= math.sqrt(1 + 1 / n)  # predicting a new run, not the group's median
+    history_left = _integral(shape, frac_done, 1.0) * total
+
+    if own is None:
+        point = history_left
+        sd = math.hypot(spread, DRIFT * math.sqrt(frac_left))
+        return _banded(point, sd, Basis.HISTORY, f"history of {n} finished run(s)", 0.0)
+
+    # How fast this run is against its history over the stretch its rate was measured on.
+    a = min(own.since / total, frac_done)
+    if frac_done - a < 1.0 / (2 * PROFILE_BINS):
+        a = max(0.0, frac_done - 1.0 / PROFILE_BINS)  # too narrow to compare: widen a little
+    local = _integral(shape, a, frac_done) / max(frac_done - a, 1e-12)
+    ratio = own.rate / local
+    weight = spread**2 / (spread**2 + own.sd**2)
+    scale = math.exp(weight * math.log(ratio))
+    level_sd = 1.0 / math.sqrt(1.0 / spread**2 + 1.0 / own.sd**2) if own.sd > 0 else 0.0
+    point = scale * history_left
+    # Shape uncertainty: how differently past runs went from here, each against its own pace.
+    if n >= 2:
+        ahead = [
+            _integral(p, frac_done, 1.0) / (_integral(p, a, frac_done) / max(frac_done - a, 1e-12))
+            for p in profiles
+        ]
+        shape_sd = _robust_log_sd(ahead)
+    else:
+        shape_sd = 0.0
+    drift = math.sqrt(shape_sd**2 + DRIFT**2 * frac_left / (n + 1))
+    sd = math.sqrt(level_sd**2 + drift**2 + _noise(own, left) ** 2)
+    basis = Basis.BLEND
+    return _banded(point, sd, basis, f"own rate blended with {n} finished run(s)", weight)
+
+
+def _noise(own: _Own, left: float) -> float:
+    """Relative noise of the sum of the steps still to come (independent steps)."""
+    steps = max(1.0, left / own.step) if own.step > 0 else 1.0
+    return own.cv / math.sqrt(steps)
+
+
+def _banded(point: float, sd: float, basis: Basis, reason: str, weight: float) -> Estimate:
+    point = max(0.0, point)
+    width = math.exp(Z_BAND * sd) if math.isfinite(sd) else math.inf
+    low = point / width
+    high = point * width
+    if not math.isfinite(high):
+        return unknown(f"{reason}: too uncertain to bound")
+    return Estimate(point, min(low, point), max(high, point), basis, reason, weight)
