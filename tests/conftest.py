@@ -126,3 +126,14 @@ def isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     return cwd
+
+
+@pytest.fixture(autouse=True)
+def isolated_history(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test gets its own ETA history database (never the user's): finished runs that
+    one test records must not become another test's prior."""
+    path = tmp_path_factory.mktemp("history") / "history.sqlite3"
+    monkeypatch.setenv("PROGRESSKIT_HISTORY", str(path))
+    return path

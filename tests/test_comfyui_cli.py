@@ -3,20 +3,25 @@ through the real command in a subprocess against the replay server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
-from progresskit_comfyui.protocol import parse_history
+from progresskit_comfyui.protocol import ComfyUIError, parse_history
 
 from comfyui_replay import ReplayThread, capture
+from progresskit.plugins import get_plugin_manager
+from progresskit.runs import Tracking
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -167,3 +172,67 @@ def test_bad_comfyui_config_values_are_refused(cli: Cli, tmp_path: Path) -> None
     result = cli("status", str(work_dir), cwd=tmp_path)
     assert result.returncode == 2
     assert "comfyui_url" in result.stderr and "not an http(s):// URL" in result.stderr
+
+
+def test_the_cancel_hook_stops_a_servers_running_and_pending_prompts() -> None:
+    replay = ReplayThread()
+    try:
+        def post(name: str) -> str:
+            graph = replay.server.recordings[name].graph
+            reply = httpx.post(f"{replay.url}/prompt", json={"prompt": graph}, timeout=10)
+            prompt_id: str = reply.raise_for_status().json()["prompt_id"]
+            return prompt_id
+
+        running, pending = post("long"), post("ok")
+        pm = get_plugin_manager()
+        runs = {r.config.rsplit("#", 1)[1]: r
+                for r in pm.hook.progresskit_resolve_target(target=replay.url, config={})}
+        assert (runs[running].status.value, runs[pending].status.value) == ("running", "pending")
+        assert pm.hook.progresskit_cancel(run=runs[pending], grace_seconds=1.0) is True
+        assert pm.hook.progresskit_cancel(run=runs[running], grace_seconds=1.0) is True
+        requests = replay.server.requests
+        assert ("POST", "/queue", {"delete": [pending]}) in requests
+        assert ("POST", "/interrupt", {"prompt_id": running}) in requests
+        deadline = time.monotonic() + 10
+        while running not in replay.server.history:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        after = {r.config.rsplit("#", 1)[1]: r.status.value
+                 for r in pm.hook.progresskit_resolve_target(target=replay.url, config={})}
+        assert after == {running: "cancelled"}  # the deleted prompt left no trace
+        with pytest.raises(ComfyUIError, match="nothing to cancel"):
+            pm.hook.progresskit_cancel(run=runs[running], grace_seconds=1.0)
+    finally:
+        replay.close()
+
+
+def test_the_plugin_works_when_called_from_inside_an_event_loop(server: ReplayThread) -> None:
+    # The tracker API is synchronous; an async application may still call it.
+    async def inside() -> list[Any]:
+        runs: list[Any] = get_plugin_manager().hook.progresskit_resolve_target(
+            target=server.url, config={"comfyui_listen_seconds": 0.0})
+        return runs
+
+    runs = asyncio.run(inside())
+    assert len(runs) == 7
+
+
+def test_a_work_dir_tracker_asks_the_server_once_per_query(server: ReplayThread,
+                                                           tmp_path: Path) -> None:
+    work_dir = _work_dir(tmp_path, server.url, [SUCCESS[0], RUNNING])
+    tracking = Tracking(get_plugin_manager())
+    requests = server.server.requests
+
+    def asked() -> list[str]:
+        before = len(requests)
+        run = tracking.status(str(work_dir), discover_processes=False)
+        assert run.status.value == "running"
+        return [path.split("=")[0] for _, path, _ in requests[before:]]
+
+    # One look: is it ComfyUI, its queue, its recent history (which has the finished one),
+    # and, a prompt running, its events for comfyui_listen_seconds.
+    one_look = ["/system_stats", "/queue", "/history?max_items", "/ws?clientId"]
+    assert asked() == one_look
+    assert asked() == []  # the same query moment: nothing asked again
+    time.sleep(1.1)
+    assert asked() == one_look

@@ -185,6 +185,29 @@ def test_polling_alone_follows_a_job_to_its_history(
     run(scenario)
 
 
+def test_a_job_followed_from_mid_run_gets_its_full_time_from_the_history(
+    replay: ReplayThread,
+) -> None:
+    async def scenario() -> None:
+        seen: list[ProgressStatus] = []
+        async with StatusMonitor(replay.url, poll_interval=0.5) as monitor:
+            monitor.add_progress_callback(lambda u: seen.append(u.status))
+            await until(lambda: replay.server.sockets, what="the monitor's /ws")
+            replay.run(setattr, replay.server, "speed", 5.0)
+            prompt_id = submit(replay, "ok", monitor.client_id)
+            await until(lambda: replay.server.running is not None, what="the prompt to start")
+            await asyncio.sleep(0.3)  # execution_start and the first nodes go unseen
+            monitor.monitor_job(1, prompt_id, "image")
+            final = await until_status(monitor, 1, ProgressStatus.COMPLETED)
+            stats = await monitor.get_queue_statistics()
+        # The success event alone cannot time a job whose start was missed: the history can.
+        assert ProgressStatus.COMPLETING in seen
+        assert final.generation_time == pytest.approx(OK_SECONDS / 5.0, abs=0.01)
+        assert stats["generation_stats"]["completion_times"]["image"]["count"] == 1
+
+    run(scenario)
+
+
 def test_a_prompt_posted_without_client_id_shows_nodes_through_broadcast_progress(
     replay: ReplayThread,
 ) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 from conftest import make_evaluator_run, make_trainer_run
-
 from progresskit import EventEmitter
 from progresskit.testing import TrackerConformance, make_run_dir
 
@@ -20,7 +21,7 @@ from progresskit.testing import TrackerConformance, make_run_dir
 class TestTrainerConformance(TrackerConformance):
     plugin_name = "trainer"
     runner_type = "trainer"
-    config = {"epochs": 10}
+    config: ClassVar[Mapping[str, Any]] = {"epochs": 10}
 
     def make_valid_run(self, directory: Path) -> Path:
         return make_trainer_run(directory, 3)
@@ -61,7 +62,7 @@ class TestEvaluatorConformance(TrackerConformance):
 class TestMultiStageConformance(TrackerConformance):
     plugin_name = "multi_stage"
     runner_type = "multi_stage"
-    config = {"stage_weights": {"ranking": 1, "training": 3}}
+    config: ClassVar[Mapping[str, Any]] = {"stage_weights": {"ranking": 1, "training": 3}}
 
     def make_valid_run(self, directory: Path) -> Path:
         with EventEmitter("run-1", event_file=directory / "events.jsonl") as events:

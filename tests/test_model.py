@@ -6,10 +6,8 @@ from pathlib import Path
 import attrs
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from progresskit import (
-    CompletedItem,
     FormatError,
     ProcessInfo,
     ProgressInfo,
@@ -20,47 +18,9 @@ from progresskit import (
     unstructure,
 )
 from progresskit.converter import to_json
+from progresskit.testing import strategies as pks
 
-finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
-non_negative = st.floats(min_value=0, max_value=1e12, allow_nan=False)
-counts = st.integers(min_value=0, max_value=10**9)
-names = st.text(min_size=1, max_size=20)
-scores = st.dictionaries(names, finite, max_size=4)
-
-progress_infos = st.builds(
-    ProgressInfo,
-    completed_epochs=counts,
-    progress_percentage=st.floats(min_value=0, max_value=100),
-    early_stopped=st.booleans(),
-    early_stopped_at_epoch=st.none() | counts,
-    runner_type=names,
-    total_epochs=st.none() | counts,
-    start_time=st.none() | non_negative,
-    last_update_time=st.none() | non_negative,
-    best_score=st.none() | scores,
-    latest_score=st.none() | scores,
-    error_message=st.none() | st.text(max_size=40),
-    warnings=st.lists(st.text(max_size=30), max_size=3).map(tuple),
-    completed_steps=st.none() | counts,
-    total_steps=st.none() | counts,
-    current_stage=st.none() | names,
-    stage_progress_percentage=st.none() | st.floats(min_value=0, max_value=100),
-    current_item=st.none() | names,
-    items_completed=st.none() | counts,
-    items_total=st.none() | counts,
-    completed_items=st.lists(
-        st.builds(CompletedItem, name=names, status=names, metrics=scores), max_size=3
-    ).map(tuple),
-    elapsed_seconds=st.none() | non_negative,
-    eta_seconds=st.none() | non_negative,
-    eta_low_seconds=st.none() | non_negative,
-    eta_high_seconds=st.none() | non_negative,
-    source_eta_seconds=st.none() | finite,
-    source_status=st.none() | names,
-    reported_status=st.none() | st.sampled_from(Status),
-    metrics=scores,
-    details=st.dictionaries(names, st.text(max_size=20), max_size=3),
-)
+progress_infos = pks.progress_infos()
 
 
 @given(progress_infos)
@@ -75,7 +35,7 @@ def test_progress_is_always_within_bounds(info: ProgressInfo) -> None:
     assert 0.0 <= info.fraction <= 1.0
 
 
-@given(progress_infos, st.sampled_from(Status))
+@given(progress_infos, pks.statuses())
 def test_run_status_round_trips(info: ProgressInfo, status: Status) -> None:
     run = RunStatus(
         "cfg", "/w", info, status, ProcessInfo(pid=3, user="u", cmd="python t.py"), "why", 12.5

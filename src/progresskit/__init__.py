@@ -26,7 +26,8 @@ from progresskit.errors import (
 from progresskit.events import EventEmitter
 from progresskit.fileio import StatKey, atomic_write_text, stat_key
 from progresskit.hookspec import hookimpl
-from progresskit.model import CompletedItem, ProcessInfo, ProgressInfo, RunStatus, Status
+from progresskit.lease import Heartbeat, heartbeat
+from progresskit.model import Cause, CompletedItem, ProcessInfo, ProgressInfo, RunStatus, Status
 from progresskit.monitor import Monitor
 from progresskit.plugins import PluginManager, get_plugin_manager
 from progresskit.runs import Tracking
@@ -41,6 +42,7 @@ __all__ = [
     "SOURCE_VOCABULARIES",
     "AmbiguousRunnerError",
     "BaseProgressTracker",
+    "Cause",
     "Change",
     "CompletedItem",
     "Config",
@@ -48,6 +50,7 @@ __all__ = [
     "ConfigSchema",
     "EventEmitter",
     "FormatError",
+    "Heartbeat",
     "Monitor",
     "NoTrackerError",
     "PluginError",
@@ -75,6 +78,7 @@ __all__ = [
     "get_plugin_manager",
     "get_run_status",
     "get_work_dir",
+    "heartbeat",
     "hookimpl",
     "load_progress_file",
     "scan",

@@ -30,6 +30,7 @@ from progresskit.model import RunStatus
 from progresskit.plugins import PluginManager, get_plugin_manager
 from progresskit.render import render_table, status_document
 from progresskit.runs import Tracking
+from progresskit.server.command import add_serve_arguments, run_serve
 from progresskit.sinks import Sink, build_sinks
 from progresskit.watch import add_watch_arguments, run_watch
 
@@ -113,6 +114,16 @@ def _full_parser(pm: PluginManager) -> argparse.ArgumentParser:
     _add_global_options(watch, argparse.SUPPRESS)
     add_watch_arguments(watch)
     pm.hook.progresskit_addoption(parser=watch.add_argument_group("plugin options"))
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve an HTTP API, a live WebSocket stream and a dashboard of the runs under ROOT",
+        description="Serve the runs under ROOT until Ctrl-C or SIGTERM: JSON API, WebSocket "
+        "stream, Prometheus metrics and a dashboard (docs/serve.md). Needs the 'server' extra.",
+    )
+    _add_global_options(serve, argparse.SUPPRESS)
+    add_serve_arguments(serve)
+    pm.hook.progresskit_addoption(parser=serve.add_argument_group("plugin options"))
     return parser
 
 
@@ -153,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_listen(args)
         if args.command == "watch":
             return run_watch(pm, args)
+        if args.command == "serve":
+            return run_serve(pm, args)
         return _status(pm, args)
     except ProgresskitError as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)

@@ -16,7 +16,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from progresskit.errors import FormatError
-from progresskit.model import CompletedItem, ProcessInfo, ProgressInfo, RunStatus, Status
+from progresskit.model import Cause, CompletedItem, ProcessInfo, ProgressInfo, RunStatus, Status
 
 __all__ = ["converter", "load_progress_file", "structure", "to_json", "unstructure"]
 
@@ -45,7 +45,7 @@ converter.register_structure_hook(
         details=override(struct_hook=lambda v, _t: {str(k): str(x) for k, x in (v or {}).items()}),
     ),
 )
-for _cls in (CompletedItem, ProcessInfo, RunStatus):
+for _cls in (Cause, CompletedItem, ProcessInfo, RunStatus):
     converter.register_structure_hook(_cls, make_dict_structure_fn(_cls, converter))
 
 

@@ -85,6 +85,21 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
         check=lambda v: ensure(v >= 0, "must be >= 0 seconds (0 turns heartbeats off)"),
     )
     schema.add(
+        "eta_history",
+        (str, type(None)),
+        help="ETA history database (SQLite) of finished runs' pace; 'off' disables it. "
+        "$PROGRESSKIT_HISTORY overrides it; default "
+        "$XDG_STATE_HOME/progresskit/history.sqlite3 (~/.local/state/...). See docs/eta.md.",
+        check=lambda v: ensure(bool(v.strip()), "must be a path or 'off'"),
+    )
+    schema.add(
+        "eta_group",
+        (str, type(None)),
+        help="Which finished runs a run's ETA learns from (with its runner type); default: "
+        "the tracker's choice (the work dir's name for trainer runs, the job type for ComfyUI).",
+        check=lambda v: ensure(bool(v.strip()), "must be a non-empty name"),
+    )
+    schema.add(
         "disable_plugins",
         list,
         default=[],

@@ -35,12 +35,16 @@ Everything returned is finite and non-negative; unknown is ``seconds is None`` w
 
 from __future__ import annotations
 
+import bisect
 import enum
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
 
 import attrs
+
+from progresskit.model import ProgressInfo
 
 __all__ = [
     "Basis",
@@ -77,9 +81,11 @@ MIN_SEGMENT = 5
 #: steps), so the number of spikes left is counted from the last one; otherwise spikes
 #: are spread over the units left in proportion.
 PERIODIC_CV = 0.25
-#: Relative sd assumed for a rate measured from a single interval: one interval says nothing
-#: of its own spread; 25% covers the epoch-to-epoch variation of typical training runs.
-SINGLE_INTERVAL_SD = 0.25
+#: Prior relative sd of one interval, pooled with the measured one as one pseudo-observation
+#: (a scaled inverse-chi-squared prior): two or three identical epoch times must not make the
+#: rate look exact. 25% covers the epoch-to-epoch variation of typical training runs; with
+#: hundreds of intervals the measured spread decides alone.
+PRIOR_CV = 0.25
 #: Log-sd of the change of a run's rate over its whole length (scaled by sqrt of the part
 #: left) when no history tells better: contention on shared nodes, thermal throttling,
 #: curricula and growing evaluation sets move long runs' speed by this order (15% at 1 sd).
@@ -98,6 +104,9 @@ PROFILE_BINS = 40
 MAX_OBSERVATIONS = 4000
 #: z of the 90th percentile of a normal: the band is p10-p90 (80% nominal coverage).
 Z_BAND = 1.2815515655446004
+#: Widest band, as a factor either side of the point: past 100x a band says nothing more
+#: than "very uncertain", and the cap keeps exp() finite for degenerate inputs.
+MAX_BAND_FACTOR = 100.0
 
 
 class Basis(str, enum.Enum):
@@ -149,10 +158,15 @@ class Estimate:
     def known(self) -> bool:
         return self.seconds is not None
 
-    def fields(self) -> dict[str, float | None]:
-        """The :class:`~progresskit.model.ProgressInfo` ETA fields, for ``ProgressInfo(**...)``."""
-        return {"eta_seconds": self.seconds, "eta_low_seconds": self.low,
-                "eta_high_seconds": self.high}
+    def apply(self, progress: ProgressInfo) -> ProgressInfo:
+        """``progress`` with its ETA fields (``eta_seconds``, ``eta_low_seconds``,
+        ``eta_high_seconds``) set from this estimate."""
+        return attrs.evolve(
+            progress,
+            eta_seconds=self.seconds,
+            eta_low_seconds=self.low,
+            eta_high_seconds=self.high,
+        )
 
 
 def unknown(reason: str) -> Estimate:
@@ -163,24 +177,71 @@ def unknown(reason: str) -> Estimate:
 # -- history --------------------------------------------------------------------------------
 
 
+def _profiles(value: Iterable[Iterable[float | None]]) -> tuple[tuple[float | None, ...], ...]:
+    return tuple(tuple(p) for p in value)
+
+
+class _Curve:
+    """A seconds-per-unit profile with its running integral: any [a, b] in O(1)."""
+
+    __slots__ = ("cumulative", "rates")
+
+    def __init__(self, rates: Sequence[float]):
+        self.rates = list(rates)
+        width = 1.0 / PROFILE_BINS
+        self.cumulative = [0.0]
+        for rate in self.rates:
+            self.cumulative.append(self.cumulative[-1] + rate * width)
+
+    def _at(self, x: float) -> float:
+        x = min(max(x, 0.0), 1.0)
+        i = min(int(x * PROFILE_BINS), PROFILE_BINS - 1)
+        return self.cumulative[i] + self.rates[i] * (x - i / PROFILE_BINS)
+
+    def integral(self, a: float, b: float) -> float:
+        """The profile integrated over progress fractions [a, b]."""
+        return max(0.0, self._at(b) - self._at(a))
+
+    def mean(self, a: float, b: float) -> float:
+        """Mean seconds per unit over [a, b] (b > a)."""
+        return self.integral(a, b) / (b - a)
+
+
 @attrs.frozen
 class Prior:
     """What finished runs of the same kind say: one rate profile per run.
 
     A profile holds, for each of :data:`PROFILE_BINS` equal slices of progress, the mean
-    seconds per unit spent there (``None`` where the run was not observed).
+    seconds per unit spent there (``None`` where the run was not observed). What the
+    estimator derives from them is computed once per prior (history caches priors).
     """
 
-    profiles: tuple[tuple[float | None, ...], ...] = attrs.field(converter=tuple)
+    profiles: tuple[tuple[float | None, ...], ...] = attrs.field(converter=_profiles)
+    #: Each usable run's profile divided by its own mean rate.
+    _shapes: tuple[_Curve, ...] = attrs.field(init=False, eq=False, repr=False)
+    #: Each usable run's mean rate (seconds per unit).
+    _levels: tuple[float, ...] = attrs.field(init=False, eq=False, repr=False)
+    #: The group's shape: per slice, the median across runs shrunk towards flat.
+    _shape: _Curve | None = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         for profile in self.profiles:
             if len(profile) != PROFILE_BINS:
                 raise ValueError(f"a profile has {PROFILE_BINS} bins, got {len(profile)}")
+        filled = [f for f in map(_filled, self.profiles) if f is not None]
+        levels = tuple(_Curve(f).integral(0.0, 1.0) for f in filled)
+        shapes = tuple(
+            _Curve([v / level for v in f]) for f, level in zip(filled, levels, strict=True)
+        )
+        shape = _Curve(_shrunk([c.rates for c in shapes])) if shapes else None
+        object.__setattr__(self, "_levels", levels)
+        object.__setattr__(self, "_shapes", shapes)
+        object.__setattr__(self, "_shape", shape)
 
     @property
     def runs(self) -> int:
-        return len(self.profiles)
+        """How many past runs the prior learns from (those with an observed pace)."""
+        return len(self._shapes)
 
 
 def _filled(profile: Sequence[float | None]) -> list[float] | None:
@@ -192,36 +253,24 @@ def _filled(profile: Sequence[float | None]) -> list[float] | None:
     return [v if v is not None and math.isfinite(v) and v > 0 else mean for v in profile]
 
 
-def _integral(profile: Sequence[float], a: float, b: float) -> float:
-    """Seconds-per-unit profile integrated over progress fractions [a, b] (unit: fraction)."""
-    width = 1.0 / PROFILE_BINS
-    total = 0.0
-    for i, rate in enumerate(profile):
-        lo, hi = i * width, (i + 1) * width
-        overlap = min(b, hi) - max(a, lo)
-        if overlap > 0:
-            total += rate * overlap
-    return total
-
-
 def rate_profile(observations: Iterable[tuple[float, float]], total: float) -> list[float | None]:
     """A finished run's rate profile (seconds per unit per slice of progress), for history."""
     points = _clean(observations)
     sums = [0.0] * PROFILE_BINS
     cover = [0.0] * PROFILE_BINS
     width = 1.0 / PROFILE_BINS
-    for (t0, u0), (t1, u1) in zip(points, points[1:]):
+    for (t0, u0), (t1, u1) in itertools.pairwise(points):
         a, b = u0 / total, min(u1 / total, 1.0)
         if b <= a:
             continue
         rate = (t1 - t0) / (u1 - u0)
-        for i in range(int(a / width), min(PROFILE_BINS, int(math.ceil(b / width)))):
+        for i in range(int(a / width), min(PROFILE_BINS, math.ceil(b / width))):
             overlap = min(b, (i + 1) * width) - max(a, i * width)
             if overlap > 0:
                 sums[i] += rate * overlap
                 cover[i] += overlap
     # A slice counts only if mostly observed: a sliver would stand for the whole slice.
-    return [s / c if c >= width / 2 else None for s, c in zip(sums, cover)]
+    return [s / c if c >= width / 2 else None for s, c in zip(sums, cover, strict=True)]
 
 
 # -- the run's own measurements -------------------------------------------------------------
@@ -257,6 +306,8 @@ class _Own:
     sd: float
     #: Progress (units) where the stretch that ``rate`` was measured over starts.
     since: float
+    #: Seconds the run took from ``since`` to its last observation, spikes included.
+    stretch: float
     #: Remaining seconds by the run's own structure (phase-aware spike count), or None.
     remaining: float
     #: Relative noise of one interval (for the noise of the steps still to come).
@@ -274,7 +325,7 @@ def _median_window(values: Sequence[float], half: int) -> list[float]:
 
 def _robust_sd(values: Sequence[float]) -> float:
     """Noise sd from successive differences (MAD): insensitive to level shifts and outliers."""
-    diffs = [abs(b - a) for a, b in zip(values, values[1:])]
+    diffs = [abs(b - a) for a, b in itertools.pairwise(values)]
     if not diffs:
         return 0.0
     sd = 1.4826 * statistics.median(diffs) / math.sqrt(2)
@@ -311,9 +362,9 @@ def _last_change(values: Sequence[float]) -> int:
 def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
     times = [t for t, _ in points]
     units = [u for _, u in points]
-    dt = [b - a for a, b in zip(times, times[1:])]
-    du = [b - a for a, b in zip(units, units[1:])]
-    x = [a / b for a, b in zip(dt, du)]
+    dt = [b - a for a, b in itertools.pairwise(times)]
+    du = [b - a for a, b in itertools.pairwise(units)]
+    x = [a / b for a, b in zip(dt, du, strict=True)]
     if not x or sum(dt) <= 0:
         return None
     # 2. warm-up
@@ -325,7 +376,7 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
     ends = units[first + 1 :]
     # 3. spikes, against the local median
     local = _median_window(x, SPIKE_HALF_WINDOW)
-    spike = [len(x) > 2 and xi > SPIKE_FACTOR * li for xi, li in zip(x, local)]
+    spike = [len(x) > 2 and xi > SPIKE_FACTOR * li for xi, li in zip(x, local, strict=True)]
     base_idx = [i for i, s in enumerate(spike) if not s]
     # 4. the latest regime of the base rate
     change = _last_change([x[i] for i in base_idx])
@@ -337,12 +388,17 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
         return None
     since = units[first + seg_idx[0]]
     seg_x = [x[i] for i in seg_idx]
-    cv = _robust_sd(seg_x) / base if len(seg_x) > 1 else SINGLE_INTERVAL_SD
-    base_sd = cv / math.sqrt(len(seg_x)) if len(seg_x) > 1 else SINGLE_INTERVAL_SD
+    m = len(seg_x)
+    # Spread and mean of the same (unweighted) per-interval rates, so that uneven intervals
+    # do not pair one's spread with another's level.
+    measured = _robust_sd(seg_x) / statistics.fmean(seg_x) if m > 1 else 0.0
+    cv = math.sqrt((PRIOR_CV**2 + measured**2 * (m - 1)) / m)
+    base_sd = cv / math.sqrt(m)
     shifts = 0.0
     if change:
         before = [x[i] for i in base_idx[:change]]
-        shifts = abs(math.log(base / statistics.fmean(before))) if statistics.fmean(before) > 0 else 0.0
+        previous = statistics.fmean(before)
+        shifts = abs(math.log(base / previous)) if previous > 0 else 0.0
     done = units[-1]
     left = total - done
 
@@ -356,7 +412,7 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
         cost = statistics.fmean(c for _, c in spikes) * base  # seconds per spike, now
         k = len(spikes)
         if k >= 2:
-            gaps = [b - a for a, b in zip(positions, positions[1:])]
+            gaps = [b - a for a, b in itertools.pairwise(positions)]
             period = max(statistics.fmean(gaps), done - positions[-1])
             regular = statistics.pstdev(gaps) <= PERIODIC_CV * statistics.fmean(gaps)
         else:
@@ -369,14 +425,21 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
                 remaining_spikes = math.floor((total - positions[-1]) / period + 1e-9) * cost
             else:
                 remaining_spikes = overhead * left
-            # The count of spikes is Poisson-like: relative error 1/sqrt(k).
-            spike_sd = (overhead / (base + overhead)) / math.sqrt(k)
+            # Uncertainty of the mean cost (spread pooled with PRIOR_CV, as for the base
+            # rate); for irregular spikes also of their frequency (Poisson: 1/sqrt(k)).
+            costs = [c for _, c in spikes]
+            measured = statistics.pstdev(costs) / statistics.fmean(costs) if k > 1 else 0.0
+            relative = math.sqrt((PRIOR_CV**2 + measured**2 * (k - 1)) / k) / math.sqrt(k)
+            if not regular:
+                relative = math.hypot(relative, 1 / math.sqrt(k))
+            spike_sd = overhead / (base + overhead) * relative
     rate = base + overhead
     sd = math.hypot(base_sd * base / rate, spike_sd)
     return _Own(
         rate=rate,
         sd=sd,
         since=since,
+        stretch=times[-1] - times[first + seg_idx[0]],
         remaining=base * left + remaining_spikes,
         cv=cv,
         step=statistics.median(du),
@@ -414,57 +477,106 @@ def estimate(
     left = total - done
     frac_done, frac_left = done / total, left / total
     own = _own(points, total) if len(points) >= 2 else None
-    profiles = [p for p in (_filled(q) for q in (prior.profiles if prior else ())) if p]
-    if own is None and not profiles:
+    n = prior.runs if prior is not None else 0
+    if own is None and n == 0:
         return unknown(
             "no history for this kind of run and no progress measured yet"
             if not points or len(points) < 2
             else "no time has passed between observations"
         )
 
-    if not profiles:
+    if prior is None or prior._shape is None:
         assert own is not None
         point = own.remaining
         drift = max(DRIFT, own.shifts) * math.sqrt(frac_left)
         sd = math.sqrt(own.sd**2 + drift**2 + _noise(own, left) ** 2)
         return _banded(point, sd, Basis.OWN, "this run's own rate", 1.0)
 
-    # Median profile of the history (seconds per unit per slice) and its spread.
-    shape = [statistics.median(p[i] for p in profiles) for i in range(PROFILE_BINS)]
-    n = len(profiles)
-    levels = [_integral(p, 0.0, 1.0) for p in profiles]
+    # History's shape (see Prior: per-run profiles over their own mean, median per slice,
+    # shrunk) and level: the median of the runs' mean rates (seconds per unit).
+    levels, shapes, shape = prior._levels, prior._shapes, prior._shape
+    prior_level = statistics.median(levels)
     spread = SINGLE_RUN_SPREAD if n == 1 else max(MIN_RUN_SPREAD, _robust_log_sd(levels))
     spread *= math.sqrt(1 + 1 / n)  # predicting a new run, not the group's median
-    history_left = _integral(shape, frac_done, 1.0) * total
-
+    shape_left = shape.integral(frac_done, 1.0) * total
+    # How past runs went from here on: one log-sd of the shape, measured when there are >= 2
+    # runs (inflated for a new draw), the DRIFT prior otherwise.
     if own is None:
-        point = history_left
-        sd = math.hypot(spread, DRIFT * math.sqrt(frac_left))
+        shape_sd = _shape_sd(shapes, frac_done, 0.0, frac_done)
+        point = prior_level * shape_left
+        sd = math.hypot(spread, shape_sd)
         return _banded(point, sd, Basis.HISTORY, f"history of {n} finished run(s)", 0.0)
 
-    # How fast this run is against its history over the stretch its rate was measured on.
+    # This run's level: the time it took over the stretch its rate was measured on, against
+    # the time history's shape puts there (the same evaluations fall in both, so their phase
+    # cancels), blended with history's level by precision (log space).
+    # The stretch starts at a slice boundary when one is near: a slice that holds history's
+    # warm-up would otherwise be charged at its average, warm-up included.
+    width = 1.0 / PROFILE_BINS
     a = min(own.since / total, frac_done)
-    if frac_done - a < 1.0 / (2 * PROFILE_BINS):
-        a = max(0.0, frac_done - 1.0 / PROFILE_BINS)  # too narrow to compare: widen a little
-    local = _integral(shape, a, frac_done) / max(frac_done - a, 1e-12)
-    ratio = own.rate / local
-    weight = spread**2 / (spread**2 + own.sd**2)
-    scale = math.exp(weight * math.log(ratio))
-    level_sd = 1.0 / math.sqrt(1.0 / spread**2 + 1.0 / own.sd**2) if own.sd > 0 else 0.0
-    point = scale * history_left
-    # Shape uncertainty: how differently past runs went from here, each against its own pace.
-    if n >= 2:
-        ahead = [
-            _integral(p, frac_done, 1.0) / (_integral(p, a, frac_done) / max(frac_done - a, 1e-12))
-            for p in profiles
-        ]
-        shape_sd = _robust_log_sd(ahead)
+    boundary = math.ceil(a / width) * width
+    stretch = own.stretch
+    if frac_done - boundary >= width / 2:
+        a, stretch = boundary, points[-1][0] - _time_at(points, boundary * total)
+    expected = shape.integral(a, frac_done) * total
+    own_level = stretch / expected if stretch > 0 and expected > 0 else own.rate
+    if own.sd > 0:
+        weight = spread**2 / (spread**2 + own.sd**2)
+        level_sd = 1.0 / math.sqrt(1.0 / spread**2 + 1.0 / own.sd**2)
     else:
-        shape_sd = 0.0
-    drift = math.sqrt(shape_sd**2 + DRIFT**2 * frac_left / (n + 1))
-    sd = math.sqrt(level_sd**2 + drift**2 + _noise(own, left) ** 2)
-    basis = Basis.BLEND
+        weight, level_sd = 1.0, 0.0
+    level = math.exp(weight * math.log(own_level) + (1 - weight) * math.log(prior_level))
+    point = level * shape_left
+    shape_sd = _shape_sd(shapes, frac_done, a, frac_done)
+    sd = math.sqrt(level_sd**2 + shape_sd**2 + _noise(own, left) ** 2)
+    basis = Basis.HISTORY if weight < 0.05 else Basis.BLEND
     return _banded(point, sd, basis, f"own rate blended with {n} finished run(s)", weight)
+
+
+def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:
+    """The median shape across past runs, shrunk towards flat (1 everywhere) by its noise.
+
+    James-Stein (positive part) over the slices: when the slices differ from flat by about
+    their standard errors, the shape is mostly noise and multiplying it into the ETA costs
+    accuracy on steady runs, so it is pulled to flat; a shape all runs agree on (an
+    evaluation-heavy phase, a slowdown at 50%) stands far above its noise and is kept.
+    """
+    n = len(shapes)
+    medians = [statistics.median(s[i] for s in shapes) for i in range(PROFILE_BINS)]
+    if n < 2:
+        return medians
+    distance = 0.0
+    for i, median in enumerate(medians):
+        # Standard error of a median: sqrt(pi / 2) x that of a mean.
+        se2 = (math.pi / 2) * statistics.variance(s[i] for s in shapes) / n
+        if median != 1.0:
+            distance += (median - 1.0) ** 2 / se2 if se2 > 0 else math.inf
+    factor = max(0.0, 1.0 - (PROFILE_BINS - 2) / distance) if distance > 0 else 0.0
+    return [1.0 + (m - 1.0) * factor for m in medians]
+
+
+def _time_at(points: Sequence[tuple[float, float]], units: float) -> float:
+    """When the run reached ``units`` (linear between observations)."""
+    i = bisect.bisect_left([u for _, u in points], units)
+    if i == 0:
+        return points[0][0]
+    if i == len(points):
+        return points[-1][0]
+    (t0, u0), (t1, u1) = points[i - 1], points[i]
+    return t0 + (t1 - t0) * (units - u0) / (u1 - u0)
+
+
+def _shape_sd(shapes: Sequence[_Curve], done: float, a: float, b: float) -> float:
+    """Log-sd of the time left from ``done`` across past runs, each against its own pace
+    over [a, b] (all of [0, done] when b == a): how differently the rest went."""
+    n = len(shapes)
+    left = 1.0 - done
+    if n < 2:
+        return DRIFT * math.sqrt(left)
+    if b - a <= 0:
+        a, b = 0.0, 1.0  # nothing measured yet: compare whole-run paces
+    ahead = [s.integral(done, 1.0) / s.mean(a, b) for s in shapes]
+    return _robust_log_sd(ahead) * math.sqrt(1 + 1 / n)
 
 
 def _noise(own: _Own, left: float) -> float:
@@ -475,9 +587,15 @@ def _noise(own: _Own, left: float) -> float:
 
 def _banded(point: float, sd: float, basis: Basis, reason: str, weight: float) -> Estimate:
     point = max(0.0, point)
-    width = math.exp(Z_BAND * sd) if math.isfinite(sd) else math.inf
+    if not math.isfinite(point):
+        return unknown(f"{reason}: the remaining time is beyond measure")
+    width = (
+        MAX_BAND_FACTOR
+        if not math.isfinite(sd)
+        else math.exp(min(Z_BAND * sd, math.log(MAX_BAND_FACTOR)))
+    )
     low = point / width
     high = point * width
     if not math.isfinite(high):
-        return unknown(f"{reason}: too uncertain to bound")
+        return unknown(f"{reason}: the remaining time is beyond measure")
     return Estimate(point, min(low, point), max(high, point), basis, reason, weight)

@@ -32,6 +32,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from progresskit.lease import Heartbeat, producer_heartbeat
+from progresskit.model import Cause
+
 __all__ = [
     "ENV_EVENT_FILE",
     "ENV_EVENT_SOCKET",
@@ -132,6 +135,12 @@ class EventEmitter:
     :param socket_path: a Unix socket to send to while something listens there; default
         ``$PROGRESSKIT_EVENT_SOCKET``, then ``$FOXML_TRAINING_EVENT_SOCKET``.
 
+    :param work_dir: the run directory whose liveness lease the emitter holds
+        (docs/liveness.md); default: the event file's directory. Every event renews it.
+    :param expect_every: seconds within which the next event is promised; ``None``
+        promises nothing (stall detection then uses the run's ``sleep_time``).
+
+    :meth:`run_complete` and the end of a ``with`` block record the end in the lease.
     With neither destination the emitter is disabled: that is logged once and every event
     is counted as a failure, so a job started without monitoring still runs.
     Safe to use from several threads; a forked child opens its own socket connection.
@@ -142,6 +151,9 @@ class EventEmitter:
         run_id: str,
         event_file: str | os.PathLike[str] | None = None,
         socket_path: str | os.PathLike[str] | None = None,
+        *,
+        work_dir: str | os.PathLike[str] | None = None,
+        expect_every: float | None = None,
     ) -> None:
         self.run_id = str(run_id)
         file_ = event_file if event_file is not None else _env(ENV_EVENT_FILE, _SEED_ENV_FILE)
@@ -159,6 +171,12 @@ class EventEmitter:
         self._socket_pid = 0
         self._next_connect = 0.0
         self._failing = False
+        lease_dir = os.fspath(work_dir) if work_dir is not None else None
+        if lease_dir is None and self.event_file is not None:
+            lease_dir = os.path.dirname(os.path.abspath(self.event_file))
+        self._heartbeat: Heartbeat | None = producer_heartbeat(
+            lease_dir, expect_every=expect_every, slack=0.0, producer="events"
+        )
         if self.event_file is None and self.socket_path is None:
             self._fail(
                 f"no event destination: pass event_file= or set {ENV_EVENT_FILE} "
@@ -225,6 +243,10 @@ class EventEmitter:
     def run_complete(self, status: str = "success") -> None:
         """Report the end of the run (``status``: success, failed, cancelled)."""
         self._emit({"event_type": "run_complete", "status": status})
+        if self._heartbeat is not None:
+            ending = _LEASE_ENDINGS.get(status)
+            if ending is not None:
+                self._heartbeat.close(*ending)
 
     def error(
         self, error_message: str, error_type: str = "unknown", recoverable: bool = True
@@ -255,12 +277,16 @@ class EventEmitter:
     def __enter__(self) -> EventEmitter:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.close_with(exc)
         self.close()
 
     # -- delivery ---------------------------------------------------------------------------
 
     def _emit(self, fields: dict[str, Any]) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.beat()
         with self._lock:
             try:
                 fields["run_id"] = self.run_id
@@ -336,6 +362,14 @@ class EventEmitter:
             logger.warning("%s (further failures are counted, not logged)", message)
 
 
+#: run_complete's status -> how the lease ends (other words leave the lease held).
+_LEASE_ENDINGS: Mapping[str, tuple[str, Cause | None]] = {
+    "success": ("finished", None),
+    "failed": ("failed", Cause("error", message="run_complete reported failed")),
+    "cancelled": ("cancelled", Cause("cancel", message="run_complete reported cancelled")),
+}
+
+
 def _env(*names: str) -> str | None:
     for name in names:
         value = os.environ.get(name)
@@ -354,12 +388,17 @@ def init_events(
     run_id: str,
     event_file: str | os.PathLike[str] | None = None,
     socket_path: str | os.PathLike[str] | None = None,
+    *,
+    work_dir: str | os.PathLike[str] | None = None,
+    expect_every: float | None = None,
 ) -> EventEmitter:
     """Create the process-wide emitter used by the ``emit_*`` functions, and return it."""
     global _emitter
     if _emitter is not None:
         _emitter.close()
-    _emitter = EventEmitter(run_id, event_file, socket_path)
+    _emitter = EventEmitter(
+        run_id, event_file, socket_path, work_dir=work_dir, expect_every=expect_every
+    )
     return _emitter
 
 

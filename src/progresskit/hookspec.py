@@ -173,6 +173,26 @@ def progresskit_process_info(work_dirs: Sequence[str]) -> Mapping[str, ProcessIn
     """
 
 
+@hookspec(firstresult=True)
+def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
+    """Stop the job behind ``run``, the way its system wants to be stopped.
+
+    Called by ``progresskit serve`` for an authorised ``POST /api/runs/{id}/cancel`` of an
+    active run, from a worker thread (blocking calls are fine; return promptly). A plugin
+    that knows how to stop runs of ``run.progress.runner_type`` (an HTTP interrupt, a
+    scheduler's cancel command) implements it; the builtin ``local_process`` plugin, which
+    runs last, stops the local process in ``run.process_info``: SIGTERM to its process
+    group, SIGKILL to what is left after ``grace_seconds``.
+    *firstresult*: the first non-``None`` answer wins.
+
+    :param run: the run's latest status, as the server last saw it.
+    :param grace_seconds: how long the job may take to exit cleanly before it is killed.
+    :return: ``True`` when the stop was initiated, ``None`` to decline. A plugin that owns
+        the run but cannot stop it raises :class:`~progresskit.errors.ProgresskitError`
+        saying why; the server answers 409 with that message.
+    """
+
+
 # -- output -----------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "Cause",
     "CompletedItem",
     "ProcessInfo",
     "ProgressInfo",
@@ -221,6 +222,43 @@ class ProcessInfo:
     host: str | None = None
 
 
+#: The values of :attr:`Cause.kind`.
+CAUSE_KINDS = ("exception", "exit", "signal", "cancel", "vanished", "error")
+
+
+@attrs.frozen
+class Cause:
+    """Why a run ended (or is reported crashed), when that is known.
+
+    ``kind`` is one of :data:`CAUSE_KINDS`: ``exception`` (an uncaught exception:
+    ``exception_type`` and ``message``), ``exit`` (``sys.exit`` with a non-zero
+    ``exit_code``, or a process that exited before its run completed), ``signal``
+    (terminated by ``signal``, e.g. ``SIGTERM``), ``cancel`` (stopped on request),
+    ``vanished`` (gone without a word: SIGKILL, the OOM killer, power loss) or ``error``
+    (the source reported an error; ``message`` is its text).
+    """
+
+    kind: str = attrs.field(validator=attrs.validators.in_(CAUSE_KINDS))
+    message: str | None = None
+    exception_type: str | None = None
+    signal: str | None = None
+    exit_code: int | None = None
+
+    def describe(self) -> str:
+        """The cause in a few words, for reasons and tables."""
+        if self.kind == "exception":
+            name = self.exception_type or "exception"
+            return f"{name}: {self.message}" if self.message else name
+        if self.kind == "signal":
+            return f"terminated by {self.signal or 'a signal'}"
+        if self.kind == "exit":
+            code = "" if self.exit_code is None else f" with code {self.exit_code}"
+            return (self.message or "exited") + code
+        if self.kind == "vanished":
+            return self.message or "vanished without a word (SIGKILL, OOM killer, power loss?)"
+        return self.message or self.kind
+
+
 @attrs.frozen
 class RunStatus:
     """The answer for one run: where it is (``progress``) and whether it is healthy."""
@@ -235,3 +273,5 @@ class RunStatus:
     reason: str | None = None
     #: Unix time of the newest sign of life (log write, heartbeat, event).
     last_activity: float | None = attrs.field(default=None, converter=_float_or_none)
+    #: Why the run ended (or crashed), when known: see :class:`Cause`.
+    cause: Cause | None = None

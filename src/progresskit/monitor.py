@@ -54,9 +54,9 @@ _NETWORK_FILESYSTEMS = frozenset(
      "ceph", "fuse.ceph", "glusterfs", "fuse.glusterfs", "beegfs", "fuse.s3fs", "panfs"}
 )
 #: watchfiles waits this long (ms) for a burst of events to end before reporting it...
-_STEP_MS = 20
+NOTIFY_STEP_MS = 20
 #: ...but never longer than this (ms) in total, so a busy writer still gets reported.
-_DEBOUNCE_MS = 200
+NOTIFY_DEBOUNCE_MS = 200
 
 
 #: The ``format`` field of a change document (``watch`` JSON lines, webhook payloads).
@@ -218,9 +218,9 @@ class Monitor:
     def start(self) -> None:
         """Run the monitor in a background thread (no-op when it already runs)."""
         with self._lock:
+            self._check_not_stopped()
             if self._started:
                 return
-            self._check_not_stopped()
             self._started = True
             self._thread = threading.Thread(
                 target=self._main, name="progresskit-monitor", daemon=True
@@ -325,8 +325,8 @@ class Monitor:
             for events in watchfiles.watch(
                 self.root,
                 stop_event=self._stop,
-                debounce=_DEBOUNCE_MS,
-                step=_STEP_MS,
+                debounce=NOTIFY_DEBOUNCE_MS,
+                step=NOTIFY_STEP_MS,
                 rust_timeout=max(1, int(min(tick, 1.0) * 1000)),
                 yield_on_timeout=True,
                 raise_interrupt=False,

@@ -56,15 +56,36 @@ def _amount(run: RunStatus) -> str:
     return f"{p.completed_epochs}/{total} ep"
 
 
+def _short(seconds: float) -> str:
+    """``750`` -> ``"12m"``: the largest unit or two, for the ETA column's band."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)}m"
+    if seconds < 86400:
+        hours, minutes = divmod(round(seconds / 60), 60)
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(round(seconds / 3600), 24)
+    return f"{days}d{hours:02d}h"
+
+
 def _eta(run: RunStatus, now: float) -> str:
+    """Remaining time and its p10-p90 band, e.g. ``12m (9m-16m)``; ``-`` when unknown."""
     p = run.progress
     if p.eta_seconds is None or not run.status.is_active:
         return "-"
     # ETAs are remaining time as of the last update; count down from then.
-    remaining = p.eta_seconds - (now - p.last_update_time) if p.last_update_time else p.eta_seconds
+    since = now - p.last_update_time if p.last_update_time else 0.0
+    remaining = p.eta_seconds - since
     if remaining <= 0:
         return "overdue"
-    return format_duration(remaining)
+    text = _short(remaining)
+    if p.eta_low_seconds is not None and p.eta_high_seconds is not None:
+        low = max(0.0, p.eta_low_seconds - since)
+        high = p.eta_high_seconds - since
+        text += f" ({_short(low)}-{_short(high)})"
+    return text
 
 
 def render_table(runs: Sequence[RunStatus], console: Console, now: float | None = None) -> None:

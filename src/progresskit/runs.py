@@ -26,9 +26,11 @@ from progresskit.errors import (
     RunnerDetectionError,
 )
 from progresskit.fileio import StatKey, is_racy, stat_key
+from progresskit.lease import LEASE_FILENAME, Lease, observe
+from progresskit.lease import load_lease as _load_lease
 from progresskit.model import ProcessInfo, ProgressInfo, RunStatus, Status
 from progresskit.plugins import PluginManager, default_plugin_manager
-from progresskit.rules import decide_status
+from progresskit.rules import decide
 from progresskit.tracker import BaseProgressTracker, list_entries
 
 __all__ = ["Tracking"]
@@ -88,6 +90,8 @@ class Tracking:
         self._nearest: dict[str, str | None] = {}
         self._dirs: dict[str, _DirState] = {}
         self._trackers: dict[str, _Tracked] = {}
+        #: Work dir -> (lease file's stat key, the lease or why it could not be read).
+        self._leases: dict[str, tuple[StatKey, Lease | str]] = {}
 
     # -- config ---------------------------------------------------------------------------
 
@@ -188,7 +192,9 @@ class Tracking:
                 runner_type=tracker.get_runner_type(),
                 process=process,
             )
-        status, reason = decide_status(
+        lease, renewed_at, problem = self._lease(tracker.work_dir)
+        check = None if lease is None else observe(lease, renewed_at)
+        decision = decide(
             progress,
             complete=complete,
             last_activity=activity,
@@ -196,8 +202,41 @@ class Tracking:
             now=now,
             sleep_time=float(config.get("sleep_time") or 86400),
             outdated_days=float(config.get("outdated_days") or 30),
+            lease=check,
         )
-        return RunStatus(key, tracker.work_dir, progress, status, process, reason, activity)
+        reason = decision.reason if problem is None else f"{decision.reason}; {problem}"
+        if check is not None and process is None:
+            process = check.process_info()
+        if check is not None and check.process in ("alive", "stopped", "remote"):
+            activity = max(activity or renewed_at, renewed_at)
+        return RunStatus(
+            key, tracker.work_dir, progress, decision.status, process, reason, activity,
+            decision.cause,
+        )
+
+    def _lease(self, work_dir: str) -> tuple[Lease | None, float, str | None]:
+        """The run's lease, the time of its last renewal, and why it was ignored (if it was).
+
+        One ``stat`` per call; the file is parsed again only when its stat key changed (a
+        renewal moves the mtime, which is also the renewal time, so nothing stale is used).
+        """
+        path = os.path.join(work_dir, LEASE_FILENAME)
+        key = stat_key(path)
+        if key is None:
+            self._leases.pop(work_dir, None)
+            return None, 0.0, None
+        known = self._leases.get(work_dir)
+        if known is None or known[0] != key:
+            try:
+                known = (key, _load_lease(path))
+            except (OSError, ProgresskitError) as exc:
+                known = (key, f"lease ignored: {exc}")
+            self._leases[work_dir] = known
+        found = known[1]
+        renewed_at = key[0] / 1e9
+        if isinstance(found, str):
+            return None, renewed_at, found
+        return found, renewed_at, None
 
     # -- many runs ------------------------------------------------------------------------
 

@@ -58,13 +58,15 @@ def emit_changes(sink: Sink, changes: Sequence[Change]) -> None:
 
     A sink that defines ``emit_changes(changes)`` gets the :class:`Change` events (kind,
     id, previous status); any other sink gets ``emit()`` with the changed runs' statuses,
-    removed runs left out.
+    removed runs left out (no call when nothing is left).
     """
     method = getattr(sink, "emit_changes", None)
     if callable(method):
         method(changes)
     else:
-        sink.emit([c.run for c in changes if c.kind != "removed"])
+        runs = [c.run for c in changes if c.kind != "removed"]
+        if runs:
+            sink.emit(runs)
 
 
 @attrs.frozen

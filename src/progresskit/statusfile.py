@@ -26,6 +26,8 @@ from types import TracebackType
 from typing import Any
 
 from progresskit.fileio import atomic_write_text
+from progresskit.lease import Heartbeat, producer_heartbeat
+from progresskit.model import Cause
 from progresskit.vocabulary import SOURCE_VOCABULARIES
 
 __all__ = [
@@ -190,6 +192,11 @@ class StatusFileWriter:
     A failed write (disk full, directory gone) is logged and never raised: publishing
     progress must not stop training. Bad values are raised as ``ValueError`` naming the
     field. Use one writer from one thread.
+
+    The writer holds the liveness lease of the status file's directory (docs/liveness.md):
+    each write renews it, so ``expect_every`` (seconds) promises a changed iteration or
+    field at least that often; ``None`` promises nothing and leaves stall detection to the
+    run's ``sleep_time``. :meth:`close` records the end in the lease.
     """
 
     def __init__(
@@ -199,6 +206,7 @@ class StatusFileWriter:
         total_iterations: int,
         interval: float = 1.0,
         export_path: str | None = None,
+        expect_every: float | None = None,
     ) -> None:
         interval = _finite("interval", interval)
         if interval < 0:
@@ -231,7 +239,15 @@ class StatusFileWriter:
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)
         self._thread_problem: str | None = None
+        self._heartbeat: Heartbeat | None = None
         self._write_locked()
+        # A write (hence a renewal) may trail the update it carries by up to ``interval``.
+        self._heartbeat = producer_heartbeat(
+            os.path.dirname(self._path) or ".",
+            expect_every=expect_every,
+            slack=interval,
+            producer="statusfile",
+        )
         self._stop = threading.Event()
         thread = None
         if interval > 0:
@@ -327,6 +343,11 @@ class StatusFileWriter:
             self._write_locked()
             self._closed = True
             self._fast_status = None
+        if self._heartbeat is not None:
+            if final == ERROR:
+                self._heartbeat.close("failed", Cause("error", message=message))
+            else:
+                self._heartbeat.close()
         self._finalizer()
 
     def __enter__(self) -> StatusFileWriter:
@@ -338,6 +359,9 @@ class StatusFileWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._heartbeat is not None:
+            # The exception itself says more than the status file's error_message can.
+            self._heartbeat.close_with(exc)
         if exc is None:
             self.close()
         else:
@@ -432,5 +456,7 @@ class StatusFileWriter:
             return
         self.last_write_error = None
         self._thread_problem = None
+        if self._heartbeat is not None:
+            self._heartbeat.beat()
         # The iteration written, not the current one: update() may have moved it meanwhile.
         self._written = (document["current_iteration"], self._version)

@@ -16,7 +16,9 @@ from typing import Any
 from progresskit.config import ConfigSchema, ensure
 from progresskit.converter import load_progress_file
 from progresskit.errors import FormatError
+from progresskit.eta import Estimate
 from progresskit.fileio import StatKey, read_json, stat_key
+from progresskit.history import estimate_run
 from progresskit.hookspec import hookimpl
 from progresskit.model import ProgressInfo
 from progresskit.scores import flatten_scores
@@ -164,7 +166,7 @@ class TrainerProgressTracker(BaseProgressTracker):
         if total is None:
             warnings.append("total epochs unknown: set 'epochs' in the config")
 
-        return ProgressInfo(
+        progress = ProgressInfo(
             completed_epochs=completed,
             progress_percentage=percentage,
             early_stopped=early,
@@ -175,7 +177,27 @@ class TrainerProgressTracker(BaseProgressTracker):
             best_score=best,
             latest_score=latest,
             warnings=tuple(warnings),
-            eta_seconds=_eta(epoch_ends, completed, total, early),
+        )
+        return self._eta(epoch_ends, total, early).apply(progress)
+
+    def _eta(self, ends: list[float], total: int | None, early: bool) -> Estimate:
+        """The ETA from epoch end times (epoch i done at ends[i]) and the history."""
+        finished = early or (total is not None and len(ends) >= total)
+        observations = list(enumerate(ends, start=1))
+        # Epochs "finishing" under a second apart are files copied or restored into place,
+        # not training: they say nothing about speed.
+        if len(ends) >= 2 and statistics.median(b - a for a, b in itertools.pairwise(ends)) < 1.0:
+            observations = []
+        return estimate_run(
+            [(t, float(u)) for u, t in observations],
+            total,
+            runner_type=RUNNER_TYPE,
+            work_dir=self.work_dir,
+            config=self.config,
+            # Pylon names a work dir after its config (configs/a/b.py -> logs/a/b): re-runs
+            # of one config share a name, hence a history.
+            group=os.path.basename(os.path.abspath(self.work_dir)),
+            finished=finished,
         )
 
     # -- reading ---------------------------------------------------------------------------
@@ -309,23 +331,6 @@ class TrainerProgressTracker(BaseProgressTracker):
             )
             return False
         return early.stopped([float(v) for v in values if v is not None])
-
-
-def _eta(ends: list[float], completed: int, total: int | None, early: bool) -> float | None:
-    """Remaining seconds as of the last completed epoch: median epoch time x epochs left.
-
-    The median ignores the odd slow epoch (a checkpoint, a validation spike).
-    """
-    if early or total is None:
-        return None
-    if completed >= total:
-        return 0.0
-    if len(ends) < 2:
-        return None
-    per_epoch = statistics.median(b - a for a, b in itertools.pairwise(ends))
-    # Epochs "finishing" under a second apart are files copied or restored into place, not
-    # training: they say nothing about speed.
-    return per_epoch * (total - completed) if per_epoch >= 1.0 else None
 
 
 # -- plugin hooks ---------------------------------------------------------------------------

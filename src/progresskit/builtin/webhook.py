@@ -53,6 +53,8 @@ _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 #: availability problem that someone can fix, so the event is kept and retried.
 _REJECTED = frozenset({400, 413, 415, 422})
 _SUFFIX = ".json"
+#: Consecutive failed attempts of one event before the outage is logged as a warning.
+_WARN_AFTER_ATTEMPTS = 3
 
 
 def _default_spool_dir(url: str) -> str:
@@ -214,7 +216,14 @@ class WebhookSink:
             self._closing = True
             self._deadline = time.monotonic() + self.flush_timeout
             self._cond.notify_all()
-        self._thread.join(self.flush_timeout + self.timeout + 1)
+        self._thread.join(self.flush_timeout)
+        if self._thread.is_alive():
+            # A request still hangs on a slow endpoint: cut it, its event stays spooled.
+            connection = self._connection
+            if connection is not None and connection.sock is not None:
+                with contextlib.suppress(OSError):
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+            self._thread.join(1.0)
         with self._cond:
             left = len(self._queue)
         if left:
@@ -328,10 +337,13 @@ class WebhookSink:
             if outcome == "gone":
                 attempt = 0
                 continue
-            if self._failing_since is None:
+            log.debug("webhook %s: attempt %d of event %s failed: %s",
+                      self.url, attempt, item.event_id, detail)
+            if attempt == _WARN_AFTER_ATTEMPTS:
+                # One failure in a while is routine; an event that keeps failing is news.
                 self._failing_since = time.monotonic()
-                log.warning("webhook %s: delivery failed (%s); retrying with backoff, events "
-                            "are kept in %s", self.url, detail, self.spool_dir)
+                log.warning("webhook %s: delivery keeps failing (%s); retrying with backoff, "
+                            "events are kept in %s", self.url, detail, self.spool_dir)
             self._back_off(attempt, retry_after)
 
     def _back_off(self, attempt: int, retry_after: float | None) -> None:
@@ -415,8 +427,8 @@ def _retry_after(value: str | None) -> float | None:
 def _check_url(url: str) -> urllib.parse.SplitResult:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https"):
-        raise ConfigError(f"webhook url {url!r}: scheme must be http or https, "
-                          f"got {parsed.scheme or 'none'!r}")
+        got = repr(parsed.scheme) if parsed.scheme else "no scheme"
+        raise ConfigError(f"webhook url {url!r}: scheme must be http or https, got {got}")
     if not parsed.hostname:
         raise ConfigError(f"webhook url {url!r}: no host name")
     if parsed.username or parsed.password:

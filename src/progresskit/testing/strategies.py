@@ -22,13 +22,23 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from progresskit.model import CompletedItem, ProcessInfo, ProgressInfo, RunStatus, Status
+from progresskit.model import (
+    CAUSE_KINDS,
+    Cause,
+    CompletedItem,
+    ProcessInfo,
+    ProgressInfo,
+    RunStatus,
+    Status,
+)
 
 __all__ = [
+    "causes",
     "completed_items",
     "names",
     "percentages",
     "process_infos",
+    "progress_info_fields",
     "progress_infos",
     "run_statuses",
     "scores",
@@ -87,7 +97,17 @@ def progress_infos(**overrides: st.SearchStrategy[Any]) -> st.SearchStrategy[Pro
     drawn record may be inconsistent (5 of 3 steps done): the model allows it, and code
     that reads records written by others must cope with it.
     """
-    fields: dict[str, st.SearchStrategy[Any]] = {
+    fields = progress_info_fields()
+    unknown = set(overrides) - set(fields)
+    if unknown:
+        raise TypeError(f"progress_infos(): no ProgressInfo field named {sorted(unknown)}")
+    fields.update(overrides)
+    return st.builds(ProgressInfo, **fields)
+
+
+def progress_info_fields() -> dict[str, st.SearchStrategy[Any]]:
+    """The strategy of every :class:`~progresskit.ProgressInfo` field, by field name."""
+    return {
         "completed_epochs": _counts,
         "progress_percentage": percentages(),
         "early_stopped": st.booleans(),
@@ -118,11 +138,18 @@ def progress_infos(**overrides: st.SearchStrategy[Any]) -> st.SearchStrategy[Pro
         "metrics": scores(),
         "details": st.dictionaries(names(), st.text(max_size=20), max_size=3),
     }
-    unknown = set(overrides) - set(fields)
-    if unknown:
-        raise TypeError(f"progress_infos(): no ProgressInfo field named {sorted(unknown)}")
-    fields.update(overrides)
-    return st.builds(ProgressInfo, **fields)
+
+
+def causes() -> st.SearchStrategy[Cause]:
+    """A :class:`~progresskit.model.Cause`: why a run ended, of any kind."""
+    return st.builds(
+        Cause,
+        kind=st.sampled_from(CAUSE_KINDS),
+        message=st.none() | st.text(max_size=40),
+        exception_type=st.none() | names(),
+        signal=st.none() | st.sampled_from(["SIGTERM", "SIGINT", "SIGHUP"]),
+        exit_code=st.none() | st.integers(-255, 255),
+    )
 
 
 def run_statuses(
@@ -138,6 +165,7 @@ def run_statuses(
         process_info=st.none() | process_infos(),
         reason=st.none() | st.text(max_size=40),
         last_activity=_times,
+        cause=st.none() | causes(),
     )
 
 

@@ -117,6 +117,9 @@ class JobState:
     job_type: str
     server: str
     registered_at: float  # monotonic
+    #: Monotonic time of the newest first-hand news (registration, a /ws event): a queue
+    #: snapshot asked for before it is older news and says nothing about the job.
+    news_at: float = 0.0
     workflow: Workflow | None = None
     status: ProgressStatus = ProgressStatus.INITIALIZING
     queue_position: int | None = None
@@ -170,6 +173,9 @@ class JobState:
     def on_queue(self, entry: QueueEntry, where: str, position: int, wall: float) -> bool:
         self.seen = True
         self.absent_since = None
+        if self.status is ProgressStatus.COMPLETING and not self.needs_history:
+            # "Completing" was only inferred from an absence; the queue has it after all.
+            self.status = ProgressStatus.PROCESSING
         if self.workflow is None:
             self.workflow = entry.workflow
         self.updated_wall = wall
@@ -230,6 +236,7 @@ class JobState:
         self, kind: str, data: Mapping[str, Any], mono: float, wall: float
     ) -> tuple[bool, float | None]:
         """Apply one ``/ws`` message; (changed, duration of the step it ended, if any)."""
+        self.news_at = mono
         self.updated_wall = wall
         self.seen = True
         self.absent_since = None

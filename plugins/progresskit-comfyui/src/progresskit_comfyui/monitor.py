@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import json
 import logging
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -244,7 +245,8 @@ class StatusMonitor:
         if other is not None:
             raise ValueError(f"prompt {prompt_id} on {link.url} is already monitored as job "
                              f"{other.job_id!r}")
-        job = JobState(job_id, prompt_id, job_type, link.url, self._clock())
+        now = self._clock()
+        job = JobState(job_id, prompt_id, job_type, link.url, now, news_at=now)
         if prompt is not None:
             job.workflow = workflow_from(prompt)
         self._jobs[job_id] = job
@@ -349,10 +351,14 @@ class StatusMonitor:
 
     # -- one-shot use (CLI) ---------------------------------------------------------------
 
-    async def refresh(self) -> None:
-        """Poll every server once; connection and protocol errors propagate."""
-        for link in self._links.values():
-            await self._poll(link)
+    async def refresh(self, queues: Mapping[str, QueueSnapshot] | None = None) -> None:
+        """Poll every server once; connection and protocol errors propagate.
+
+        ``queues``: server URL -> a ``/queue`` snapshot to use instead of asking, taken
+        after anything the monitor heard about its jobs (it is applied to every job).
+        """
+        for url, link in self._links.items():
+            await self._poll(link, (queues or {}).get(url))
 
     async def listen(self, seconds: float) -> None:
         """Apply ``/ws`` events of every server for ``seconds`` (best effort)."""
@@ -412,9 +418,13 @@ class StatusMonitor:
                 await asyncio.wait_for(link.wake.wait(), self.poll_interval - self.min_poll_gap)
             link.wake.clear()
 
-    async def _poll(self, link: _ServerLink) -> None:
+    async def _poll(self, link: _ServerLink, queue: QueueSnapshot | None = None) -> None:
         link.wake.clear()
-        queue = await link.client.queue()
+        if queue is None:
+            asked = self._clock()
+            queue = await link.client.queue()
+        else:
+            asked = math.inf  # the caller vouches that the snapshot is the newest news
         link.reached()
         link.queue = queue
         where: dict[str, tuple[str, int]] = {}
@@ -426,7 +436,7 @@ class StatusMonitor:
         absent: list[JobState] = []
         wall = self._wall()
         for job in list(link.jobs.values()):
-            if job.status.is_terminal:
+            if job.status.is_terminal or job.news_at > asked:
                 continue
             found = where.get(job.prompt_id)
             if found is None:
@@ -447,7 +457,7 @@ class StatusMonitor:
                     continue
                 if found_entry is not None:
                     self._apply_history(job, found_entry)
-                else:
+                elif job.news_at <= asked:
                     was = job.status
                     if job.on_absent(self._clock(), self._wall(), self.vanish_timeout):
                         self._changed(job, was)

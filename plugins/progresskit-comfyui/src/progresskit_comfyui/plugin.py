@@ -14,8 +14,9 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from progresskit.config import ConfigSchema, ensure
 from progresskit.errors import RunnerDetectionError
@@ -25,13 +26,26 @@ from progresskit.rules import decide_status
 from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
 from progresskit_comfyui.client import normalise_url
 from progresskit_comfyui.job import ProgressStatus, ProgressUpdate
+from progresskit_comfyui.monitor import StatusMonitor
 from progresskit_comfyui.protocol import ComfyUIError
 from progresskit_comfyui.snapshot import snapshot_server
 
 RUNNER_TYPE = "comfyui"
+T = TypeVar("T")
 #: Seconds a tracker reuses what it read: one status query asks for progress, completion
 #: and activity in turn, and that must be one look at the server, not three.
 _REUSE_SECONDS = 1.0
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end from synchronous code, even code that an event loop
+    called (the tracker API is synchronous): then on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1, thread_name_prefix="comfyui") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _options(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,11 +217,32 @@ class ComfyUIJobsTracker(BaseProgressTracker):
         """Raises :class:`ComfyUIError` when the server cannot say: the run is then shown as
         ``unknown`` with the reason, never as failed."""
         options = _options(self.config)
-        snapshot = asyncio.run(snapshot_server(
+        snapshot = _run_sync(snapshot_server(
             self.url, prompt_ids=self.prompt_ids, job_type=self.config.get("comfyui_job_type"),
             **options,
         ))
         return combine(snapshot.updates, snapshot.taken_at)
+
+
+async def cancel_prompts(server: str, prompt_ids: Sequence[str], timeout: float = 10.0) -> int:
+    """Interrupt the running and delete the pending prompts among ``prompt_ids``; how many.
+
+    Raises :class:`ComfyUIError` when the server cannot be asked or none of the prompts is
+    queued or running (nothing left to stop).
+    """
+    monitor = StatusMonitor(server, http_timeout=timeout, use_websocket=False)
+    try:
+        for prompt_id in prompt_ids:
+            monitor.monitor_job(prompt_id, prompt_id)
+        stopped = 0
+        for prompt_id in prompt_ids:
+            stopped += await monitor.cancel_job(prompt_id)
+    finally:
+        await monitor.stop_monitoring()
+    if not stopped:
+        raise ComfyUIError(f"{monitor.servers[0]}: none of {', '.join(prompt_ids)} is queued or "
+                           f"running, nothing to cancel")
+    return stopped
 
 
 # -- plugin hooks ---------------------------------------------------------------------------
@@ -275,12 +310,29 @@ def progresskit_describe_runner() -> RunnerDescription:
 
 
 @hookimpl
+def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
+    """Interrupt or dequeue the run's prompts. ComfyUI stops a prompt at its next step or
+    node boundary by itself, so there is nothing to escalate after ``grace_seconds``."""
+    if run.progress.runner_type != RUNNER_TYPE:
+        return None
+    details = run.progress.details
+    server = details.get("server")
+    prompt_ids = details.get("prompt_ids") or details.get("prompt_id")
+    if not server or not prompt_ids:
+        raise ComfyUIError(
+            f"{run.config}: no ComfyUI server and prompt id recorded for this run; cannot cancel"
+        )
+    _run_sync(cancel_prompts(server, prompt_ids.split(",")))
+    return True
+
+
+@hookimpl
 def progresskit_resolve_target(target: str, config: Mapping[str, Any]) -> list[RunStatus] | None:
     if not target.startswith(("http://", "https://")):
         return None
     try:
         url = normalise_url(target)
-        snapshot = asyncio.run(snapshot_server(url, **_options(config)))
+        snapshot = _run_sync(snapshot_server(url, **_options(config)))
     except (ValueError, ComfyUIError) as exc:
         raise RunnerDetectionError(f"{target}: not a usable ComfyUI server: {exc}") from exc
     return [

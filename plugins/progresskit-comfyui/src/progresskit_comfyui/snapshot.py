@@ -66,7 +66,7 @@ async def snapshot_server(
             monitor.monitor_job(prompt_id, prompt_id, type_of(workflow) if workflow else
                                 (job_type or "default"))
         monitor.apply_history(recent)
-        await monitor.refresh()
+        await monitor.refresh({monitor.servers[0]: queue})
         if listen_seconds > 0 and any(
             (u := monitor.progress_now(p)) is not None and u.status is ProgressStatus.PROCESSING
             for p in order
