@@ -126,13 +126,17 @@ def cli_poll(work: Path) -> Callable[[], Status]:
 
 def time_to(
     poll: Callable[[], Status], wanted: Status, since: float, timeout: float, pause: float = 0.01
-) -> float:
-    """Seconds from ``since`` to the end of the first poll answering ``wanted``."""
+) -> tuple[float, int, float]:
+    """Seconds from ``since`` to the end of the first poll answering ``wanted``, how many
+    polls (each started after ``since``) it took, and how long that last poll lasted."""
+    polls = 0
     while True:
+        began = time.time()
         status = poll()
         now = time.time()
+        polls += 1
         if status is wanted:
-            return now - since
+            return now - since, polls, now - began
         if now - since > timeout:
             raise SystemExit(f"status stayed {status.value} for {timeout:g}s (wanted {wanted})")
         time.sleep(pause)
@@ -141,7 +145,7 @@ def time_to(
 def trial(
     root: Path, n: int, script: str, sig: signal.Signals, wanted: Status, how: str,
     interval: float, timeout: float,
-) -> float:
+) -> tuple[float, int, float]:
     work = make_run(root / f"{'seed' if script is SEED_PRODUCER else 'lease'}-{how}-{sig.name}-{n}")
     proc = start(script, str(work), str(interval))
     try:
@@ -157,12 +161,12 @@ def trial(
         proc.wait()
 
 
-def summary(times: list[float]) -> str:
+def summary(times: list[float], unit: str = "s") -> str:
     ordered = sorted(times)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return (
-        f"median {statistics.median(times):.3f}s  p95 {p95:.3f}s  max {max(times):.3f}s  "
-        f"(n={len(times)})"
+        f"median {statistics.median(times):.3f}{unit}  p95 {p95:.3f}{unit}  "
+        f"max {max(times):.3f}{unit}  (n={len(times)})"
     )
 
 
@@ -237,15 +241,21 @@ def main() -> None:
         ]
         for label, script, sig, wanted, target in cases:
             for how in ("library", "cli"):
-                times = [
+                outcomes = [
                     trial(root, n, script, sig, wanted, how, interval, timeout=target + 10)
                     for n in range(args.trials)
                 ]
+                times = [t for t, _, _ in outcomes]
                 results[f"{label} ({how})"] = times
                 verdict = "ok" if max(times) < target else "MISSED"
                 print(f"{label:20} {how:8} {summary(times)}  target < {target:g}s: {verdict}")
+                if sig is signal.SIGKILL:
+                    first = sum(1 for _, polls, _ in outcomes if polls == 1)
+                    last = [d for _, _, d in outcomes]
+                    print(f"{'':29} the first call after the kill said crashed in "
+                          f"{first}/{len(outcomes)} trials; one call: {summary(last)}")
         baseline = [
-            trial(root, n, SEED_PRODUCER, signal.SIGKILL, Status.FAILED, "library", interval, 30)
+            trial(root, n, SEED_PRODUCER, signal.SIGKILL, Status.FAILED, "library", interval, 30)[0]
             for n in range(min(3, args.trials))
         ]
         print(f"{'baseline: no lease':20} {'library':8} {summary(baseline)}  "

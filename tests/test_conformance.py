@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from conftest import make_evaluator_run, make_trainer_run
 from progresskit import EventEmitter
+from progresskit.builtin import evaluator
 from progresskit.testing import TrackerConformance, make_run_dir
 
 
@@ -57,6 +58,12 @@ class TestEvaluatorConformance(TrackerConformance):
 
     def mutate_run(self, work_dir: Path) -> None:
         (work_dir / "evaluation_scores.json").write_text(json.dumps({"aggregated": {"acc": 0.9}}))
+
+
+class TestEvaluatorModuleConformance(TestEvaluatorConformance):
+    """The same plugin given as a module, as a plugin that is not installed is tested."""
+
+    plugin = evaluator
 
 
 class TestMultiStageConformance(TrackerConformance):

@@ -536,7 +536,8 @@ def estimate(
 def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:
     """The median shape across past runs, shrunk towards flat (1 everywhere) by its noise.
 
-    James-Stein (positive part) over the slices: when the slices differ from flat by about
+    A shape that does not differ from flat at the 1% level (chi-squared over the slices) is
+    flat. Otherwise James-Stein (positive part) over the slices: when the slices differ from flat by about
     their standard errors, the shape is mostly noise and multiplying it into the ETA costs
     accuracy on steady runs, so it is pulled to flat; a shape all runs agree on (an
     evaluation-heavy phase, a slowdown at 50%) stands far above its noise and is kept.
@@ -545,14 +546,24 @@ def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:
     medians = [statistics.median(s[i] for s in shapes) for i in range(PROFILE_BINS)]
     if n < 2:
         return medians
-    distance = 0.0
-    for i, median in enumerate(medians):
-        # Standard error of a median: sqrt(pi / 2) x that of a mean.
-        se2 = (math.pi / 2) * statistics.variance(s[i] for s in shapes) / n
-        if median != 1.0:
-            distance += (median - 1.0) ** 2 / se2 if se2 > 0 else math.inf
-    factor = max(0.0, 1.0 - (PROFILE_BINS - 2) / distance) if distance > 0 else 0.0
+    # Standard error of a median: sqrt(pi / 2) x that of a mean; pooled over the slices,
+    # since a variance from a handful of runs per slice is too noisy to divide by.
+    se2 = (math.pi / 2) * statistics.fmean(
+        statistics.variance(s[i] for s in shapes) for i in range(PROFILE_BINS)
+    ) / n
+    deviation = sum((m - 1.0) ** 2 for m in medians)
+    if deviation == 0.0:
+        return medians
+    if deviation < _chi2_99(PROFILE_BINS) * se2:
+        return [1.0] * PROFILE_BINS  # no shape beyond noise (a 1% test): flat
+    factor = 1.0 if se2 == 0.0 else max(0.0, 1.0 - (PROFILE_BINS - 2) * se2 / deviation)
     return [1.0 + (m - 1.0) * factor for m in medians]
+
+
+def _chi2_99(k: int) -> float:
+    """The 99% quantile of chi-squared with ``k`` degrees of freedom (Wilson-Hilferty)."""
+    z99 = 2.3263478740408408
+    return k * (1 - 2 / (9 * k) + z99 * math.sqrt(2 / (9 * k))) ** 3
 
 
 def _time_at(points: Sequence[tuple[float, float]], units: float) -> float:

@@ -32,7 +32,8 @@ class Status(str, enum.Enum):
     PENDING = "pending"
     #: Alive and making progress (a sign of life within ``sleep_time``).
     RUNNING = "running"
-    #: A process is known to exist but shows no sign of progress.
+    #: Stalled: a process is known to exist but shows no sign of progress (within its
+    #: lease's promised interval, or ``sleep_time``).
     STUCK = "stuck"
     #: The producer vanished without saying so (killed, OOM, power loss).
     CRASHED = "crashed"

@@ -14,6 +14,7 @@ heartbeat, not on every write.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -159,7 +160,7 @@ class Monitor:
         pm: PluginManager | None = None,
         sinks: Sequence[Sink] | None = None,
         overrides: Mapping[str, Any] | None = None,
-        options: Any = None,
+        options: argparse.Namespace | None = None,
     ):
         self.root = resolve(root)
         if not os.path.isdir(self.root):
@@ -173,9 +174,10 @@ class Monitor:
         self.settings = WatchSettings.from_config(values)
         #: How changes are noticed: "notify" or "poll" ("auto" resolved at start-up).
         self.mode = _resolve_mode(self.settings.mode, self.root)
+        #: Where the watcher's keys and sinks come from: a file, "config" or "defaults".
+        self.config_origin = str(config_path) if config_path else _config_origin(self.root, config)
         if sinks is None:
-            where = str(config_path) if config_path else _config_origin(self.root, config)
-            sinks = build_sinks(values.get("sinks") or [], pm.sink_types, where)
+            sinks = build_sinks(values.get("sinks") or [], pm.sink_types, self.config_origin)
         self._sinks = list(sinks)
         self._subscribers: list[Subscriber] = []
         self._closers: list[Callable[[], None]] = []
@@ -208,6 +210,11 @@ class Monitor:
                 self._subscribers.remove(callback)
 
         return unsubscribe
+
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The sinks every change goes to."""
+        return tuple(self._sinks)
 
     @property
     def runs(self) -> list[RunStatus]:
@@ -319,7 +326,9 @@ class Monitor:
         import watchfiles
 
         tick = self.settings.poll_interval
-        next_tick = time.monotonic() + tick
+        # Due at once: the first round, after the OS watch is set up, catches what changed
+        # between the first evaluation and then.
+        next_tick = time.monotonic()
         next_heartbeat = self._next_heartbeat()
         try:
             for events in watchfiles.watch(
@@ -336,8 +345,10 @@ class Monitor:
                 periodic = now >= next_tick
                 if periodic:
                     next_tick = now + tick
-                if events or periodic:
-                    self._tick(refresh_processes=periodic)
+                if periodic:
+                    self._tick(refresh_processes=True)
+                elif events:
+                    self._tick(refresh_processes=False, paths={path for _, path in events})
                 if next_heartbeat is not None and now >= next_heartbeat:
                     self._heartbeat()
                     next_heartbeat = self._next_heartbeat()
@@ -366,12 +377,14 @@ class Monitor:
         processes = None if refresh_processes or self._processes is None else self._processes
         try:
             statuses = self._tracking.scan(self.root, processes=processes)
-        except ProgresskitError as exc:
+        except Exception as exc:
             # The root vanished or its config became invalid: say so once, keep the last
             # known statuses and try again at the next change or tick.
-            message = str(exc)
+            expected = isinstance(exc, ProgresskitError)
+            message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
             if message != self._last_error:
-                log.error("cannot evaluate %s: %s", self.root, message)
+                # An unexpected error is a bug somewhere: its traceback is worth the noise.
+                log.error("cannot evaluate %s: %s", self.root, message, exc_info=not expected)
                 self._last_error = message
             return None
         if self._last_error is not None:
@@ -383,18 +396,59 @@ class Monitor:
             }
         return statuses
 
-    def _tick(self, *, refresh_processes: bool) -> list[Change]:
+    def _tick(self, *, refresh_processes: bool, paths: set[str] | None = None) -> list[Change]:
+        """Evaluate, report and return the changes: of every run, or only of the known runs
+        holding ``paths`` (the files an OS notification named) when that is enough."""
         with self._evaluating:
-            changes = self._diff(refresh_processes)
+            partial = None if paths is None else self._evaluate_runs_of(paths)
+            if partial is not None:
+                changes = self._diff(partial, complete=False)
+            else:
+                statuses = self._scan(refresh_processes)
+                changes = [] if statuses is None else self._diff(statuses, complete=True)
         self._publish(changes)
         return changes
 
-    def _diff(self, refresh_processes: bool) -> list[Change]:
-        statuses = self._scan(refresh_processes)
-        if statuses is None:
-            return []
+    def _evaluate_runs_of(self, paths: set[str]) -> list[RunStatus] | None:
+        """The fresh status of each known run holding one of ``paths``; ``None`` when a
+        full scan is needed (a path outside every known run: a new run, a config change...).
+
+        A full scan costs a few stats per run: on a tree of thousands of runs, where some
+        log is written every moment, evaluating only the runs written to keeps the
+        notification path fast.
+        """
+        with self._lock:
+            known = set(self._last)
+        runs: set[str] = set()
+        for path in paths:
+            current = path
+            while current not in known:
+                parent = os.path.dirname(current)
+                if parent == current or not current.startswith(self.root + os.sep):
+                    return None
+                current = parent
+            runs.add(current)
+        statuses = []
+        for work_dir in sorted(runs):
+            try:
+                # Still this run on file evidence, or the full scan decides what it is now.
+                self._tracking.tracker_for(work_dir, allow_config=False)
+                statuses.append(
+                    self._tracking.status(
+                        work_dir,
+                        process=(self._processes or {}).get(work_dir),
+                        discover_processes=False,
+                    )
+                )
+            except ProgresskitError:
+                return None
+        return statuses
+
+    def _diff(self, statuses: list[RunStatus], *, complete: bool) -> list[Change]:
+        """Changes between ``statuses`` and what was last reported; with ``complete``, the
+        statuses are every run, and a known run missing from them was removed."""
         changes: list[Change] = []
-        current: dict[str, tuple[str, RunStatus]] = {}
+        current: dict[str, tuple[str, RunStatus]] = {} if complete else dict(self._last)
         for run in statuses:
             key = change_key(run)
             before = self._last.get(run.config)
@@ -404,7 +458,7 @@ class Monitor:
                 changes.append(Change("changed", run, previous_status=before[1].status))
             current[run.config] = (key, run)
         for name, (_key, run) in self._last.items():
-            if name not in current:
+            if complete and name not in current:
                 changes.append(Change("removed", run, previous_status=run.status))
         with self._lock:
             self._last = current
@@ -455,4 +509,4 @@ def _config_origin(root: str, config: Mapping[str, Any] | None) -> str:
     from progresskit.config import find_config_file
 
     found = find_config_file(Path(root))
-    return str(found) if found else "config"
+    return str(found) if found else "defaults"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,7 +21,6 @@ from typing import Any
 from rich.console import Console, Group
 from rich.live import Live
 
-from progresskit.config import CONFIG_FILENAME
 from progresskit.coreconfig import WATCH_MODES
 from progresskit.monitor import Monitor, change_document
 from progresskit.plugins import PluginManager
@@ -78,8 +78,8 @@ def run_watch(pm: PluginManager, args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     err = Console(stderr=True, highlight=False)
     err.print(
-        f"progresskit: watching {monitor.root} ({monitor.mode} mode; config: nearest "
-        f"{CONFIG_FILENAME} or --config); Ctrl-C stops",
+        f"progresskit: watching {monitor.root} ({monitor.mode} mode, config: "
+        f"{monitor.config_origin}, {len(monitor.sinks)} sink(s)); Ctrl-C stops",
         soft_wrap=True,
     )
     try:
@@ -100,6 +100,8 @@ def _json_lines(monitor: Monitor, done: threading.Event) -> None:
             sys.stdout.write(json.dumps(change_document(change), allow_nan=False) + "\n")
             sys.stdout.flush()
         except BrokenPipeError:  # the reader went away (`| head`): nobody left to tell
+            # Point stdout at /dev/null so the interpreter's final flush does not fail too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             done.set()
 
     monitor.subscribe(write)

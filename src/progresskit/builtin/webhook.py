@@ -254,7 +254,14 @@ class WebhookSink:
         with self._cond:
             if len(self._queue) >= self.max_events:
                 self._overflow(change.run.config)
-        atomic_write_text(path, body)
+        try:
+            atomic_write_text(path, body)
+        except OSError as exc:
+            # Disk full or spool gone: this event cannot be kept, so it is reported lost.
+            self.dropped += 1
+            log.error("webhook %s: cannot spool event %s of %s (%s): it is lost",
+                      self.url, change.id, change.run.config, exc.strerror or exc)
+            return
         with self._cond:
             self._queue[seq] = _Pending(seq, change.id, change.run.config, path)
             self._cond.notify_all()

@@ -144,6 +144,8 @@ def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
         log_level="warning",
         lifespan="on",
         ws_max_size=64 * 1024,  # clients send only small requests
+        # Compressing is per connection: every change would be deflated once per client.
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -128,12 +128,21 @@ class TrackerConformance:
             )
         return runner_type
 
+    def registered_name(self) -> str:
+        """The name the plugin under test is registered under: ``plugin_name``, unless a
+        ``plugin`` object is tested while an entry point of that name is installed."""
+        name = self._name()
+        if self.plugin is not None and name in installed_plugin_names():
+            return f"{name}-under-test"
+        return name
+
     def own_plugin_manager(self) -> PluginManager:
         """A manager with the core and this plugin only."""
         name = self._name()
         try:
             if self.plugin is not None:
-                return plugin_manager(only=(), extra_plugins=[(name, self.plugin)])
+                extra = [(self.registered_name(), self.plugin)]
+                return plugin_manager(only=(), extra_plugins=extra)
             return plugin_manager(only=[name])
         except ProgresskitError as exc:
             pytest.fail(f"plugin '{name}' cannot be loaded: {exc}", pytrace=False)
@@ -145,9 +154,11 @@ class TrackerConformance:
             if self.plugin is None:
                 return get_plugin_manager()
             # The object under test replaces an installed plugin of the same name.
-            pm = get_plugin_manager(disabled=[name])
-            pm.register_plugin(self.plugin, f"{name}-under-test")
-            return pm
+            registered = self.registered_name()
+            return get_plugin_manager(
+                disabled=[name] if registered != name else [],
+                extra_plugins=[(registered, self.plugin)],
+            )
         except ProgresskitError as exc:
             pytest.fail(f"plugin '{name}' cannot be loaded with the others: {exc}", pytrace=False)
 
@@ -232,15 +243,11 @@ class TrackerConformance:
                 f"checkpoint-*/ directories\"; users see it when no tracker claims a directory",
                 pytrace=False,
             )
-        callers = pm.get_hookcallers(pm.get_plugin(self._plugin_key(pm))) or ()
+        callers = pm.get_hookcallers(pm.get_plugin(self.registered_name())) or ()
         hooks = {caller.name for caller in callers}
         missing = {"progresskit_detect_runner", "progresskit_make_tracker"} - hooks
         if missing:
             pytest.fail(f"a tracker plugin must implement {sorted(missing)}", pytrace=False)
-
-    def _plugin_key(self, pm: PluginManager) -> str:
-        name = self._name()
-        return name if pm.has_plugin(name) else f"{name}-under-test"
 
     def test_make_tracker_declines_other_runner_types(self, tmp_path: Path) -> None:
         pm = self.own_plugin_manager()

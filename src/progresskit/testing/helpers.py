@@ -105,6 +105,12 @@ def plugin_manager(
     registered after them, e.g. a plugin under test that is not installed.
     """
     installed = installed_plugin_names()
+    clashes = sorted({name for name, _ in extra_plugins} & set(installed))
+    if clashes:
+        raise PluginError(
+            f"extra plugin name(s) {clashes} are taken by installed entry-point plugins; "
+            f"register the object under another name"
+        )
     if only is None:
         disabled: list[str] = []
     else:
