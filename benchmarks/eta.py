@@ -206,8 +206,8 @@ def main() -> None:
                     what = "lower than every other"
                 if not ok:
                     misses.append(
-                        f"{family} at {c:.0%}: {ours} {medians[ours][c]:.4f} is not {what} "
-                        f"(best other {best_other:.4f})"
+                        f"{family} at {c:.0%}: {ours} {medians[ours][c]:.6f} is not {what} "
+                        f"(best other {best_other:.6f})"
                     )
     print()
     for ours in ("ours", "ours+hist"):

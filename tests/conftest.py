@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +128,26 @@ def isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cwd
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The ETA history of the whole session (never the user's), in force before any fixture:
+    module-scoped fixtures (servers, watchers) start before per-test fixtures do."""
+    path = tmp_path_factory.mktemp("session-history") / "history.sqlite3"
+    before = os.environ.get("PROGRESSKIT_HISTORY")
+    os.environ["PROGRESSKIT_HISTORY"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("PROGRESSKIT_HISTORY", None)
+    else:
+        os.environ["PROGRESSKIT_HISTORY"] = before
+
+
 @pytest.fixture(autouse=True)
 def isolated_history(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """Every test gets its own ETA history database (never the user's): finished runs that
-    one test records must not become another test's prior."""
+    """Every test gets its own ETA history database: finished runs that one test records
+    must not become another test's prior."""
     path = tmp_path_factory.mktemp("history") / "history.sqlite3"
     monkeypatch.setenv("PROGRESSKIT_HISTORY", str(path))
     return path

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import random
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -157,13 +160,10 @@ def test_repeated_progress_and_clock_steps_back_are_ignored() -> None:
     assert est.seconds == pytest.approx(7.0, rel=0.05)
 
 
-def test_many_observations_are_thinned_and_stay_cheap() -> None:
-    durations = [0.5] * 50_000
-    started = time.perf_counter()
-    est = estimate(run_of(durations[:40_000]), 50_000)
-    assert est.seconds == pytest.approx(5000.0, rel=0.01)
-    # Not a timing assertion on speed: it guards against quadratic blow-up only.
-    assert time.perf_counter() - started < 30
+def test_many_observations_are_thinned_without_losing_the_rate() -> None:
+    durations = [0.5] * 20_000 + [1.0] * 20_000  # the newest half is kept whole
+    est = estimate(run_of(durations), 50_000)
+    assert est.seconds == pytest.approx(10_000.0, rel=0.01)
 
 
 # -- history --------------------------------------------------------------------------------
@@ -225,10 +225,12 @@ def test_history_predicts_a_recurring_slowdown() -> None:
 
 # -- properties -----------------------------------------------------------------------------
 
+# Zero durations and zero progress are drawn often: copied files, polls seeing no change.
 steps = st.lists(
     st.tuples(
-        st.floats(min_value=0.0, max_value=1e5, allow_nan=False),
-        st.floats(min_value=0.0, max_value=1e4, allow_nan=False),
+        st.one_of(st.just(0.0), st.floats(min_value=0.0, max_value=1e5, allow_nan=False)),
+        st.one_of(st.just(0.0), st.just(1.0),
+                  st.floats(min_value=0.0, max_value=1e4, allow_nan=False)),
     ),
     max_size=80,
 )
@@ -341,14 +343,14 @@ def test_status_table_shows_eta_and_band() -> None:
     assert "12m" not in console.file.getvalue()  # type: ignore[attr-defined]
 
 
-def test_cli_status_json_and_table_carry_the_band(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_cli_status_json_and_table_carry_the_band(
+    tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     run = make_trainer_run(tmp_path / "runs" / "r", 5, epoch_seconds=600.0)
     (run / "train_val.log").write_text("epoch 5\n")
     (tmp_path / "runs" / "progresskit.yaml").write_text("epochs: 20\n")
     result = cli("status", "--json", str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr
-    import json
-
     doc = json.loads(result.stdout)
     progress = doc["runs"][0]["progress"]
     assert progress["eta_seconds"] == pytest.approx(9000.0, rel=0.01)

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,14 @@ def test_finished_run_is_recorded_once(isolated_history: Path, tmp_path: Path) -
                  work_dir=str(tmp_path), group="g", finished=True)
     assert len(store.runs("trainer", "g")) == 2
     assert store.runs("evaluator", "g") == [] and store.runs("trainer", "other") == []
+
+
+def test_runs_without_a_directory_are_keyed_by_their_id(isolated_history: Path) -> None:
+    for prompt in ("p1", "p2", "p1"):
+        estimate_run(steady(4, 10.0), 4, runner_type="comfyui", work_dir="",
+                     group="video", run_id=f"http://127.0.0.1:8188/{prompt}", finished=True)
+    keys = sorted(r.run_key for r in HistoryStore(isolated_history).runs("comfyui", "video"))
+    assert keys == ["http://127.0.0.1:8188/p1@1000000.000", "http://127.0.0.1:8188/p2@1000000.000"]
 
 
 def test_database_format(isolated_history: Path, tmp_path: Path) -> None:
@@ -183,7 +192,7 @@ def test_corrupt_store_is_logged_once_and_ignored(
 
 
 def test_status_of_finished_runs_with_an_unwritable_store(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cli  # type: ignore[no-untyped-def]
+    tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("x")

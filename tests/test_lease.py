@@ -353,3 +353,49 @@ def test_the_lease_is_parsed_again_only_when_its_stat_key_changes(tmp_path: Path
     os.utime(run / LEASE_FILENAME)  # a renewal: same content, new time
     again = tracking._lease(str(run))
     assert again[0] == first[0] and again[1] > first[1]
+
+
+# -- producers --------------------------------------------------------------------------------
+
+
+def test_event_emitter_run_complete_ends_the_lease(tmp_path: Path) -> None:
+    from progresskit import EventEmitter
+
+    events = EventEmitter("r1", event_file=tmp_path / "events.jsonl", expect_every=60)
+    lease = load_lease(str(tmp_path / LEASE_FILENAME))
+    assert lease.interval == 60.0 and lease.producers == ("events",)
+    events.progress("ranking", 10.0)
+    events.run_complete("cancelled")
+    lease = load_lease(str(tmp_path / LEASE_FILENAME))
+    assert lease.state == "cancelled" and lease.cause is not None
+    assert lease.cause.kind == "cancel"
+
+
+def test_status_file_writer_close_with_error_records_it(tmp_path: Path) -> None:
+    from progresskit import StatusFileWriter
+
+    writer = StatusFileWriter(tmp_path / "training_status.json", total_iterations=10)
+    lease = load_lease(str(tmp_path / LEASE_FILENAME))
+    assert lease.interval is None and lease.slack == 1.0  # no promise; writes trail by 1 s
+    writer.close("error", "disk quota exceeded")
+    lease = load_lease(str(tmp_path / LEASE_FILENAME))
+    assert lease.state == "failed"
+    assert lease.cause == Cause("error", message="disk quota exceeded")
+    with pytest.raises(ValueError, match="expect_every"):
+        StatusFileWriter(tmp_path / "other.json", total_iterations=10, expect_every=-1)
+
+
+def test_a_scan_judges_every_run_by_its_own_lease(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    crashed = make_trainer_run(tmp_path / "a", 1, total=4)
+    write_lease(crashed, _lease(pid=gone.pid), time.time())
+    failed = make_trainer_run(tmp_path / "b", 1, total=4)
+    cause = Cause("exception", message="boom", exception_type="RuntimeError")
+    write_lease(failed, _lease(state="failed", cause=cause), time.time())
+    make_trainer_run(tmp_path / "c", 1, total=4)  # no lease: seed 001's rules
+    results = {Path(r.work_dir).name: r for r in Tracking().scan(str(tmp_path), processes={})}
+    assert results["a"].status is Status.CRASHED and results["a"].cause is not None
+    assert results["a"].cause.kind == "vanished"
+    assert results["b"].status is Status.FAILED and results["b"].cause == cause
+    assert results["c"].status is Status.RUNNING and results["c"].cause is None

@@ -102,8 +102,13 @@ def test_notifications_pick_up_changes_and_new_runs(tmp_path: Path) -> None:
             lambda: any(c.kind == "new" and c.run.work_dir.endswith("c") for c in seen),
             what="the new run",
         )
+        shutil.rmtree(a)
+        wait_for(lambda: any(c.kind == "removed" for c in seen), what="the removed run")
     finally:
         monitor.stop()
+    assert [(c.kind, Path(c.run.work_dir).name) for c in seen] == [
+        ("new", "a"), ("changed", "a"), ("new", "c"), ("removed", "a")
+    ]
 
 
 def test_polling_picks_up_changes(tmp_path: Path) -> None:

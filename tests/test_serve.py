@@ -49,14 +49,24 @@ def _ws(server: Server) -> ClientConnection:
     return connect(server.ws_url, proxy=None, open_timeout=10, max_size=None)
 
 
+#: Messages received in a batch and not yet looked at, per connection.
+_PENDING: dict[int, list[dict[str, Any]]] = {}
+
+
 def _recv(ws: ClientConnection, kind: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:
-    """The next message of type ``kind`` whose top-level fields equal ``match``."""
+    """The next message of type ``kind`` whose top-level fields equal ``match`` (the
+    messages of a ``batch`` frame are looked at one by one)."""
     deadline = time.monotonic() + timeout
+    pending = _PENDING.setdefault(id(ws), [])
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no {kind!r} message matching {match} within {timeout}s")
-        message = json.loads(ws.recv(timeout=left))
+        if not pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {kind!r} message matching {match} within {timeout}s")
+            message = json.loads(ws.recv(timeout=left))
+            pending += message["messages"] if message["type"] == "batch" else [message]
+            continue
+        message = pending.pop(0)
         if message["type"] == kind and all(message.get(k) == v for k, v in match.items()):
             return dict(message)
 

@@ -274,6 +274,8 @@ def test_a_hanging_endpoint_blocks_neither_tracking_nor_other_sinks(tmp_path: Pa
          "PK_TEST_UNSET_VAR (named by headers_env.Authorization) is not set"),
         ({"url": "http://h/", "headers": {"Authorization": "Bearer abc"}},
          "Authorization holds a credential"),
+        ({"url": "http://h/", "headers": {"X-Team": "a\nInjected: 1"}},
+         "values cannot hold line breaks"),
         ({"url": "http://h/", "retries": 3}, "unknown key 'retries'"),
         ({"url": "http://h/", "timeout": 0}, "key 'timeout': must be > 0 seconds"),
         ({"url": "http://h/", "retry_initial": 5, "retry_max": 1}, "retry_max (1) must be >="),

@@ -318,6 +318,13 @@ class _Own:
     shifts: float
 
 
+def _pstdev(values: Sequence[float]) -> float:
+    """Population sd in floats (``statistics.pstdev`` works in exact fractions, which is slow
+    and fails on subnormal floats)."""
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+
+
 def _median_window(values: Sequence[float], half: int) -> list[float]:
     n = len(values)
     return [statistics.median(values[max(0, i - half) : i + half + 1]) for i in range(n)]
@@ -330,7 +337,7 @@ def _robust_sd(values: Sequence[float]) -> float:
         return 0.0
     sd = 1.4826 * statistics.median(diffs) / math.sqrt(2)
     if sd == 0.0 and len(values) > 1:
-        sd = statistics.pstdev(values)  # quantised values: fall back to the plain sd
+        sd = _pstdev(values)  # quantised values: fall back to the plain sd
     return sd
 
 
@@ -376,7 +383,11 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
     ends = units[first + 1 :]
     # 3. spikes, against the local median
     local = _median_window(x, SPIKE_HALF_WINDOW)
-    spike = [len(x) > 2 and xi > SPIKE_FACTOR * li for xi, li in zip(x, local, strict=True)]
+    # (A zero local median means instantaneous intervals around: no base to exceed.)
+    spike = [
+        len(x) > 2 and li > 0 and xi > SPIKE_FACTOR * li
+        for xi, li in zip(x, local, strict=True)
+    ]
     base_idx = [i for i, s in enumerate(spike) if not s]
     # 4. the latest regime of the base rate
     change = _last_change([x[i] for i in base_idx])
@@ -411,24 +422,28 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
         positions = [p for p, _ in spikes]
         cost = statistics.fmean(c for _, c in spikes) * base  # seconds per spike, now
         k = len(spikes)
+        since_last = done - positions[-1]
         if k >= 2:
             gaps = [b - a for a, b in itertools.pairwise(positions)]
-            period = max(statistics.fmean(gaps), done - positions[-1])
-            regular = statistics.pstdev(gaps) <= PERIODIC_CV * statistics.fmean(gaps)
+            gap = statistics.fmean(gaps)
+            # Periodic: even gaps, and the next spike is not overdue (spikes did not stop).
+            regular = _pstdev(gaps) <= PERIODIC_CV * gap and since_last <= gap * (1 + PERIODIC_CV)
+            period = max(gap, since_last)
         else:
-            period = max(positions[0] - units[0], done - positions[0])
+            period = max(positions[0] - units[0], since_last)
             regular = False
         if period > 0:
             overhead = cost / period
-            if regular and done - positions[-1] <= period:
+            if regular:
                 # Evaluation every N units: the ones left are at last + N, last + 2N, ...
+                # (the 1e-9 absorbs float error when the total is a multiple of N).
                 remaining_spikes = math.floor((total - positions[-1]) / period + 1e-9) * cost
             else:
                 remaining_spikes = overhead * left
             # Uncertainty of the mean cost (spread pooled with PRIOR_CV, as for the base
             # rate); for irregular spikes also of their frequency (Poisson: 1/sqrt(k)).
             costs = [c for _, c in spikes]
-            measured = statistics.pstdev(costs) / statistics.fmean(costs) if k > 1 else 0.0
+            measured = _pstdev(costs) / statistics.fmean(costs) if k > 1 else 0.0
             relative = math.sqrt((PRIOR_CV**2 + measured**2 * (k - 1)) / k) / math.sqrt(k)
             if not regular:
                 relative = math.hypot(relative, 1 / math.sqrt(k))
@@ -537,10 +552,10 @@ def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:
     """The median shape across past runs, shrunk towards flat (1 everywhere) by its noise.
 
     A shape that does not differ from flat at the 1% level (chi-squared over the slices) is
-    flat. Otherwise James-Stein (positive part) over the slices: when the slices differ from flat by about
-    their standard errors, the shape is mostly noise and multiplying it into the ETA costs
-    accuracy on steady runs, so it is pulled to flat; a shape all runs agree on (an
-    evaluation-heavy phase, a slowdown at 50%) stands far above its noise and is kept.
+    flat. Otherwise James-Stein (positive part) pulls it towards flat by as much as its
+    noise explains: multiplying noise into the ETA costs accuracy on steady runs, while a
+    shape all runs agree on (an evaluation-heavy phase, a slowdown at 50%) stands far above
+    its noise and is kept.
     """
     n = len(shapes)
     medians = [statistics.median(s[i] for s in shapes) for i in range(PROFILE_BINS)]
@@ -549,7 +564,7 @@ def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:
     # Standard error of a median: sqrt(pi / 2) x that of a mean; pooled over the slices,
     # since a variance from a handful of runs per slice is too noisy to divide by.
     se2 = (math.pi / 2) * statistics.fmean(
-        statistics.variance(s[i] for s in shapes) for i in range(PROFILE_BINS)
+        _pstdev([s[i] for s in shapes]) ** 2 * n / (n - 1) for i in range(PROFILE_BINS)
     ) / n
     deviation = sum((m - 1.0) ** 2 for m in medians)
     if deviation == 0.0:

@@ -285,6 +285,7 @@ def estimate_run(
     config: Mapping[str, Any] | None = None,
     group: str | None = None,
     finished: bool = False,
+    run_id: str | None = None,
 ) -> Estimate:
     """The ETA of a run, for trackers: history in, history out.
 
@@ -298,13 +299,15 @@ def estimate_run(
         config name, a ComfyUI job type...).
     :param finished: the run completed (or stopped early, done): it is recorded into the
         history once and its ETA is 0.
+    :param run_id: what identifies the run when a directory does not (a ComfyUI prompt id
+        with its server); default: the real path of ``work_dir``.
     """
     points = list(observations)
     store = store_for(config)
     name = str((config or {}).get("eta_group") or group or "")
     if finished:
         if store is not None:
-            record = finished_record(points, total, runner_type, name, work_dir)
+            record = finished_record(points, total, runner_type, name, work_dir, run_id)
             if record is not None:
                 store.record(record)
         return Estimate(0.0, 0.0, 0.0, Basis.DONE, "complete")
@@ -318,6 +321,7 @@ def finished_record(
     runner_type: str,
     group: str,
     work_dir: str,
+    run_id: str | None = None,
 ) -> RunRecord | None:
     """What the history keeps of a finished run, or ``None`` if its pace was not observed."""
     clean = [(float(t), float(u)) for t, u in points if math.isfinite(t) and math.isfinite(u)]
@@ -334,7 +338,7 @@ def finished_record(
     return RunRecord(
         runner_type=runner_type,
         group=group,
-        run_key=f"{os.path.realpath(work_dir)}@{t0:.3f}",
+        run_key=f"{run_id or os.path.realpath(work_dir)}@{t0:.3f}",
         finished_at=t1,
         duration_seconds=t1 - t0,
         units=units,

@@ -255,14 +255,16 @@ class _RunLease:
             else:
                 self.finish(state, cause)
 
-    def finish(self, state: str, cause: Cause | None) -> None:
+    def finish(self, state: str, cause: Cause | None) -> bool:
+        """Record the end (once); whether this call recorded it."""
         with self.lock:
             if self.final or os.getpid() != self.pid or self.record is None:
-                return
+                return False
             self.final = True
             self.record = attrs.evolve(self.record, state=state, ended_at=time.time(), cause=cause)
             self._write()
             _forget(self)
+            return True
 
     def reopen(self) -> None:
         """Undo a :meth:`finish` by a signal whose previous handler let the process go on."""
@@ -279,7 +281,7 @@ class _RunLease:
 _registry_lock = threading.RLock()
 #: Run directory (real path) -> this process's lease on it, while held.
 _leases: dict[str, _RunLease] = {}
-_hooks_pid = 0
+_hooks_installed = False
 _signals_installed = False
 _previous_signal: dict[int, Callable[[int, FrameType | None], Any] | int] = {}
 _previous_excepthook: Callable[
@@ -294,11 +296,10 @@ def _forget(lease: _RunLease) -> None:
 
 
 def _finish_all(state: str, cause: Cause | None) -> list[_RunLease]:
+    """End every lease this process holds; the ones this call ended."""
     with _registry_lock:
         held = [lease for lease in _leases.values() if lease.pid == os.getpid()]
-    for lease in held:
-        lease.finish(state, cause)
-    return held
+    return [lease for lease in held if lease.finish(state, cause)]
 
 
 def _at_exit() -> None:
@@ -312,14 +313,19 @@ def _excepthook(
 ) -> None:
     # Only the main thread's uncaught exceptions come here, and they end the process.
     # A SIGINT/SIGTERM already recorded by _on_signal stays: finish() is once only.
-    state, cause = cause_of(exc)
-    _finish_all(state, cause)
+    try:
+        _finish_all(*cause_of(exc))
+    except Exception:  # recording the end must never cost the user their traceback
+        log.exception("cannot record the end of the run in its lease")
     _previous_excepthook(exc_type, exc, tb)
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    name = signal.Signals(signum).name
-    ended = _finish_all("cancelled", Cause("signal", signal=name))
+    ended: list[_RunLease] = []
+    try:
+        ended = _finish_all("cancelled", Cause("signal", signal=signal.Signals(signum).name))
+    except Exception:  # recording must never swallow the signal
+        log.exception("cannot record the signal in the run's lease")
     previous = _previous_signal.get(signum, signal.SIG_DFL)
     if callable(previous):
         previous(signum, frame)  # may raise (KeyboardInterrupt, SystemExit): the run ends
@@ -335,13 +341,13 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _install_process_hooks() -> None:
     """atexit, sys.excepthook and (from the main thread only) SIGTERM/SIGINT handlers."""
-    global _hooks_pid, _signals_installed, _previous_excepthook
+    global _hooks_installed, _signals_installed, _previous_excepthook
     with _registry_lock:
-        if _hooks_pid == 0:
+        if not _hooks_installed:
             atexit.register(_at_exit)
             _previous_excepthook = sys.excepthook
             sys.excepthook = _excepthook
-            _hooks_pid = os.getpid()
+            _hooks_installed = True
         if _signals_installed or threading.current_thread() is not threading.main_thread():
             return  # signal.signal() works only in the main thread; tried again on next join
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -239,15 +239,14 @@ class StatusFileWriter:
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(self._path) or ".", exist_ok=True)
         self._thread_problem: str | None = None
-        self._heartbeat: Heartbeat | None = None
-        self._write_locked()
         # A write (hence a renewal) may trail the update it carries by up to ``interval``.
-        self._heartbeat = producer_heartbeat(
+        self._heartbeat: Heartbeat | None = producer_heartbeat(
             os.path.dirname(self._path) or ".",
             expect_every=expect_every,
             slack=interval,
             producer="statusfile",
         )
+        self._write_locked()
         self._stop = threading.Event()
         thread = None
         if interval > 0:

@@ -394,6 +394,10 @@ class WebhookSink:
         except (OSError, http.client.HTTPException) as exc:
             self._drop_connection()
             return "retry", f"{type(exc).__name__}: {exc}", None
+        except Exception as exc:  # a bug must not end deliveries: the event stays spooled
+            log.exception("webhook %s: unexpected error delivering %s", self.url, item.event_id)
+            self._drop_connection()
+            return "retry", f"{type(exc).__name__}: {exc}", None
         if response.will_close:
             self._drop_connection()
         code = response.status
@@ -460,6 +464,11 @@ def _headers(options: Mapping[str, Any]) -> dict[str, str]:
     headers = dict(options["headers"])
     for name, variable in options["headers_env"].items():
         headers[name] = _env(variable, f"headers_env.{name}")
+    for name, value in headers.items():
+        # http.client would refuse these at every delivery; better said once, now.
+        if not name or any(c in name for c in " :\r\n") or "\r" in value or "\n" in value:
+            raise ConfigError(f"header {name!r}: names cannot hold spaces, ':' or line "
+                              "breaks, values cannot hold line breaks")
     return headers
 
 

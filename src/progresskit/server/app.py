@@ -240,15 +240,14 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
                 asyncio.create_task(client.overflowed.wait()),
             ]
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await _cancel(tasks)  # no send may be under way while the socket closes
             if client.overflowed.is_set():
                 await websocket.close(code=1013, reason="too slow to follow: reconnect")
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the client left
         finally:
             hub.disconnect(client)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel(tasks)
 
     async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -287,12 +286,29 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
     return app
 
 
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+#: Most messages one ``batch`` frame carries.
+_BATCH_MAX = 256
+
+
 async def _send_loop(websocket: WebSocket, client: Client, ping_interval: float) -> None:
     while True:
         try:
             text = await asyncio.wait_for(client.queue.get(), ping_interval)
         except asyncio.TimeoutError:
             text = dumps({"type": "ping", "server_time": time.time()})
+        if not client.queue.empty():
+            # One evaluation of the root reports its changes together: a frame per client
+            # for all of them, not one per change, keeps the fan-out cheap.
+            texts = [text]
+            while not client.queue.empty() and len(texts) < _BATCH_MAX:
+                texts.append(client.queue.get_nowait())
+            text = '{"type":"batch","messages":[' + ",".join(texts) + "]}"
         await websocket.send_text(text)
 
 

@@ -353,7 +353,9 @@ function setRun(view, history) {
 }
 
 function onMessage(message) {
-  if (message.type === "hello") {
+  if (message.type === "batch") {
+    for (const inner of message.messages) onMessage(inner);
+  } else if (message.type === "hello") {
     state.root = message.root;
     document.getElementById("root").textContent = message.root;
     state.runs.clear();
