@@ -167,6 +167,17 @@ def test_no_cors_unless_configured(server: Server) -> None:
     assert status in (404, 405)
 
 
+def test_a_configured_origin_gets_cors_and_the_stream(tmp_path: Path) -> None:
+    origin = "https://grafana.example.org"
+    with serve(_root(tmp_path), "--cors-origin", origin) as server:
+        status, headers, _b = server.request("GET", "/api/stats", headers={"Origin": origin})
+        assert status == 200 and headers["access-control-allow-origin"] == origin
+        _s, headers, _b = server.request("GET", "/api/stats", headers={"Origin": "https://x.example"})
+        assert "access-control-allow-origin" not in {k.lower() for k in headers}
+        with connect(server.ws_url, proxy=None, origin=Origin(origin)) as ws:
+            assert _recv(ws, "hello")["runs"]
+
+
 def test_a_foreign_host_header_is_refused(server: Server) -> None:
     # DNS rebinding: a page on attacker.example resolving to 127.0.0.1 sends that Host.
     status, _h, _b = server.request("GET", "/api/runs", headers={"Host": "attacker.example"})
