@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from progresskit_comfyui.backoff import Backoff
-from progresskit_comfyui.client import normalise_url
 from progresskit_comfyui.protocol import (
     ProtocolError,
+    normalise_url,
     parse_history,
     parse_queue,
     parse_system_stats,

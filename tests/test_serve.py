@@ -45,12 +45,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield running
 
 
-def _ws(server: Server) -> ClientConnection:
-    return connect(server.ws_url, proxy=None, open_timeout=10, max_size=None)
-
-
 #: Messages received in a batch and not yet looked at, per connection.
 _PENDING: dict[int, list[dict[str, Any]]] = {}
+
+
+def _ws(server: Server, origin: str | None = None) -> ClientConnection:
+    ws = connect(
+        server.ws_url,
+        proxy=None,
+        open_timeout=10,
+        max_size=None,
+        origin=Origin(origin) if origin else None,
+    )
+    _PENDING[id(ws)] = []  # an id may be reused by a connection of an earlier test
+    return ws
 
 
 def _recv(ws: ClientConnection, kind: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:
@@ -174,7 +182,7 @@ def test_a_configured_origin_gets_cors_and_the_stream(tmp_path: Path) -> None:
         assert status == 200 and headers["access-control-allow-origin"] == origin
         _s, headers, _b = server.request("GET", "/api/stats", headers={"Origin": "https://x.example"})
         assert "access-control-allow-origin" not in {k.lower() for k in headers}
-        with connect(server.ws_url, proxy=None, origin=Origin(origin)) as ws:
+        with _ws(server, origin) as ws:
             assert _recv(ws, "hello")["runs"]
 
 

@@ -11,18 +11,48 @@ Library use (seed 003's StatusMonitor)::
 :class:`SyncStatusMonitor` offers the same without an event loop.
 """
 
-from progresskit_comfyui.backoff import Backoff
-from progresskit_comfyui.client import ComfyUIClient
-from progresskit_comfyui.job import ProgressStatus, ProgressUpdate
-from progresskit_comfyui.monitor import StatusMonitor
-from progresskit_comfyui.protocol import (
-    ComfyUIError,
-    ProtocolError,
-    ServerSlow,
-    ServerUnavailable,
-)
-from progresskit_comfyui.statistics import GenerationStatistics
-from progresskit_comfyui.sync import SyncStatusMonitor
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from progresskit_comfyui.backoff import Backoff
+    from progresskit_comfyui.client import ComfyUIClient
+    from progresskit_comfyui.job import ProgressStatus, ProgressUpdate
+    from progresskit_comfyui.monitor import StatusMonitor
+    from progresskit_comfyui.protocol import (
+        ComfyUIError,
+        ProtocolError,
+        ServerSlow,
+        ServerUnavailable,
+    )
+    from progresskit_comfyui.statistics import GenerationStatistics
+    from progresskit_comfyui.sync import SyncStatusMonitor
+
+# Every progresskit command imports this package to load the plugin; httpx and websockets
+# (a third of a second) are imported only when the library names are first used.
+_HOMES = {
+    "Backoff": "backoff",
+    "ComfyUIClient": "client",
+    "ComfyUIError": "protocol",
+    "GenerationStatistics": "statistics",
+    "ProgressStatus": "job",
+    "ProgressUpdate": "job",
+    "ProtocolError": "protocol",
+    "ServerSlow": "protocol",
+    "ServerUnavailable": "protocol",
+    "StatusMonitor": "monitor",
+    "SyncStatusMonitor": "sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "Backoff",

@@ -21,6 +21,7 @@ from progresskit_comfyui.protocol import (
     QueueSnapshot,
     ServerSlow,
     ServerUnavailable,
+    normalise_url,
     parse_history,
     parse_queue,
     parse_system_stats,
@@ -31,14 +32,6 @@ __all__ = ["ComfyUIClient", "normalise_url"]
 #: Large executed-output and preview frames are legitimate; 1 MiB (the library default)
 #: would close the socket on a big preview.
 _MAX_FRAME = 64 * 1024 * 1024
-
-
-def normalise_url(url: str) -> str:
-    """``http(s)://host:port[/prefix]`` without a trailing slash; ``ValueError`` otherwise."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{url!r} is not an http(s):// URL of a ComfyUI server")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
 class ComfyUIClient:

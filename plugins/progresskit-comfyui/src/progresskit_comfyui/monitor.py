@@ -26,7 +26,7 @@ import attrs
 from websockets.exceptions import WebSocketException
 
 from progresskit_comfyui.backoff import Backoff
-from progresskit_comfyui.client import ComfyUIClient, normalise_url
+from progresskit_comfyui.client import ComfyUIClient
 from progresskit_comfyui.job import JobState, ProgressStatus, ProgressUpdate
 from progresskit_comfyui.protocol import (
     ComfyUIError,
@@ -37,6 +37,7 @@ from progresskit_comfyui.protocol import (
     ServerSlow,
     ServerUnavailable,
     Workflow,
+    normalise_url,
     workflow_from,
 )
 from progresskit_comfyui.statistics import GenerationStatistics

@@ -24,11 +24,8 @@ from progresskit.hookspec import hookimpl
 from progresskit.model import CompletedItem, ProgressInfo, RunStatus, Status
 from progresskit.rules import decide_status
 from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
-from progresskit_comfyui.client import normalise_url
 from progresskit_comfyui.job import ProgressStatus, ProgressUpdate
-from progresskit_comfyui.monitor import StatusMonitor
-from progresskit_comfyui.protocol import ComfyUIError
-from progresskit_comfyui.snapshot import snapshot_server
+from progresskit_comfyui.protocol import ComfyUIError, normalise_url
 
 RUNNER_TYPE = "comfyui"
 T = TypeVar("T")
@@ -217,6 +214,8 @@ class ComfyUIJobsTracker(BaseProgressTracker):
         """Raises :class:`ComfyUIError` when the server cannot say: the run is then shown as
         ``unknown`` with the reason, never as failed."""
         options = _options(self.config)
+        from progresskit_comfyui.snapshot import snapshot_server
+
         snapshot = _run_sync(snapshot_server(
             self.url, prompt_ids=self.prompt_ids, job_type=self.config.get("comfyui_job_type"),
             **options,
@@ -230,6 +229,8 @@ async def cancel_prompts(server: str, prompt_ids: Sequence[str], timeout: float 
     Raises :class:`ComfyUIError` when the server cannot be asked or none of the prompts is
     queued or running (nothing left to stop).
     """
+    from progresskit_comfyui.monitor import StatusMonitor
+
     monitor = StatusMonitor(server, http_timeout=timeout, use_websocket=False)
     try:
         for prompt_id in prompt_ids:
@@ -332,6 +333,8 @@ def progresskit_resolve_target(target: str, config: Mapping[str, Any]) -> list[R
         return None
     try:
         url = normalise_url(target)
+        from progresskit_comfyui.snapshot import snapshot_server
+
         snapshot = _run_sync(snapshot_server(url, **_options(config)))
     except (ValueError, ComfyUIError) as exc:
         raise RunnerDetectionError(f"{target}: not a usable ComfyUI server: {exc}") from exc
