@@ -39,7 +39,7 @@ hookimpl = pluggy.HookimplMarker("progresskit")
 
 @hookspec
 def progresskit_addoption(parser: argparse._ArgumentGroup) -> None:
-    """Add command-line options to the commands that track runs (``status``).
+    """Add command-line options to the commands that track runs (``status``, ``watch``).
 
     Called once per command-line parser, after plugins are loaded and before arguments are
     parsed. Add options with ``parser.add_argument(...)``; use a ``--<plugin>-`` prefix to
