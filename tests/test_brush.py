@@ -86,7 +86,11 @@ def test_the_seed_example_maps_every_field(tmp_path: Path) -> None:
     assert (progress.completed_steps, progress.total_steps) == (1500, 10000)
     assert progress.progress_percentage == 15.0
     assert progress.elapsed_seconds == 120.5
-    assert progress.source_eta_seconds == 685.5 and progress.eta_seconds == 685.5
+    # Brush's own figure is kept; ours comes from the pace: 1500 iterations in 120.5 s.
+    assert progress.source_eta_seconds == 685.5
+    assert progress.eta_seconds == pytest.approx(8500 * 120.5 / 1500)
+    assert progress.eta_low_seconds is not None and progress.eta_high_seconds is not None
+    assert progress.eta_low_seconds <= progress.eta_seconds <= progress.eta_high_seconds
     assert progress.metrics == {"splat_count": 50000.0}
     assert progress.latest_score == {"psnr": 28.5, "ssim": 0.85}
     assert progress.best_score == {"psnr": 28.5, "ssim": 0.85}
@@ -181,8 +185,29 @@ def test_a_nan_percentage_falls_back_to_the_iterations(tmp_path: Path) -> None:
 def test_a_negative_remaining_time_is_kept_as_said_but_is_no_eta(tmp_path: Path) -> None:
     run = write_status(tmp_path / "run", estimated_remaining_seconds=-3.0)
     progress = BrushProgressTracker(run).get_progress()
-    assert progress.source_eta_seconds == -3.0 and progress.eta_seconds is None
+    # Brush's figure is kept as it said it, and warned about; ours comes from the pace.
+    assert progress.source_eta_seconds == -3.0
+    assert progress.eta_seconds == pytest.approx(8500 * 120.5 / 1500)
     assert any("'estimated_remaining_seconds' is negative" in w for w in progress.warnings)
+
+
+def test_brushs_figure_stands_in_while_our_estimate_is_unknown(tmp_path: Path) -> None:
+    # No elapsed time and a single read: no pace to measure yet.
+    run = write_status(tmp_path / "run", drop=("elapsed_time_seconds",))
+    progress = BrushProgressTracker(run).get_progress()
+    assert progress.eta_seconds == 685.5 and progress.eta_low_seconds is None
+
+
+def test_our_estimate_follows_the_pace_across_reads(tmp_path: Path) -> None:
+    run = write_status(tmp_path / "run", drop=("elapsed_time_seconds",), current_iteration=1000,
+                       last_updated="2025-06-28T09:00:00Z")
+    tracker = BrushProgressTracker(run)
+    tracker.get_progress()
+    write_status(run, drop=("elapsed_time_seconds",), current_iteration=2000,
+                 last_updated="2025-06-28T09:01:40Z")
+    progress = tracker.get_progress(force_refresh=True)
+    # 1000 iterations in 100 s, 8000 to go.
+    assert progress.eta_seconds == pytest.approx(800.0, rel=0.05)
 
 
 def test_the_best_evaluation_is_tracked_across_reads(tmp_path: Path) -> None:

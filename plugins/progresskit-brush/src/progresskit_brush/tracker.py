@@ -9,6 +9,7 @@ the other fields are still used.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import time
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import attrs
 
 from progresskit.fileio import StatKey, read_json, stat_key
+from progresskit.history import estimate_run
 from progresskit.model import ProgressInfo, Status
 from progresskit.statusfile import (
     DEFAULT_STATUS_FILENAME,
@@ -38,6 +40,9 @@ RUNNER_TYPE = "brush"
 DEFAULT_REREAD_DELAY = 0.05
 #: Brush writes no log of its own; its output redirected to ``brush*.log`` is a sign of life.
 LOG_PATTERN = "brush*.log"
+#: Reads kept as ETA observations: the estimator looks at recent pace, and a run watched
+#: for days must not grow memory.
+MAX_OBSERVATIONS = 512
 
 
 def status_file_candidates(work_dir: str, config: Mapping[str, Any]) -> list[str]:
@@ -111,6 +116,11 @@ class BrushProgressTracker(BaseProgressTracker):
         #: (an iteration going down means the run was restarted: history starts again).
         self._best: dict[str, float] | None = None
         self._max_iteration = -1
+        #: (heartbeat, iteration) of the reads of this run, the estimator's observations;
+        #: bounded, since a run may be watched for days.
+        self._observed: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=MAX_OBSERVATIONS
+        )
 
     @property
     def status_path(self) -> str:
@@ -216,23 +226,19 @@ class BrushProgressTracker(BaseProgressTracker):
         if source_status is not None:
             reported = canonical_status("brush", source_status)
             if reported is Status.UNKNOWN:
-                doc.warn("status", f"has the unknown value {source_status!r} "
-                                   f"(expected one of {', '.join(STATUS_VALUES)})")
+                doc.warn(
+                    "status",
+                    f"has the unknown value {source_status!r} "
+                    f"(expected one of {', '.join(STATUS_VALUES)})",
+                )
         elif "status" not in data:
             doc.warn("status", "is missing")
         heartbeat = self._heartbeat(doc, key)
 
         if reported is Status.FAILED and not message:
             message = f"Brush reported status {source_status!r} without a message"
-        if reported is Status.FINISHED:
-            eta: float | None = 0.0
-        elif reported is Status.FAILED or remaining is None:
-            eta = None
-        elif remaining < 0:
-            doc.warn("estimated_remaining_seconds", f"is negative ({remaining:g}); no ETA")
-            eta = None
-        else:
-            eta = remaining
+        if remaining is not None and remaining < 0:
+            doc.warn("estimated_remaining_seconds", f"is negative ({remaining:g}); ignored")
 
         latest = {k: v for k, v in (("psnr", psnr), ("ssim", ssim)) if v is not None} or None
         best = self._track_best(iteration, latest)
@@ -243,7 +249,7 @@ class BrushProgressTracker(BaseProgressTracker):
             details["current_export_file"] = export_file
         stage = source_status.strip().lower() if source_status else None
         started = heartbeat - elapsed if heartbeat is not None and elapsed is not None else None
-        return ProgressInfo(
+        progress = ProgressInfo(
             progress_percentage=percentage if percentage is not None else 0.0,
             runner_type=RUNNER_TYPE,
             start_time=started,
@@ -256,13 +262,40 @@ class BrushProgressTracker(BaseProgressTracker):
             total_steps=total,
             current_stage=stage if stage in LIVE_STATUSES else None,
             elapsed_seconds=elapsed,
-            eta_seconds=eta,
             source_eta_seconds=remaining,
             source_status=source_status,
             reported_status=reported,
             metrics={"splat_count": float(splats)} if splats is not None else {},
             details=details,
         )
+        return self._with_eta(progress, reported, remaining)
+
+    def _with_eta(
+        self, progress: ProgressInfo, reported: Status | None, remaining: float | None
+    ) -> ProgressInfo:
+        """Our estimate (with its band) from the iterations seen over time; Brush's own figure
+        stays in ``source_eta_seconds`` and stands in only while ours is unknown."""
+        if reported is Status.FAILED:
+            return progress
+        iteration, heartbeat = progress.completed_steps, progress.last_update_time
+        if iteration is not None and heartbeat is not None:
+            if self._observed and iteration < self._observed[-1][1]:
+                self._observed.clear()  # restarted: the old pace says nothing
+            if progress.start_time is not None and not self._observed:
+                self._observed.append((progress.start_time, 0.0))
+            if not self._observed or self._observed[-1] != (heartbeat, iteration):
+                self._observed.append((heartbeat, float(iteration)))
+        estimate = estimate_run(
+            self._observed,
+            progress.total_steps,
+            runner_type=RUNNER_TYPE,
+            work_dir=self.work_dir,
+            config=self.config,
+            finished=reported is Status.FINISHED,
+        )
+        if estimate.seconds is None and remaining is not None and remaining >= 0:
+            return attrs.evolve(progress, eta_seconds=remaining)
+        return estimate.apply(progress)
 
     @staticmethod
     def _percentage(doc: _Document, iteration: int | None, total: int | None) -> float | None:
@@ -271,8 +304,10 @@ class BrushProgressTracker(BaseProgressTracker):
             return min(100.0, 100.0 * iteration / total)
         if percentage is not None and not 0.0 <= percentage <= 100.0:
             clamped = min(100.0, max(0.0, percentage))
-            doc.warn("progress_percentage", f"is {percentage:g}, outside [0, 100]; "
-                                            f"clamped to {clamped:g}")
+            doc.warn(
+                "progress_percentage",
+                f"is {percentage:g}, outside [0, 100]; clamped to {clamped:g}",
+            )
             return clamped
         return percentage
 
