@@ -23,8 +23,10 @@ from progresskit.errors import (
     ProgresskitError,
     RunnerDetectionError,
 )
+from progresskit.eta import Estimate
 from progresskit.events import EventEmitter
 from progresskit.fileio import StatKey, atomic_write_text, stat_key
+from progresskit.history import estimate_run
 from progresskit.hookspec import hookimpl
 from progresskit.lease import Heartbeat, heartbeat
 from progresskit.model import Cause, CompletedItem, ProcessInfo, ProgressInfo, RunStatus, Status
@@ -48,6 +50,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigSchema",
+    "Estimate",
     "EventEmitter",
     "FormatError",
     "Heartbeat",
@@ -74,6 +77,7 @@ __all__ = [
     "create_progress_tracker",
     "detect_runner_type",
     "ensure",
+    "estimate_run",
     "get_all_run_status",
     "get_plugin_manager",
     "get_run_status",
