@@ -522,3 +522,32 @@ def test_status_json_end_to_end(tmp_path: Path, cli: Callable[..., Any]) -> None
     emitter.run_complete("success")
     table = cli("status", str(run), cwd=tmp_path)
     assert table.returncode == 0 and "finished" in table.stdout and "2/2 items" in table.stdout
+
+
+# -- ETA --------------------------------------------------------------------------------
+
+
+def test_eta_from_the_weighted_overall_pace(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    write(log, *(progress("ranking", pct, at=T0 + pct * 2) for pct in range(0, 101, 10)))
+    write(log, *(progress("training", pct, at=T0 + 200 + pct * 2) for pct in range(0, 51, 10)))
+    # Half the run took 300 s: ranking (weight 1) at 2 s per %, training (weight 1) so far too.
+    info = tracker(tmp_path, stage_weights={"ranking": 1, "training": 1}).get_progress()
+    assert info.progress_percentage == 75.0
+    assert info.eta_seconds == pytest.approx(100.0, rel=0.1)
+    assert info.eta_low_seconds is not None and info.eta_high_seconds is not None
+    assert info.eta_low_seconds <= info.eta_seconds <= info.eta_high_seconds
+
+
+def test_no_eta_without_stage_weights(tmp_path: Path) -> None:
+    # Without weights the stages still to come are unknown: unknown, not a guess.
+    write(tmp_path / "events.jsonl", progress("ranking", 10, at=T0), progress("ranking", 50,
+                                                                              at=T0 + 40))
+    assert tracker(tmp_path).get_progress().eta_seconds is None
+
+
+def test_a_finished_run_has_no_time_left(tmp_path: Path) -> None:
+    write(tmp_path / "events.jsonl", progress("ranking", 50, at=T0),
+          ev("run_complete", at=T0 + 10, status="success"))
+    info = tracker(tmp_path, stage_weights={"ranking": 1}).get_progress()
+    assert info.eta_seconds == 0.0

@@ -32,6 +32,7 @@ import attrs
 
 from progresskit.config import ConfigSchema, ensure
 from progresskit.fileio import StatKey, stat_key
+from progresskit.history import estimate_run
 from progresskit.hookspec import hookimpl
 from progresskit.model import CompletedItem, ProgressInfo, Status
 from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
@@ -47,6 +48,9 @@ MAX_LISTED_PROBLEMS = 10
 MAX_LISTED_ERRORS = 10
 #: Bytes read per ``read`` call: a 150 MB log is folded in bounded memory.
 CHUNK_BYTES = 1 << 20
+#: ETA observations kept (the newest): the estimator looks at the recent pace, and the log
+#: of a long run must not grow memory.
+MAX_OBSERVATIONS = 512
 #: Bytes before the offset that must be unchanged for the log to count as only appended to.
 ANCHOR_BYTES = 64
 
@@ -110,8 +114,9 @@ def _finite(value: float | None) -> float | None:
 class _Fold:
     """The state of one log, folded event by event; a pure function of the lines given."""
 
-    def __init__(self, pinned_run: str | None):
+    def __init__(self, pinned_run: str | None, weights: Mapping[str, float] | None = None):
         self.pinned_run = pinned_run
+        self.weights = weights
         self.lines = 0
         self.problems: list[str] = []
         self.problem_count = 0
@@ -140,6 +145,12 @@ class _Fold:
         self.error_message: str | None = None
         self.errors: collections.deque[str] = collections.deque(maxlen=MAX_LISTED_ERRORS)
         self.error_count = 0
+        #: (event time, overall %) after each event, the ETA's observations: only with
+        #: stage_weights, since without them the stages still to come are unknown and
+        #: the overall figure can fall. The newest ones only, so memory stays bounded.
+        self.observations: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=MAX_OBSERVATIONS
+        )
 
     # -- lines ----------------------------------------------------------------------------
 
@@ -194,6 +205,8 @@ class _Fold:
                 self.first_unknown = f"'{kind}' at line {self.lines}"
             return
         changes()
+        if self.weights and when is not None:
+            self.observations.append((when, self.overall(self.weights, [])))
 
     def _belongs(self, run_id: str | None) -> bool:
         """Whether an event of ``run_id`` is folded: the pinned run, else the newest run."""
@@ -411,7 +424,7 @@ class MultiStageProgressTracker(BaseProgressTracker):
         self._restart()
 
     def _restart(self) -> None:
-        self._fold = _Fold(self._run_filter)
+        self._fold = _Fold(self._run_filter, self._weights)
         self._offset = 0
         self._inode: int | None = None
         self._anchor = b""
@@ -445,7 +458,16 @@ class MultiStageProgressTracker(BaseProgressTracker):
             problem = f"cannot read {self.path}: {exc.strerror or exc}"
             return _with_warning(base, problem)
         if changed or self._answer is None:
-            self._answer = self._fold.progress(self.event_file, self._weights)
+            progress = self._fold.progress(self.event_file, self._weights)
+            estimate = estimate_run(
+                self._fold.observations,
+                100.0 if self._weights else None,
+                runner_type=RUNNER_TYPE,
+                work_dir=self.work_dir,
+                config=self.config,
+                finished=progress.reported_status is Status.FINISHED,
+            )
+            self._answer = estimate.apply(progress)
         return self._answer
 
     def _read_new(self) -> bool:
