@@ -24,6 +24,7 @@ from progresskit_comfyui import (
 )
 
 from comfyui_replay import ReplayThread
+from progresskit.history import store_for
 from progresskit.model import Status
 
 SPEED = 20.0
@@ -282,6 +283,29 @@ def test_eta_is_the_type_median_scaled_by_progress_and_queue(replay: ReplayThrea
             assert when is not None and 15 < when.timestamp() - time.time() <= 20.5
             assert await monitor.estimate_completion("no such job") is None
             await monitor.cancel_job("long")
+
+    run(scenario)
+
+
+def test_a_completed_job_teaches_the_next_ones_eta_through_the_run_history(
+    replay: ReplayThread,
+) -> None:
+    async def scenario() -> None:
+        async with StatusMonitor(replay.url, poll_interval=0.1) as first:
+            await until(lambda: replay.server.sockets, what="the monitor's /ws")
+            first.monitor_job(1, submit(replay, "ok", first.client_id), "image")
+            await until_status(first, 1, ProgressStatus.COMPLETED)
+        recorded = store_for().runs("comfyui", "image")  # type: ignore[union-attr]
+        assert len(recorded) == 1
+        # A new monitor has no completion times of its own (seed 003's median is unknown):
+        # an ETA at the very start of a job can only come from the run history.
+        async with StatusMonitor(replay.url, poll_interval=0.1) as second:
+            await until(lambda: replay.server.sockets, what="the monitor's /ws")
+            assert second.statistics.median("image") is None
+            second.monitor_job(2, submit(replay, "ok", second.client_id), "image")
+            running = await until_status(second, 2, ProgressStatus.PROCESSING)
+            assert running.eta_seconds is not None
+            assert 0 < running.eta_seconds <= 3 * OK_SECONDS / SPEED
 
     run(scenario)
 

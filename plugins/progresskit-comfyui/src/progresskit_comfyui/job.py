@@ -22,6 +22,10 @@ from progresskit_comfyui.protocol import (
 __all__ = ["JobState", "ProgressStatus", "ProgressUpdate"]
 
 
+#: The plugin's runner type: ComfyUI jobs are tracked, and kept in the run history, as it.
+RUNNER_TYPE = "comfyui"
+
+
 class ProgressStatus(str, enum.Enum):
     """Seed 003's job statuses, plus ``cancelled`` (interrupted, or deleted from the queue)."""
 
@@ -53,12 +57,14 @@ class ProgressStatus(str, enum.Enum):
         return self.value
 
 
-_TERMINAL = frozenset({
-    ProgressStatus.COMPLETED,
-    ProgressStatus.FAILED,
-    ProgressStatus.TIMEOUT,
-    ProgressStatus.CANCELLED,
-})
+_TERMINAL = frozenset(
+    {
+        ProgressStatus.COMPLETED,
+        ProgressStatus.FAILED,
+        ProgressStatus.TIMEOUT,
+        ProgressStatus.CANCELLED,
+    }
+)
 # Non-terminal statuses only move forward: an HTTP snapshot that left the server before a
 # WebSocket event arrived must not send a running job back to "queued".
 _RANK = {
@@ -223,7 +229,9 @@ class JobState:
         if gone_for >= vanish_timeout:
             where = "left the queue" if self.seen else "never appeared in the queue"
             return self.finish(
-                ProgressStatus.TIMEOUT, mono, wall,
+                ProgressStatus.TIMEOUT,
+                mono,
+                wall,
                 f"{where} and not in the history after {gone_for:.0f}s",
             )
         if self.seen:
@@ -330,8 +338,11 @@ class JobState:
                     self._enter(running)
                 # progress_state counts the running node's steps as floats; a node with no
                 # progress callbacks says 0 of 1 throughout.
-                if (isinstance(value, (int, float)) and isinstance(maximum, (int, float))
-                        and maximum > 1):
+                if (
+                    isinstance(value, (int, float))
+                    and isinstance(maximum, (int, float))
+                    and maximum > 1
+                ):
                     self.step, self.steps = int(value), int(maximum)
         if running is None and self.current_node in self.finished_nodes:
             self.current_node = None

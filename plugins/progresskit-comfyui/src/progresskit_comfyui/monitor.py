@@ -17,7 +17,7 @@ import logging
 import math
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -25,9 +25,11 @@ from typing import Any
 import attrs
 from websockets.exceptions import WebSocketException
 
+from progresskit.eta import Estimate
+from progresskit.history import estimate_run
 from progresskit_comfyui.backoff import Backoff
 from progresskit_comfyui.client import ComfyUIClient
-from progresskit_comfyui.job import JobState, ProgressStatus, ProgressUpdate
+from progresskit_comfyui.job import RUNNER_TYPE, JobState, ProgressStatus, ProgressUpdate
 from progresskit_comfyui.protocol import (
     ComfyUIError,
     HistoryEntry,
@@ -48,6 +50,8 @@ logger = logging.getLogger("progresskit_comfyui.monitor")
 
 ProgressCallback = Callable[[ProgressUpdate], "Awaitable[None] | None"]
 
+#: Progress observations kept per executing job (the newest): bounded, however long it runs.
+MAX_MARKS = 256
 _ESTIMABLE = (ProgressStatus.QUEUED, ProgressStatus.PROCESSING, ProgressStatus.COMPLETING)
 #: History requests in flight at once per server, when many jobs left the queue together.
 _HISTORY_CONCURRENCY = 8
@@ -71,17 +75,24 @@ class _ServerLink:
 
     def reached(self) -> None:
         if self.up is False:
-            logger.warning("ComfyUI %s is reachable again (after %d failed attempts)",
-                           self.url, self.failures)
+            logger.warning(
+                "ComfyUI %s is reachable again (after %d failed attempts)", self.url, self.failures
+            )
         self.up, self.failures, self.last_error = True, 0, None
 
     def failed(self, exc: ComfyUIError, retry_in: float) -> None:
         if self.up is not False:
-            logger.warning("ComfyUI %s: %s; retrying with backoff (next in %.1fs)",
-                           self.url, exc, retry_in)
+            logger.warning(
+                "ComfyUI %s: %s; retrying with backoff (next in %.1fs)", self.url, exc, retry_in
+            )
         else:
-            logger.debug("ComfyUI %s still failing (%d): %s; next try in %.1fs",
-                         self.url, self.failures + 1, exc, retry_in)
+            logger.debug(
+                "ComfyUI %s still failing (%d): %s; next try in %.1fs",
+                self.url,
+                self.failures + 1,
+                exc,
+                retry_in,
+            )
         self.up, self.last_error = False, str(exc)
         self.failures += 1
 
@@ -136,8 +147,11 @@ class StatusMonitor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         statistics_window: int = 1000,
     ):
-        for name, value in (("poll_interval", poll_interval), ("vanish_timeout", vanish_timeout),
-                            ("http_timeout", http_timeout)):
+        for name, value in (
+            ("poll_interval", poll_interval),
+            ("vanish_timeout", vanish_timeout),
+            ("http_timeout", http_timeout),
+        ):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         if retention < 0 or max_retained < 0 or min_poll_gap < 0:
@@ -156,6 +170,9 @@ class StatusMonitor:
         self._links: dict[str, _ServerLink] = {}
         self._jobs: dict[Hashable, JobState] = {}
         self._finished: OrderedDict[Hashable, None] = OrderedDict()
+        #: (wall time, fraction done) of each executing job: progresskit's estimator's
+        #: observations for its ETA, and what a completed job leaves in the run history.
+        self._marks: dict[Hashable, deque[tuple[float, float]]] = {}
         self._callbacks: list[ProgressCallback] = []
         self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._running = False
@@ -231,21 +248,25 @@ class StatusMonitor:
         """
         if not isinstance(prompt_id, str) or not prompt_id.strip():
             raise ValueError(
-                f"job {job_id!r}: prompt_id must be a non-empty string, got {prompt_id!r}")
+                f"job {job_id!r}: prompt_id must be a non-empty string, got {prompt_id!r}"
+            )
         if not isinstance(job_type, str) or not job_type:
             raise ValueError(
-                f"job {job_id!r}: job_type must be a non-empty string, got {job_type!r}")
+                f"job {job_id!r}: job_type must be a non-empty string, got {job_type!r}"
+            )
         link = self._links[self.add_server(server)] if server else next(iter(self._links.values()))
         known = self._jobs.get(job_id)
         if known is not None:
             if known.prompt_id == prompt_id and known.server == link.url:
                 return False
-            raise ValueError(f"job {job_id!r} is already monitored as prompt {known.prompt_id} "
-                             f"on {known.server}")
+            raise ValueError(
+                f"job {job_id!r} is already monitored as prompt {known.prompt_id} on {known.server}"
+            )
         other = link.jobs.get(prompt_id)
         if other is not None:
-            raise ValueError(f"prompt {prompt_id} on {link.url} is already monitored as job "
-                             f"{other.job_id!r}")
+            raise ValueError(
+                f"prompt {prompt_id} on {link.url} is already monitored as job {other.job_id!r}"
+            )
         now = self._clock()
         job = JobState(job_id, prompt_id, job_type, link.url, now, news_at=now)
         if prompt is not None:
@@ -263,6 +284,7 @@ class StatusMonitor:
             return False
         self._links[job.server].jobs.pop(job.prompt_id, None)
         self._finished.pop(job_id, None)
+        self._marks.pop(job_id, None)
         return True
 
     def add_progress_callback(self, callback: ProgressCallback) -> None:
@@ -344,8 +366,9 @@ class StatusMonitor:
                     self._apply_history(job, entry)
                     return False
                 was = job.status
-                job.finish(ProgressStatus.CANCELLED, self._clock(), self._wall(),
-                           "deleted from the queue")
+                job.finish(
+                    ProgressStatus.CANCELLED, self._clock(), self._wall(), "deleted from the queue"
+                )
                 self._changed(job, was)
                 return True
         return False
@@ -363,12 +386,14 @@ class StatusMonitor:
 
     async def listen(self, seconds: float) -> None:
         """Apply ``/ws`` events of every server for ``seconds`` (best effort)."""
+
         async def one(link: _ServerLink) -> None:
             with contextlib.suppress(OSError, WebSocketException, asyncio.TimeoutError):
                 async with link.client.events(self.client_id) as ws:
                     async for message in ws:
                         if isinstance(message, str):
                             self._on_message(link, message)
+
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(
                 asyncio.gather(*(one(link) for link in self._links.values())), seconds
@@ -496,8 +521,12 @@ class StatusMonitor:
                             self._on_message(link, message)
             except (OSError, WebSocketException, asyncio.TimeoutError) as exc:
                 if link.websocket_error is None:
-                    logger.info("ComfyUI %s: event stream unavailable (%s: %s); polling "
-                                "meanwhile", link.url, type(exc).__name__, exc)
+                    logger.info(
+                        "ComfyUI %s: event stream unavailable (%s: %s); polling meanwhile",
+                        link.url,
+                        type(exc).__name__,
+                        exc,
+                    )
                 link.websocket_error = f"/ws: {type(exc).__name__}: {exc}"
             except Exception as exc:
                 # A bug in handling one event must not end the event stream for good.
@@ -541,10 +570,13 @@ class StatusMonitor:
     # -- internals: updates -----------------------------------------------------------------
 
     def _changed(self, job: JobState, was: ProgressStatus) -> None:
+        self._mark(job)
         if job.status.is_terminal and not was.is_terminal:
             self._finished[job.job_id] = None
+            marks = self._marks.pop(job.job_id, None)
             if job.status is ProgressStatus.COMPLETED and job.generation_time is not None:
                 self.statistics.record_completion(job.job_type, job.generation_time)
+                self._record_history(job, marks)
             elif job.status is ProgressStatus.FAILED:
                 summary = job.error.summary if job.error else (job.detail or "error")
                 self.statistics.record_failure(job.job_type, summary)
@@ -582,13 +614,54 @@ class StatusMonitor:
             return _with_detail(update, f"server unreachable: {link.last_error}")
         return update
 
+    def _mark(self, job: JobState) -> None:
+        if job.status is not ProgressStatus.PROCESSING or job.started_wall is None:
+            return
+        marks = self._marks.get(job.job_id)
+        if marks is None:
+            marks = self._marks[job.job_id] = deque([(job.started_wall, 0.0)], maxlen=MAX_MARKS)
+        fraction = job.fraction()
+        if fraction > marks[-1][1]:
+            marks.append((self._wall(), fraction))
+
+    def _record_history(self, job: JobState, marks: deque[tuple[float, float]] | None) -> None:
+        """Leave a completed job's pace in progresskit's run history, for later jobs' ETA."""
+        if job.started_wall is None or job.generation_time is None:
+            return
+        points = list(marks or [(job.started_wall, 0.0)])
+        points.append((job.started_wall + job.generation_time, 1.0))
+        self._estimate(job, points, finished=True)
+
+    @staticmethod
+    def _estimate(
+        job: JobState, points: Iterable[tuple[float, float]], *, finished: bool = False
+    ) -> Estimate:
+        # History is kept per runner type and group: the job type is the group, as seed 003
+        # kept its statistics per type; a prompt id on its server identifies the job.
+        return estimate_run(
+            points,
+            1.0,
+            runner_type=RUNNER_TYPE,
+            work_dir=job.server,
+            group=job.job_type,
+            run_id=f"{job.server}/{job.prompt_id}",
+            finished=finished,
+        )
+
     def _eta(self, job: JobState) -> float | None:
-        """Remaining seconds: the median completion time of the job's type, scaled by the
-        progress made (queued: one median per job ahead of it as well). With no history for
-        the type, the job's own pace once it is 5% done."""
+        """Remaining seconds. An executing job: progresskit's estimator over its own pace,
+        with the run history of its job type as the prior. Otherwise, or while that cannot
+        tell yet, seed 003's way: the median completion time of the job's type, scaled by
+        the progress made (queued: one median per job ahead of it as well); with no history
+        for the type, the job's own pace once it is 5% done."""
         status = job.status
         if status not in _ESTIMABLE:
             return None
+        marks = self._marks.get(job.job_id)
+        if status is ProgressStatus.PROCESSING and marks is not None:
+            estimate = self._estimate(job, marks)
+            if estimate.seconds is not None:
+                return estimate.seconds
         median = self.statistics.median(job.job_type)
         if status is ProgressStatus.QUEUED:
             if median is None:

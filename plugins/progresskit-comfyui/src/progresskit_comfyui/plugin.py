@@ -24,10 +24,9 @@ from progresskit.hookspec import hookimpl
 from progresskit.model import CompletedItem, ProgressInfo, RunStatus, Status
 from progresskit.rules import decide_status
 from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
-from progresskit_comfyui.job import ProgressStatus, ProgressUpdate
+from progresskit_comfyui.job import RUNNER_TYPE, ProgressStatus, ProgressUpdate
 from progresskit_comfyui.protocol import ComfyUIError, normalise_url
 
-RUNNER_TYPE = "comfyui"
 T = TypeVar("T")
 #: Seconds a tracker reuses what it read: one status query asks for progress, completion
 #: and activity in turn, and that must be one look at the server, not three.
