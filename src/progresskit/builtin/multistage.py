@@ -49,8 +49,11 @@ MAX_LISTED_ERRORS = 10
 #: Bytes read per ``read`` call: a 150 MB log is folded in bounded memory.
 CHUNK_BYTES = 1 << 20
 #: ETA observations kept (the newest): the estimator looks at the recent pace, and the log
-#: of a long run must not grow memory.
-MAX_OBSERVATIONS = 512
+#: of a long run must not grow memory. Estimating costs time linear in them.
+MAX_OBSERVATIONS = 256
+#: An observation is kept once overall progress moved this many points (0.5%): a run of a
+#: million events gives at most 200 observations, spread over the whole run.
+OBSERVATION_STEP = 0.5
 #: Bytes before the offset that must be unchanged for the log to count as only appended to.
 ANCHOR_BYTES = 64
 
@@ -206,7 +209,10 @@ class _Fold:
             return
         changes()
         if self.weights and when is not None:
-            self.observations.append((when, self.overall(self.weights, [])))
+            overall = self.overall(self.weights, [])
+            last = self.observations[-1][1] if self.observations else None
+            if last is None or abs(overall - last) >= OBSERVATION_STEP:
+                self.observations.append((when, overall))
 
     def _belongs(self, run_id: str | None) -> bool:
         """Whether an event of ``run_id`` is folded: the pinned run, else the newest run."""

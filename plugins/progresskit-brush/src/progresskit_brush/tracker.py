@@ -42,7 +42,7 @@ DEFAULT_REREAD_DELAY = 0.05
 LOG_PATTERN = "brush*.log"
 #: Reads kept as ETA observations: the estimator looks at recent pace, and a run watched
 #: for days must not grow memory.
-MAX_OBSERVATIONS = 512
+MAX_OBSERVATIONS = 128
 
 
 def status_file_candidates(work_dir: str, config: Mapping[str, Any]) -> list[str]:
