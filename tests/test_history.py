@@ -19,6 +19,7 @@ from progresskit.history import (
     HISTORY_ENV,
     HistoryStore,
     default_path,
+    deferred_records,
     estimate_run,
     finished_record,
     history_path,
@@ -82,6 +83,29 @@ def test_finished_run_is_recorded_once(isolated_history: Path, tmp_path: Path) -
                  work_dir=str(tmp_path), group="g", finished=True)
     assert len(store.runs("trainer", "g")) == 2
     assert store.runs("evaluator", "g") == [] and store.runs("trainer", "other") == []
+
+
+def test_deferred_records_commit_once_at_the_end(isolated_history: Path, tmp_path: Path) -> None:
+    store = HistoryStore(isolated_history)
+    with deferred_records():
+        for i in range(5):
+            estimate_run(steady(10, 60.0), 10, runner_type="trainer",
+                         work_dir=str(tmp_path / f"r{i}"), group="g", finished=True)
+            with deferred_records():  # nested: the outermost block records
+                pass
+        assert store.runs("trainer", "g") == []  # nothing written before the block ends
+    assert len(store.runs("trainer", "g")) == 5
+
+
+def test_a_scan_records_its_finished_runs(isolated_history: Path, tmp_path: Path) -> None:
+    for i in range(3):
+        make_trainer_run(tmp_path / "runs" / f"r{i}", 3, total=3, age=3600)
+    make_trainer_run(tmp_path / "runs" / "busy", 1, total=3)
+    from progresskit import scan
+
+    scan(tmp_path / "runs")
+    recorded = sqlite3.connect(isolated_history).execute("SELECT COUNT(*) FROM runs").fetchone()
+    assert recorded == (3,)
 
 
 def test_runs_without_a_directory_are_keyed_by_their_id(isolated_history: Path) -> None:

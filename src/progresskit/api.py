@@ -13,6 +13,7 @@ import attrs
 
 from progresskit.detection import detect, make_tracker
 from progresskit.errors import ProgresskitError
+from progresskit.history import deferred_records
 from progresskit.model import ProcessInfo, RunStatus
 from progresskit.plugins import default_plugin_manager
 from progresskit.runs import Tracking, broken_status
@@ -164,15 +165,16 @@ def get_all_run_status(
     session = _session(None, _legacy_defaults(expected_files, epochs, sleep_time, outdated_days))
     processes = config_to_process_info or {}
     results: dict[str, RunStatus] = {}
-    for config in config_files:
-        try:
-            work_dir = get_work_dir(config)
-            result = session.status(
-                work_dir, key=config, process=processes.get(config), discover_processes=False
-            )
-        except (ProgresskitError, ValueError) as exc:
-            result = broken_status(config, config, str(exc), process=processes.get(config))
-        results[config] = _legacy(result)
+    with deferred_records():
+        for config in config_files:
+            try:
+                work_dir = get_work_dir(config)
+                result = session.status(
+                    work_dir, key=config, process=processes.get(config), discover_processes=False
+                )
+            except (ProgresskitError, ValueError) as exc:
+                result = broken_status(config, config, str(exc), process=processes.get(config))
+            results[config] = _legacy(result)
     return results
 
 

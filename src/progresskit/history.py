@@ -18,6 +18,8 @@ warning on the ``progresskit.history`` logger, and the ETA is computed without i
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import math
@@ -25,7 +27,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,29 +168,46 @@ class HistoryStore:
 
     def record(self, record: RunRecord) -> bool:
         """Add a finished run; ``False`` if it was already there or the store failed."""
+        return self.record_many([record]) == 1
+
+    def record_many(self, records: Sequence[RunRecord]) -> int:
+        """Add finished runs in one transaction; how many were new (0 when the store failed)."""
+        now = time.time()
+        rows = [
+            (
+                r.runner_type,
+                r.group,
+                r.run_key,
+                r.finished_at,
+                now,
+                r.duration_seconds,
+                r.units,
+                r.seconds_per_unit,
+                json.dumps(list(r.profile)),
+            )
+            for r in records
+        ]
         try:
             conn = self._connect(create=True)
             assert conn is not None
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO runs (runner_type, grp, run_key, finished_at, recorded_at,"
-                " duration_seconds, units, seconds_per_unit, profile)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.runner_type,
-                    record.group,
-                    record.run_key,
-                    record.finished_at,
-                    time.time(),
-                    record.duration_seconds,
-                    record.units,
-                    record.seconds_per_unit,
-                    json.dumps(list(record.profile)),
-                ),
-            )
-            return cursor.rowcount == 1
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                conn.executemany(
+                    "INSERT OR IGNORE INTO runs (runner_type, grp, run_key, finished_at,"
+                    " recorded_at, duration_seconds, units, seconds_per_unit, profile)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                added = conn.total_changes - before
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return added
         except (sqlite3.Error, OSError) as exc:
             _warn_once(self.path, "record a finished run", exc)
-            return False
+            return 0
 
     def runs(self, runner_type: str, group: str, limit: int = PRIOR_RUNS) -> list[RunRecord]:
         """The newest ``limit`` finished runs of a group (newest first)."""
@@ -264,6 +283,36 @@ _stores: dict[Path, HistoryStore] = {}
 _stores_lock = threading.Lock()
 
 
+#: Finished runs met inside :func:`deferred_records`, recorded when it ends.
+_deferred: contextvars.ContextVar[list[tuple[HistoryStore, RunRecord]] | None] = (
+    contextvars.ContextVar("progresskit_history_deferred", default=None)
+)
+
+
+@contextlib.contextmanager
+def deferred_records() -> Iterator[None]:
+    """Record the finished runs met inside in one transaction per store, when it ends.
+
+    A scan of a tree of thousands of finished runs then pays one commit, not one per run
+    (about 65 us each). Runs recorded this way are not yet a prior for the runs met in the
+    same block.
+    """
+    if _deferred.get() is not None:  # nested: the outermost block records
+        yield
+        return
+    pending: list[tuple[HistoryStore, RunRecord]] = []
+    token = _deferred.set(pending)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+        by_store: dict[Path, tuple[HistoryStore, list[RunRecord]]] = {}
+        for store, record in pending:
+            by_store.setdefault(store.path, (store, []))[1].append(record)
+        for store, records in by_store.values():
+            store.record_many(records)
+
+
 def store_for(config: Mapping[str, Any] | None = None) -> HistoryStore | None:
     """The (shared, per process) store in force for ``config``; ``None`` when off."""
     path = history_path(config)
@@ -309,7 +358,11 @@ def estimate_run(
         if store is not None:
             record = finished_record(points, total, runner_type, name, work_dir, run_id)
             if record is not None:
-                store.record(record)
+                pending = _deferred.get()
+                if pending is not None:
+                    pending.append((store, record))
+                else:
+                    store.record(record)
         return Estimate(0.0, 0.0, 0.0, Basis.DONE, "complete")
     prior = store.prior(runner_type, name) if store is not None and total else None
     return estimate(points, total, prior)

@@ -26,6 +26,7 @@ from progresskit.errors import (
     RunnerDetectionError,
 )
 from progresskit.fileio import StatKey, is_racy, stat_key
+from progresskit.history import deferred_records
 from progresskit.lease import LEASE_FILENAME, Lease, observe
 from progresskit.lease import load_lease as _load_lease
 from progresskit.model import ProcessInfo, ProgressInfo, RunStatus, Status
@@ -210,7 +211,13 @@ class Tracking:
         if check is not None and check.process in ("alive", "stopped", "remote"):
             activity = max(activity or renewed_at, renewed_at)
         return RunStatus(
-            key, tracker.work_dir, progress, decision.status, process, reason, activity,
+            key,
+            tracker.work_dir,
+            progress,
+            decision.status,
+            process,
+            reason,
+            activity,
             decision.cause,
         )
 
@@ -326,19 +333,29 @@ class Tracking:
         if processes is None:
             processes = self.discover_processes(d for d, rt, _ in runs if rt)
         results = []
-        for work_dir, runner_type, problem in runs:
-            process = processes.get(work_dir)
-            if runner_type is None:
-                results.append(broken_status(work_dir, work_dir, problem or "", process=process))
-                continue
-            try:
-                entries = self._dirs[work_dir].entries if work_dir in self._dirs else None
-                tracker = self._tracker(work_dir, runner_type, self.config_for(work_dir, entries))
-            except ProgresskitError as exc:
-                results.append(broken_status(work_dir, work_dir, str(exc), process=process))
-                continue
-            results.append(self._evaluate(tracker, work_dir, process, now))
+        with deferred_records():
+            for work_dir, runner_type, problem in runs:
+                results.append(self._row(work_dir, runner_type, problem, processes, now))
         return results
+
+    def _row(
+        self,
+        work_dir: str,
+        runner_type: str | None,
+        problem: str | None,
+        processes: Mapping[str, ProcessInfo],
+        now: float,
+    ) -> RunStatus:
+        """One run of a scan as a status; a problem or an error is a row, never raised."""
+        process = processes.get(work_dir)
+        if runner_type is None:
+            return broken_status(work_dir, work_dir, problem or "", process=process)
+        try:
+            entries = self._dirs[work_dir].entries if work_dir in self._dirs else None
+            tracker = self._tracker(work_dir, runner_type, self.config_for(work_dir, entries))
+        except ProgresskitError as exc:
+            return broken_status(work_dir, work_dir, str(exc), process=process)
+        return self._evaluate(tracker, work_dir, process, now)
 
 
 def broken_status(
