@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 
 import psutil
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: A process's recorded start time may be rounded; a larger gap means the pid was reused.
 _START_TOLERANCE = 1.0
+#: How often the grace period checks whether the job is gone: a cancel is not a hot path.
+_POLL_SECONDS = 0.05
 
 
 def _targets(pid: int) -> tuple[int | None, list[psutil.Process]]:
@@ -57,15 +60,37 @@ def _signal(group: int | None, members: list[psutil.Process], sig: signal.Signal
             proc.send_signal(sig)
 
 
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _still_alive(members: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """The members still alive after ``timeout`` seconds.
+
+    Polls instead of psutil.wait_procs, which reaps our own children: when the caller is
+    the job's parent (an agent that launched it), its ``Popen.wait()`` must still get the
+    exit status, not a 0 for a process already reaped here.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in members if _alive(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(_POLL_SECONDS)
+
+
 def _escalate(
     group: int | None, members: list[psutil.Process], grace: float, what: str
 ) -> None:
-    _gone, alive = psutil.wait_procs(members, timeout=grace)
+    alive = _still_alive(members, grace)
     if not alive:
         return
     log.warning("%s did not exit within %gs of SIGTERM: sending SIGKILL", what, grace)
     _signal(group, alive, signal.SIGKILL)
-    psutil.wait_procs(alive, timeout=5)
+    _still_alive(alive, 5.0)
 
 
 @hookimpl(trylast=True)
