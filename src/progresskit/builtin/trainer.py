@@ -205,12 +205,14 @@ class TrainerProgressTracker(BaseProgressTracker):
     def _completed_epoch_times(self, entries: Mapping[str, bool]) -> list[float]:
         """Completion time of each epoch of the unbroken run from epoch_0."""
         ends: list[float] = []
-        join = os.path.join
+        # Plain concatenation, not os.path.join: this loop stats every expected file of every
+        # epoch on a cold scan, and join's checks cost as much as the stat itself.
+        prefix = os.path.join(self.work_dir, "")
         while entries.get(f"epoch_{len(ends)}"):
-            directory = join(self.work_dir, f"epoch_{len(ends)}")
+            directory = f"{prefix}epoch_{len(ends)}{os.sep}"
             newest = 0
             for name in self._expected:
-                key = stat_key(join(directory, name))
+                key = stat_key(directory + name)
                 if key is None or key[1] == 0:
                     return ends
                 newest = max(newest, key[0])
