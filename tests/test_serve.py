@@ -443,3 +443,42 @@ def test_binding_beyond_loopback_warns_loudly(tmp_path: Path) -> None:
     with serve(_root(tmp_path), "--host", "0.0.0.0", token=None) as server:
         assert "WARNING: listening on 0.0.0.0" in server.stderr
         assert "No token was configured" in server.stderr
+
+
+def test_seed_002_training_stream_catches_up_then_follows(tmp_path: Path) -> None:
+    from progresskit.events import EventEmitter
+
+    root = tmp_path / "runs"
+    (root / "foxml").mkdir(parents=True)
+    emitter = EventEmitter("foxml-1", event_file=str(root / "foxml" / "events.jsonl"))
+    emitter.stage_change(None, "ranking")
+    emitter.progress("ranking", 40.0, targets_total=2)
+    with serve(root, "--ping-interval", "0.5") as server:
+        server.wait_for("the run", lambda: server.json("/api/runs")["runs"])
+        with connect(server.ws_url + "/training", proxy=None, open_timeout=10) as late:
+            # A late joiner first gets the recent events, in seed 002's shape.
+            first = json.loads(late.recv(timeout=10))
+            assert first["event_type"] in {"stage_change", "progress"}
+            assert first["run_id"] == "foxml" and "timestamp" in first
+
+            emitter.progress("training", 50.0, current_target="ret_5m", targets_complete=0,
+                             targets_total=2)
+            emitter.target_complete("ret_5m", "success", models_trained=3, best_auc=0.66)
+            emitter.run_complete("success")
+            seen: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 20
+            while not any(e.get("event_type") == "run_complete" for e in seen):
+                assert time.monotonic() < deadline, f"no run_complete in {seen}"
+                seen.append(json.loads(late.recv(timeout=20)))
+            kinds = [e.get("event_type", e.get("type")) for e in seen]
+            assert "stage_change" in kinds and "target_complete" in kinds
+            done = next(e for e in seen if e.get("event_type") == "target_complete")
+            assert (done["target"], done["status"], done["models_trained"],
+                    done["best_auc"]) == ("ret_5m", "success", 3, 0.66)
+            assert next(e for e in seen if e.get("event_type") == "run_complete")[
+                "status"] == "success"
+            # Idle: seed 002's keep-alive.
+            assert json.loads(late.recv(timeout=10)) == {"type": "ping"}
+        status = server.json("/api/training/status")
+        assert status["events"] and status["events"][-1]["event_type"] == "run_complete"
+    emitter.close()

@@ -115,8 +115,9 @@ def _status_filter(value: str | None) -> set[Status] | None:
         except ValueError:
             choices = ", ".join([*_STATUS_GROUPS, *(s.value for s in Status)])
             raise HTTPException(
-                400, f"?status={value}: unknown status {word!r}; expected a comma-separated "
-                f"list of: {choices}"
+                400,
+                f"?status={value}: unknown status {word!r}; expected a comma-separated "
+                f"list of: {choices}",
             ) from None
     return wanted
 
@@ -205,7 +206,7 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
 
     async def training_status(_request: Request) -> Response:
         # Seed 002's bridge endpoint, answered from the newest change.
-        events = [json.loads(text) for text in list(hub.recent_events())[-10:]]
+        events = [json.loads(text) for text in hub.recent_training_events()[-10:]]
         entry = hub.get(hub.latest) if hub.latest else None
         if entry is None:
             return JSONResponse({"running": False, "events": events})
@@ -220,7 +221,7 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
         }
         return Response(dumps(document), media_type="application/json")
 
-    async def stream(websocket: WebSocket) -> None:
+    async def accepted(websocket: WebSocket) -> bool:
         origin = websocket.headers.get("origin")
         if (
             origin
@@ -228,8 +229,38 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
             and origin not in settings.cors_origins
         ):
             await websocket.close(code=1008, reason="cross-origin WebSocket not allowed")
-            return
+            return False
         await websocket.accept()
+        return True
+
+    async def training_stream(websocket: WebSocket) -> None:
+        # Seed 002's /ws/training: the recent events one by one, then each new one, and a
+        # {"type": "ping"} when idle; what the client sends is not read for meaning.
+        if not await accepted(websocket):
+            return
+        client, recent = hub.connect_training()
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            for text in recent:
+                await websocket.send_text(text)
+            tasks = [
+                asyncio.create_task(_training_send_loop(websocket, client, settings.ping_interval)),
+                asyncio.create_task(_until_closed(websocket)),
+                asyncio.create_task(client.overflowed.wait()),
+            ]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await _cancel(tasks)
+            if client.overflowed.is_set():
+                await websocket.close(code=1013, reason="too slow to follow: reconnect")
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the client left
+        finally:
+            hub.disconnect(client)
+            await _cancel(tasks)
+
+    async def stream(websocket: WebSocket) -> None:
+        if not await accepted(websocket):
+            return
         client, hello = hub.connect()
         tasks: list[asyncio.Task[Any]] = []
         try:
@@ -276,6 +307,7 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
             Route("/api/training/status", training_status),
             Route("/metrics", prometheus),
             WebSocketRoute("/ws", stream),
+            WebSocketRoute("/ws/training", training_stream),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         middleware=middleware,
@@ -312,6 +344,20 @@ async def _send_loop(websocket: WebSocket, client: Client, ping_interval: float)
         await websocket.send_text(text)
 
 
+async def _training_send_loop(websocket: WebSocket, client: Client, ping_interval: float) -> None:
+    while True:
+        try:
+            text = await asyncio.wait_for(client.queue.get(), ping_interval)
+        except asyncio.TimeoutError:
+            text = '{"type":"ping"}'
+        await websocket.send_text(text)
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
+
+
 async def _receive_loop(websocket: WebSocket, client: Client, hub: Hub) -> None:
     while True:
         message = await websocket.receive()
@@ -324,4 +370,3 @@ async def _receive_loop(websocket: WebSocket, client: Client, hub: Hub) -> None:
             reply = hub.request(client, text)
         if reply is not None:
             hub.send(client, reply)
-

@@ -24,6 +24,7 @@ import attrs
 
 from progresskit.model import RunStatus
 from progresskit.monitor import Monitor
+from progresskit.server.training import RECENT_EVENTS, training_events
 from progresskit.server.views import RUN_ID_PATTERN, dumps, history_point, run_id, run_view
 from progresskit.sinks import Change
 
@@ -78,6 +79,9 @@ class Hub:
         self._entries: dict[str, Entry] = {}
         self._events: collections.deque[str] = collections.deque(maxlen=buffer_size)
         self._clients: set[Client] = set()
+        #: Seed 002's ``/ws/training`` listeners, and the recent events they catch up from.
+        self._training_clients: set[Client] = set()
+        self._training: collections.deque[str] = collections.deque(maxlen=RECENT_EVENTS)
         self._hello: tuple[int, str] | None = None
         self._version = 0
         #: Clients dropped for being too slow, since start (``/api/stats``).
@@ -109,6 +113,7 @@ class Hub:
             self._broadcast(rid, self._event(change, run_view(run, self.root), None))
             return
         cancel_at = entry.cancel_requested_at if entry is not None else None
+        previous = entry.run if entry is not None else None
         view = run_view(run, self.root, cancel_at)
         if entry is None:
             entry = Entry(run, view, collections.deque(maxlen=self._history_size), cancel_at)
@@ -121,6 +126,11 @@ class Hub:
         entry.history.append(point)
         self.latest = rid
         self._broadcast(rid, self._event(change, view, point))
+        for event in training_events(previous, run, view["name"], change.at):
+            text = dumps(event)
+            self._training.append(text)
+            for client in list(self._training_clients):
+                self.send(client, text)
 
     def mark_cancel_requested(self, rid: str, at: float) -> None:
         entry = self._entries.get(rid)
@@ -161,8 +171,8 @@ class Hub:
             self._drop(client)
 
     def _drop(self, client: Client) -> None:
-        if client in self._clients:
-            self._clients.discard(client)
+        if client in self._clients or client in self._training_clients:
+            self.disconnect(client)
             self.dropped_clients += 1
             client.overflowed.set()
             log.warning("a WebSocket client fell %d messages behind: dropped", client.queue.qsize())
@@ -181,6 +191,10 @@ class Hub:
     def recent_events(self) -> Iterator[str]:
         return iter(self._events)
 
+    def recent_training_events(self) -> list[str]:
+        """Seed 002's recent events (oldest first), as ``/ws/training`` sends them."""
+        return list(self._training)
+
     @property
     def client_count(self) -> int:
         return len(self._clients)
@@ -194,8 +208,16 @@ class Hub:
         self._clients.add(client)
         return client, self._hello_text()
 
+    def connect_training(self) -> tuple[Client, list[str]]:
+        """Register a seed-002 ``/ws/training`` listener; returns it and the recent events,
+        in one step of the loop, so no event falls between them."""
+        client = Client(self._client_queue)
+        self._training_clients.add(client)
+        return client, self.recent_training_events()
+
     def disconnect(self, client: Client) -> None:
         self._clients.discard(client)
+        self._training_clients.discard(client)
 
     def _hello_text(self) -> str:
         # Clients often connect together (a reload of many tabs, a benchmark): they share it.
@@ -218,7 +240,7 @@ class Hub:
         try:
             message = json.loads(text)
         except ValueError:
-            return _error("not JSON: send an object such as {\"type\": \"get_run_progress\"}")
+            return _error('not JSON: send an object such as {"type": "get_run_progress"}')
         if not isinstance(message, dict):
             return _error("expected a JSON object with a 'type'")
         kind = message.get("type")
