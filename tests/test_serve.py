@@ -180,7 +180,9 @@ def test_a_configured_origin_gets_cors_and_the_stream(tmp_path: Path) -> None:
     with serve(_root(tmp_path), "--cors-origin", origin) as server:
         status, headers, _b = server.request("GET", "/api/stats", headers={"Origin": origin})
         assert status == 200 and headers["access-control-allow-origin"] == origin
-        _s, headers, _b = server.request("GET", "/api/stats", headers={"Origin": "https://x.example"})
+        _s, headers, _b = server.request(
+            "GET", "/api/stats", headers={"Origin": "https://x.example"}
+        )
         assert "access-control-allow-origin" not in {k.lower() for k in headers}
         with _ws(server, origin) as ws:
             assert _recv(ws, "hello")["runs"]
@@ -227,8 +229,17 @@ _SEGMENT = st.one_of(
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
     template=st.sampled_from(
-        ["/api/runs", "/api/runs/{}", "/api/runs/{}/cancel", "/api/stats", "/metrics",
-         "/api/training/status", "/static/{}", "/{}", "/api/{}/{}"]
+        [
+            "/api/runs",
+            "/api/runs/{}",
+            "/api/runs/{}/cancel",
+            "/api/stats",
+            "/metrics",
+            "/api/training/status",
+            "/static/{}",
+            "/{}",
+            "/api/{}/{}",
+        ]
     ),
     segments=st.lists(_SEGMENT, min_size=2, max_size=2),
     query=st.dictionaries(
@@ -353,9 +364,11 @@ def _job_run(server: Server, name: str, job: subprocess.Popen[bytes]) -> dict[st
     return dict(
         server.wait_for(
             f"the server to see process {job.pid} working on {name}",
-            lambda: (v := server.run_named(name))["run"]["process_info"]
-            and v["run"]["process_info"]["pid"] == job.pid
-            and v,
+            lambda: (
+                (v := server.run_named(name))["run"]["process_info"]
+                and v["run"]["process_info"]["pid"] == job.pid
+                and v
+            ),
             timeout=30,
         )
     )
@@ -382,7 +395,9 @@ def test_cancel_needs_the_token_and_stops_the_real_process(tmp_path: Path) -> No
 
             status, body = server.cancel(alpha["id"])
             assert status == 202 and body == {
-                "cancelled": True, "run_id": alpha["id"], "grace_seconds": 1.0
+                "cancelled": True,
+                "run_id": alpha["id"],
+                "grace_seconds": 1.0,
             }
             assert polite.wait(10) == -signal.SIGTERM
             assert server.run_named("alpha")["cancel_requested_at"] is not None
@@ -461,8 +476,9 @@ def test_seed_002_training_stream_catches_up_then_follows(tmp_path: Path) -> Non
             assert first["event_type"] in {"stage_change", "progress"}
             assert first["run_id"] == "foxml" and "timestamp" in first
 
-            emitter.progress("training", 50.0, current_target="ret_5m", targets_complete=0,
-                             targets_total=2)
+            emitter.progress(
+                "training", 50.0, current_target="ret_5m", targets_complete=0, targets_total=2
+            )
             emitter.target_complete("ret_5m", "success", models_trained=3, best_auc=0.66)
             emitter.run_complete("success")
             seen: list[dict[str, Any]] = []
@@ -473,12 +489,52 @@ def test_seed_002_training_stream_catches_up_then_follows(tmp_path: Path) -> Non
             kinds = [e.get("event_type", e.get("type")) for e in seen]
             assert "stage_change" in kinds and "target_complete" in kinds
             done = next(e for e in seen if e.get("event_type") == "target_complete")
-            assert (done["target"], done["status"], done["models_trained"],
-                    done["best_auc"]) == ("ret_5m", "success", 3, 0.66)
-            assert next(e for e in seen if e.get("event_type") == "run_complete")[
-                "status"] == "success"
+            assert (done["target"], done["status"], done["models_trained"], done["best_auc"]) == (
+                "ret_5m",
+                "success",
+                3,
+                0.66,
+            )
+            assert (
+                next(e for e in seen if e.get("event_type") == "run_complete")["status"]
+                == "success"
+            )
             # Idle: seed 002's keep-alive.
             assert json.loads(late.recv(timeout=10)) == {"type": "ping"}
         status = server.json("/api/training/status")
         assert status["events"] and status["events"][-1]["event_type"] == "run_complete"
     emitter.close()
+
+
+def test_seed_003_socket_at_the_bare_address(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    with serve(root, "--ping-interval", "0.5") as server:
+        ids = {run["name"]: run["id"] for run in server.json("/api/runs")["runs"]}
+        bare = "ws" + server.url[len("http") :]
+        with connect(bare, proxy=None, open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "get_job_progress", "job_id": ids["beta"]}))
+            beta = json.loads(ws.recv(timeout=10))
+            assert beta["type"] == "progress_update"
+            assert beta["data"]["job_id"] == ids["beta"]
+            assert (beta["data"]["status"], beta["data"]["progress_percent"]) == (
+                "completed",
+                100.0,
+            )
+            ws.send(json.dumps({"type": "get_job_progress", "job_id": "../etc/passwd"}))
+            assert "no job with id" in json.loads(ws.recv(timeout=10))["message"]
+
+            add_epoch(root / "alpha", 3)
+            deadline = time.monotonic() + 20
+            while True:
+                assert time.monotonic() < deadline, "no progress_update for alpha"
+                message = json.loads(ws.recv(timeout=20))
+                if (
+                    message["type"] == "progress_update"
+                    and message["data"]["job_id"] == ids["alpha"]
+                ):
+                    break
+            assert message["data"]["status"] == "processing"
+            assert message["data"]["progress_percent"] == pytest.approx(40.0)
+        # The same address still serves the dashboard over HTTP.
+        status, _headers, body = server.request("GET", "/")
+        assert status == 200 and b"/static/app.js" in body

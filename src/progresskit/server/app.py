@@ -244,8 +244,31 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
             for text in recent:
                 await websocket.send_text(text)
             tasks = [
-                asyncio.create_task(_training_send_loop(websocket, client, settings.ping_interval)),
+                asyncio.create_task(_plain_send_loop(websocket, client, settings.ping_interval)),
                 asyncio.create_task(_until_closed(websocket)),
+                asyncio.create_task(client.overflowed.wait()),
+            ]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await _cancel(tasks)
+            if client.overflowed.is_set():
+                await websocket.close(code=1013, reason="too slow to follow: reconnect")
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the client left
+        finally:
+            hub.disconnect(client)
+            await _cancel(tasks)
+
+    async def jobs_stream(websocket: WebSocket) -> None:
+        # Seed 003's StatusMonitor socket, at the bare ws://HOST:PORT its clients open:
+        # progress_update for every change, and answers to get_job_progress.
+        if not await accepted(websocket):
+            return
+        client = hub.connect_jobs()
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            tasks = [
+                asyncio.create_task(_plain_send_loop(websocket, client, settings.ping_interval)),
+                asyncio.create_task(_job_requests(websocket, client, hub)),
                 asyncio.create_task(client.overflowed.wait()),
             ]
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -308,6 +331,7 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
             Route("/metrics", prometheus),
             WebSocketRoute("/ws", stream),
             WebSocketRoute("/ws/training", training_stream),
+            WebSocketRoute("/", jobs_stream),
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         middleware=middleware,
@@ -344,13 +368,23 @@ async def _send_loop(websocket: WebSocket, client: Client, ping_interval: float)
         await websocket.send_text(text)
 
 
-async def _training_send_loop(websocket: WebSocket, client: Client, ping_interval: float) -> None:
+async def _plain_send_loop(websocket: WebSocket, client: Client, ping_interval: float) -> None:
+    """One message per frame (no batches: the seeds' clients parse each frame as one
+    message), and ``{"type": "ping"}`` when idle."""
     while True:
         try:
             text = await asyncio.wait_for(client.queue.get(), ping_interval)
         except asyncio.TimeoutError:
             text = '{"type":"ping"}'
         await websocket.send_text(text)
+
+
+async def _job_requests(websocket: WebSocket, client: Client, hub: Hub) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        hub.send(client, hub.job_request(message.get("text") or ""))
 
 
 async def _until_closed(websocket: WebSocket) -> None:

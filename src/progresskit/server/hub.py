@@ -24,6 +24,7 @@ import attrs
 
 from progresskit.model import RunStatus
 from progresskit.monitor import Monitor
+from progresskit.server.jobs import progress_update
 from progresskit.server.training import RECENT_EVENTS, training_events
 from progresskit.server.views import RUN_ID_PATTERN, dumps, history_point, run_id, run_view
 from progresskit.sinks import Change
@@ -82,6 +83,8 @@ class Hub:
         #: Seed 002's ``/ws/training`` listeners, and the recent events they catch up from.
         self._training_clients: set[Client] = set()
         self._training: collections.deque[str] = collections.deque(maxlen=RECENT_EVENTS)
+        #: Seed 003's WebSocket listeners (``progress_update`` messages).
+        self._job_clients: set[Client] = set()
         self._hello: tuple[int, str] | None = None
         self._version = 0
         #: Clients dropped for being too slow, since start (``/api/stats``).
@@ -131,6 +134,10 @@ class Hub:
             self._training.append(text)
             for client in list(self._training_clients):
                 self.send(client, text)
+        if self._job_clients:
+            text = dumps(progress_update(rid, run, change.at))
+            for client in list(self._job_clients):
+                self.send(client, text)
 
     def mark_cancel_requested(self, rid: str, at: float) -> None:
         entry = self._entries.get(rid)
@@ -171,7 +178,7 @@ class Hub:
             self._drop(client)
 
     def _drop(self, client: Client) -> None:
-        if client in self._clients or client in self._training_clients:
+        if client in self._clients | self._training_clients | self._job_clients:
             self.disconnect(client)
             self.dropped_clients += 1
             client.overflowed.set()
@@ -215,9 +222,32 @@ class Hub:
         self._training_clients.add(client)
         return client, self.recent_training_events()
 
+    def connect_jobs(self) -> Client:
+        """Register a seed-003 listener: ``progress_update`` for every change from now on."""
+        client = Client(self._client_queue)
+        self._job_clients.add(client)
+        return client
+
+    def job_request(self, text: str) -> str:
+        """Answer a seed-003 client's ``{"type": "get_job_progress", "job_id": ...}``."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or message.get("type") != "get_job_progress":
+            return _error('expected {"type": "get_job_progress", "job_id": ID}')
+        job_id = message.get("job_id")
+        entry = self.get(job_id) if isinstance(job_id, str) else None
+        if entry is None:
+            return _error(
+                f"get_job_progress: no job with id {job_id!r}; ids come from GET /api/runs"
+            )
+        return dumps(progress_update(entry.view["id"], entry.run, time.time()))
+
     def disconnect(self, client: Client) -> None:
         self._clients.discard(client)
         self._training_clients.discard(client)
+        self._job_clients.discard(client)
 
     def _hello_text(self) -> str:
         # Clients often connect together (a reload of many tabs, a benchmark): they share it.
