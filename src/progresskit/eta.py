@@ -181,6 +181,13 @@ def _profiles(value: Iterable[Iterable[float | None]]) -> tuple[tuple[float | No
     return tuple(tuple(p) for p in value)
 
 
+def _locate(x: float) -> tuple[int, float]:
+    """The bin of progress fraction ``x`` (clamped to [0, 1]) and ``x``'s offset into it."""
+    x = min(max(x, 0.0), 1.0)
+    i = min(int(x * PROFILE_BINS), PROFILE_BINS - 1)
+    return i, x - i / PROFILE_BINS
+
+
 class _Curve:
     """A seconds-per-unit profile with its running integral: any [a, b] in O(1)."""
 
@@ -194,9 +201,8 @@ class _Curve:
             self.cumulative.append(self.cumulative[-1] + rate * width)
 
     def _at(self, x: float) -> float:
-        x = min(max(x, 0.0), 1.0)
-        i = min(int(x * PROFILE_BINS), PROFILE_BINS - 1)
-        return self.cumulative[i] + self.rates[i] * (x - i / PROFILE_BINS)
+        i, offset = _locate(x)
+        return self.cumulative[i] + self.rates[i] * offset
 
     def integral(self, a: float, b: float) -> float:
         """The profile integrated over progress fractions [a, b]."""
@@ -601,7 +607,19 @@ def _shape_sd(shapes: Sequence[_Curve], done: float, a: float, b: float) -> floa
         return DRIFT * math.sqrt(left)
     if b - a <= 0:
         a, b = 0.0, 1.0  # nothing measured yet: compare whole-run paces
-    ahead = [s.integral(done, 1.0) / s.mean(a, b) for s in shapes]
+    # s.integral(done, 1) / s.mean(a, b) for every shape, with the bins located once: all
+    # profiles share their bins, and this runs for each of up to PRIOR_RUNS past runs on
+    # every estimate (a ComfyUI monitor estimates on every progress message).
+    (i_done, f_done), (i_end, f_end) = _locate(done), _locate(1.0)
+    (i_a, f_a), (i_b, f_b) = _locate(a), _locate(b)
+    width = b - a
+    ahead = []
+    for s in shapes:
+        cum, rates = s.cumulative, s.rates
+        at_done = cum[i_done] + rates[i_done] * f_done
+        rest = max(0.0, cum[i_end] + rates[i_end] * f_end - at_done)
+        span = max(0.0, cum[i_b] + rates[i_b] * f_b - (cum[i_a] + rates[i_a] * f_a))
+        ahead.append(rest / (span / width))
     return _robust_log_sd(ahead) * math.sqrt(1 + 1 / n)
 
 
