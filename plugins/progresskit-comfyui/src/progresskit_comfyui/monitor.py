@@ -177,6 +177,9 @@ class StatusMonitor:
         #: (wall time, fraction done) of each executing job: progresskit's estimator's
         #: observations for its ETA, and what a completed job leaves in the run history.
         self._marks: dict[Hashable, deque[tuple[float, float]]] = {}
+        #: The last estimate per job, with the observation it was made at: a job's many
+        #: updates between two observations (node changes, previews) reuse it.
+        self._estimates: dict[Hashable, tuple[tuple[float, float], float | None]] = {}
         self._callbacks: list[ProgressCallback] = []
         self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._running = False
@@ -289,6 +292,7 @@ class StatusMonitor:
         self._links[job.server].jobs.pop(job.prompt_id, None)
         self._finished.pop(job_id, None)
         self._marks.pop(job_id, None)
+        self._estimates.pop(job_id, None)
         return True
 
     def add_progress_callback(self, callback: ProgressCallback) -> None:
@@ -578,6 +582,7 @@ class StatusMonitor:
         if job.status.is_terminal and not was.is_terminal:
             self._finished[job.job_id] = None
             marks = self._marks.pop(job.job_id, None)
+            self._estimates.pop(job.job_id, None)
             if job.status is ProgressStatus.COMPLETED and job.generation_time is not None:
                 self.statistics.record_completion(job.job_type, job.generation_time)
                 self._record_history(job, marks)
@@ -663,9 +668,14 @@ class StatusMonitor:
             return None
         marks = self._marks.get(job.job_id)
         if status is ProgressStatus.PROCESSING and marks is not None:
-            estimate = self._estimate(job, marks)
-            if estimate.seconds is not None:
-                return estimate.seconds
+            known = self._estimates.get(job.job_id)
+            if known is not None and known[0] == marks[-1]:
+                seconds = known[1]
+            else:
+                seconds = self._estimate(job, marks).seconds
+                self._estimates[job.job_id] = (marks[-1], seconds)
+            if seconds is not None:
+                return seconds
         median = self.statistics.median(job.job_type)
         if status is ProgressStatus.QUEUED:
             if median is None:
