@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -239,24 +239,15 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
         if not await accepted(websocket):
             return
         client, recent = hub.connect_training()
-        tasks: list[asyncio.Task[Any]] = []
-        try:
-            for text in recent:
-                await websocket.send_text(text)
-            tasks = [
-                asyncio.create_task(_plain_send_loop(websocket, client, settings.ping_interval)),
-                asyncio.create_task(_until_closed(websocket)),
-                asyncio.create_task(client.overflowed.wait()),
-            ]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            await _cancel(tasks)
-            if client.overflowed.is_set():
-                await websocket.close(code=1013, reason="too slow to follow: reconnect")
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass  # the client left
-        finally:
-            hub.disconnect(client)
-            await _cancel(tasks)
+        ping = settings.ping_interval
+        await _attend(
+            websocket,
+            client,
+            hub,
+            recent,
+            lambda: _plain_send_loop(websocket, client, ping),
+            lambda: _until_closed(websocket),
+        )
 
     async def jobs_stream(websocket: WebSocket) -> None:
         # Seed 003's StatusMonitor socket, at the bare ws://HOST:PORT its clients open:
@@ -264,44 +255,29 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
         if not await accepted(websocket):
             return
         client = hub.connect_jobs()
-        tasks: list[asyncio.Task[Any]] = []
-        try:
-            tasks = [
-                asyncio.create_task(_plain_send_loop(websocket, client, settings.ping_interval)),
-                asyncio.create_task(_job_requests(websocket, client, hub)),
-                asyncio.create_task(client.overflowed.wait()),
-            ]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            await _cancel(tasks)
-            if client.overflowed.is_set():
-                await websocket.close(code=1013, reason="too slow to follow: reconnect")
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass  # the client left
-        finally:
-            hub.disconnect(client)
-            await _cancel(tasks)
+        ping = settings.ping_interval
+        await _attend(
+            websocket,
+            client,
+            hub,
+            [],
+            lambda: _plain_send_loop(websocket, client, ping),
+            lambda: _job_requests(websocket, client, hub),
+        )
 
     async def stream(websocket: WebSocket) -> None:
         if not await accepted(websocket):
             return
         client, hello = hub.connect()
-        tasks: list[asyncio.Task[Any]] = []
-        try:
-            await websocket.send_text(hello)
-            tasks = [
-                asyncio.create_task(_send_loop(websocket, client, settings.ping_interval)),
-                asyncio.create_task(_receive_loop(websocket, client, hub)),
-                asyncio.create_task(client.overflowed.wait()),
-            ]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            await _cancel(tasks)  # no send may be under way while the socket closes
-            if client.overflowed.is_set():
-                await websocket.close(code=1013, reason="too slow to follow: reconnect")
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass  # the client left
-        finally:
-            hub.disconnect(client)
-            await _cancel(tasks)
+        ping = settings.ping_interval
+        await _attend(
+            websocket,
+            client,
+            hub,
+            [hello],
+            lambda: _send_loop(websocket, client, ping),
+            lambda: _receive_loop(websocket, client, hub),
+        )
 
     async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -340,6 +316,37 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
     )
     app.state.hub = hub
     return app
+
+
+async def _attend(
+    websocket: WebSocket,
+    client: Client,
+    hub: Hub,
+    greeting: Sequence[str],
+    sender: Callable[[], Coroutine[Any, Any, None]],
+    receiver: Callable[[], Coroutine[Any, Any, None]],
+) -> None:
+    """One WebSocket client's life, whatever the protocol: the greeting, then ``sender`` and
+    ``receiver`` until either ends or the client falls too far behind (closed with 1013);
+    always unregistered from ``hub``."""
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        for text in greeting:
+            await websocket.send_text(text)
+        tasks = [
+            asyncio.create_task(sender()),
+            asyncio.create_task(receiver()),
+            asyncio.create_task(client.overflowed.wait()),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await _cancel(tasks)  # no send may be under way while the socket closes
+        if client.overflowed.is_set():
+            await websocket.close(code=1013, reason="too slow to follow: reconnect")
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the client left
+    finally:
+        hub.disconnect(client)
+        await _cancel(tasks)
 
 
 async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
