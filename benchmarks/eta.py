@@ -22,7 +22,7 @@ Estimators, all fed every step as it completes:
   rate from ``format_dict`` (EMA of dn/dt) or, with smoothing 0, n / elapsed.
 * ``rich``: rich's own ``Progress``/``Task`` with ``get_time`` as the fake clock; remaining
   = ``Task.time_remaining`` (speed over the last 30 s of samples, rich's default).
-* ``ours``: :func:`progresskit.eta.estimate` from the (time, step) observations alone.
+* ``ours``: :func:`progresskit.engine.eta.estimate` from the (time, step) observations alone.
 * ``ours+hist``: the same with a prior from 5 earlier runs of the same job (same structure,
   their own jitter), as the history store gives a repeated job.
 """
@@ -44,7 +44,7 @@ from rich.console import Console
 from rich.progress import Progress
 from tqdm import tqdm
 
-from progresskit.eta import Prior, estimate, rate_profile
+from progresskit.engine.eta import Prior, estimate, rate_profile
 
 CHECKPOINTS = (0.10, 0.25, 0.50, 0.75)
 FAMILIES = ("steady", "spiky", "slowdown")

@@ -31,8 +31,8 @@ from pathlib import Path
 import watchfiles
 
 from progresskit import Monitor, RunStatus
-from progresskit.fileio import atomic_write_text
-from progresskit.monitor import NOTIFY_DEBOUNCE_MS, NOTIFY_STEP_MS
+from progresskit.engine.monitor import NOTIFY_DEBOUNCE_MS, NOTIFY_STEP_MS
+from progresskit.formats.fileio import atomic_write_text
 
 SCORES = "evaluation_scores.json"
 

@@ -109,7 +109,7 @@ def main() -> None:
     os.environ["PROGRESSKIT_HISTORY"] = os.path.join(root, ".history.sqlite3")
 
     from progresskit import get_all_run_status
-    from progresskit.api import _sessions
+    from progresskit.engine.query import _sessions
 
     try:
         if not os.path.exists(os.path.join(root, f"run_{args.runs - 1:05d}")):

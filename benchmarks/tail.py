@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from progresskit.builtin.multistage import MultiStageProgressTracker
-from progresskit.events import EventEmitter
+from progresskit.producer.emitter import EventEmitter
 
 TARGETS = [f"target_{i:03d}" for i in range(200)]
 T0 = datetime(2026, 1, 21, tzinfo=timezone.utc).timestamp()

@@ -28,7 +28,7 @@ import time
 
 from tqdm import tqdm
 
-from progresskit.statusfile import StatusFileWriter
+from progresskit.producer.statusfile import StatusFileWriter
 
 TARGET = 0.5
 

@@ -9,7 +9,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from progresskit import hookspec
+from progresskit.plugin import hookspec
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "hooks.md"
 

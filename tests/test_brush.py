@@ -20,11 +20,11 @@ from progresskit_brush import tracker as brush_tracker
 from progresskit_brush.tracker import BrushProgressTracker
 
 from progresskit import ConfigError, NoTrackerError, ProcessInfo, Status, StatusFileWriter
-from progresskit.detection import detect
-from progresskit.plugins import PluginManager, get_plugin_manager
-from progresskit.runs import Tracking
-from progresskit.statusfile import STATUS_VALUES, format_timestamp, parse_timestamp
-from progresskit.vocabulary import canonical_status
+from progresskit.engine.detection import detect
+from progresskit.engine.session import Tracking
+from progresskit.model.vocabulary import canonical_status
+from progresskit.plugin.manager import PluginManager, get_plugin_manager
+from progresskit.producer.statusfile import STATUS_VALUES, format_timestamp, parse_timestamp
 
 #: The seed's example document, verbatim.
 SEED_DOCUMENT: dict[str, Any] = {

@@ -20,8 +20,8 @@ import yaml
 from progresskit_comfyui.protocol import ComfyUIError, parse_history
 
 from comfyui_replay import ReplayThread, capture
-from progresskit.plugins import get_plugin_manager
-from progresskit.runs import Tracking
+from progresskit.engine.session import Tracking
+from progresskit.plugin.manager import get_plugin_manager
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

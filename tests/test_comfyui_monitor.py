@@ -24,8 +24,8 @@ from progresskit_comfyui import (
 )
 
 from comfyui_replay import ReplayThread
-from progresskit.history import store_for
-from progresskit.model import Status
+from progresskit.engine.history import store_for
+from progresskit.model.core import Status
 
 SPEED = 20.0
 #: Seconds of execution of the captured successful prompt (history timestamps).

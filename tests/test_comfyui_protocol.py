@@ -14,8 +14,8 @@ from progresskit_comfyui.protocol import (
 from progresskit_comfyui.statistics import GenerationStatistics
 
 from comfyui_replay import capture
-from progresskit.model import Status
-from progresskit.vocabulary import canonical_status
+from progresskit.model.core import Status
+from progresskit.model.vocabulary import canonical_status
 
 
 def test_queue_with_a_running_and_two_pending_prompts() -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from progresskit import ConfigError, Tracking, get_plugin_manager
-from progresskit.config import find_config_file, load_yaml
-from progresskit.sinks import build_sinks
+from progresskit.plugin.config import find_config_file, load_yaml
+from progresskit.plugin.sink import build_sinks
 
 
 @pytest.fixture(scope="module")

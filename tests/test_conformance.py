@@ -102,7 +102,7 @@ class TestBrushConformance(TrackerConformance):
 
     @staticmethod
     def _status(directory: Path, iteration: int) -> Path:
-        from progresskit.statusfile import format_timestamp
+        from progresskit.producer.statusfile import format_timestamp
 
         document = {
             "current_iteration": iteration,

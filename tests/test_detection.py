@@ -17,7 +17,7 @@ from progresskit import (
     get_plugin_manager,
     hookimpl,
 )
-from progresskit.detection import claims, detect
+from progresskit.engine.detection import claims, detect
 
 
 def test_trainer_by_epoch_0(tmp_path: Path) -> None:

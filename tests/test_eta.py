@@ -20,9 +20,9 @@ from rich.console import Console
 from conftest import make_trainer_run
 from progresskit import RunStatus, Status, Tracking
 from progresskit.builtin.trainer import TrainerProgressTracker
-from progresskit.eta import PROFILE_BINS, Basis, Estimate, Prior, estimate, rate_profile
-from progresskit.model import ProgressInfo
-from progresskit.render import render_table
+from progresskit.cli.render import render_table
+from progresskit.engine.eta import PROFILE_BINS, Basis, Estimate, Prior, estimate, rate_profile
+from progresskit.model.core import ProgressInfo
 
 
 def run_of(durations: list[float], start: float = 1_000_000.0) -> list[tuple[float, float]]:
@@ -316,7 +316,7 @@ def test_trainer_early_stopped_is_done_and_recorded(
     assert (progress.eta_seconds, progress.eta_low_seconds, progress.eta_high_seconds) == (
         0.0, 0.0, 0.0,
     )
-    from progresskit.history import HistoryStore
+    from progresskit.engine.history import HistoryStore
 
     [record] = HistoryStore(isolated_history).runs("trainer", "r")
     assert record.seconds_per_unit == pytest.approx(100.0)

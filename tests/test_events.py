@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from progresskit import events
-from progresskit.events import EventEmitter, append_bytes
-from progresskit.listen import EventListener
+from progresskit.cli.listen import EventListener
+from progresskit.producer import emitter as events
+from progresskit.producer.emitter import EventEmitter, append_bytes
 
 TESTS = Path(__file__).parent
 
@@ -140,7 +140,7 @@ def test_without_destination_events_are_counted_and_logged_once(
         "FOXML_TRAINING_EVENT_SOCKET",
     ):
         monkeypatch.delenv(name, raising=False)
-    with caplog.at_level(logging.WARNING, logger="progresskit.events"):
+    with caplog.at_level(logging.WARNING, logger="progresskit.producer.emitter"):
         emitter = EventEmitter("r")
         for i in range(20):
             emitter.progress("training", i)
@@ -154,7 +154,7 @@ def test_a_failing_file_never_raises_and_warns_once_per_streak(
 ) -> None:
     target = tmp_path / "missing_dir" / "events.jsonl"
     emitter = EventEmitter("r", event_file=target)
-    with caplog.at_level(logging.WARNING, logger="progresskit.events"):
+    with caplog.at_level(logging.WARNING, logger="progresskit.producer.emitter"):
         for i in range(50):
             emitter.progress("training", i)
         assert emitter.failures == 50

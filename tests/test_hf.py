@@ -20,7 +20,7 @@ from progresskit_hf.tracker import HFTrainerTracker
 
 import progresskit
 from progresskit import Status
-from progresskit.runs import Tracking
+from progresskit.engine.session import Tracking
 from progresskit.testing import CliResult, TrackerConformance, make_run_dir, plugin_manager
 
 ROOT = Path(__file__).resolve().parent.parent

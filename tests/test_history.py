@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import make_trainer_run
-from progresskit.eta import Basis
-from progresskit.history import (
+from progresskit.engine.eta import Basis
+from progresskit.engine.history import (
     HISTORY_ENV,
     HistoryStore,
     default_path,
@@ -53,7 +53,7 @@ def test_default_location_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 def test_config_keys_are_declared_and_checked(tmp_path: Path) -> None:
     from progresskit import ConfigError
-    from progresskit.plugins import default_plugin_manager
+    from progresskit.plugin.manager import default_plugin_manager
 
     schema = default_plugin_manager().schema
     values = schema.validate({"eta_history": "off", "eta_group": "resnet"}, "cfg")
@@ -151,7 +151,7 @@ def test_history_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 WRITER = textwrap.dedent(
     """
     import sys
-    from progresskit.history import estimate_run
+    from progresskit.engine.history import estimate_run
     worker, runs = int(sys.argv[1]), int(sys.argv[2])
     for i in range(runs):
         obs = [(1000.0 * i + 10.0 * k, float(k)) for k in range(6)]
@@ -190,12 +190,12 @@ def test_unusable_store_is_logged_once_and_never_raised(
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the history's directory should be")
     monkeypatch.setenv(HISTORY_ENV, str(blocker / "history.sqlite3"))
-    with caplog.at_level(logging.WARNING, logger="progresskit.history"):
+    with caplog.at_level(logging.WARNING, logger="progresskit.engine.history"):
         for i in range(3):
             est = estimate_run(steady(4, 10.0, start=i * 1e5), 4, runner_type="trainer",
                                work_dir=str(tmp_path), finished=True)
             assert est.basis is Basis.DONE
-    warnings = [r for r in caplog.records if r.name == "progresskit.history"]
+    warnings = [r for r in caplog.records if r.name == "progresskit.engine.history"]
     assert len(warnings) == 1
     assert "cannot record a finished run" in warnings[0].getMessage()
 
@@ -206,13 +206,13 @@ def test_corrupt_store_is_logged_once_and_ignored(
     corrupt = tmp_path / "history.sqlite3"
     corrupt.write_bytes(b"this is not a database" * 100)
     monkeypatch.setenv(HISTORY_ENV, str(corrupt))
-    with caplog.at_level(logging.WARNING, logger="progresskit.history"):
+    with caplog.at_level(logging.WARNING, logger="progresskit.engine.history"):
         for _ in range(3):
             est = estimate_run(steady(3, 10.0), 10, runner_type="trainer",
                                work_dir=str(tmp_path), group="g")
             assert est.basis is Basis.OWN
             assert est.seconds == pytest.approx(70.0)
-    assert len([r for r in caplog.records if r.name == "progresskit.history"]) == 1
+    assert len([r for r in caplog.records if r.name == "progresskit.engine.history"]) == 1
 
 
 def test_status_of_finished_runs_with_an_unwritable_store(

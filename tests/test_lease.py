@@ -17,7 +17,8 @@ import pytest
 
 from conftest import make_trainer_run
 from progresskit import Cause, ProgressInfo, Status, Tracking, heartbeat, to_json
-from progresskit.lease import (
+from progresskit.engine.rules import decide
+from progresskit.producer.heartbeat import (
     GRACE_SECONDS,
     LEASE_FILENAME,
     Lease,
@@ -27,7 +28,6 @@ from progresskit.lease import (
     observe,
     this_host,
 )
-from progresskit.rules import decide
 
 
 def run_script(tmp_path: Path, body: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -156,7 +156,7 @@ def test_a_previous_handler_that_carries_on_keeps_the_run_running(tmp_path: Path
     result = run_script(
         tmp_path,
         """\
-        from progresskit.lease import load_lease
+        from progresskit.producer.heartbeat import load_lease
         seen = []
         signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
         hb = progresskit.heartbeat(sys.argv[1], expect_every=5)
@@ -234,7 +234,7 @@ def test_a_forked_child_leaves_the_parents_lease_alone(tmp_path: Path) -> None:
         if pid == 0:
             sys.exit(0)  # the child's exit must not end the parent's run
         os.waitpid(pid, 0)
-        from progresskit.lease import load_lease
+        from progresskit.producer.heartbeat import load_lease
         print(load_lease(hb.path).state)
         hb.close()
         """,

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from progresskit import Status, Tracking, get_plugin_manager
-from progresskit.events import EventEmitter
-from progresskit.listen import MAX_LINE_BYTES, EventListener, ListenError
+from progresskit.cli.listen import MAX_LINE_BYTES, EventListener, ListenError
+from progresskit.producer.emitter import EventEmitter
 
 TESTS = Path(__file__).parent
 
@@ -160,7 +160,7 @@ def test_a_failing_event_file_is_counted_and_logged_once_per_streak(
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.connect(listener.socket_path)
     try:
-        with caplog.at_level(logging.ERROR, logger="progresskit.listen"):
+        with caplog.at_level(logging.ERROR, logger="progresskit.cli.listen"):
             for i in range(3):
                 client.sendall(b'{"n": %d}\n' % i)
                 wait_for(lambda i=i: listener.write_failures == i + 1)

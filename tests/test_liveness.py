@@ -18,7 +18,7 @@ import pytest
 
 from conftest import make_trainer_run, run_cli
 from progresskit import Status, Tracking, get_run_status
-from progresskit.lease import LEASE_FILENAME, load_lease
+from progresskit.producer.heartbeat import LEASE_FILENAME, load_lease
 
 #: Every producer script starts with this: the run dir is argv[1]; "ready" on stdout
 #: once the lease is held.

@@ -14,7 +14,7 @@ import pytest
 from progresskit import get_plugin_manager
 from progresskit.builtin import local_process
 from progresskit.errors import ProgresskitError
-from progresskit.model import ProcessInfo, ProgressInfo, RunStatus, Status
+from progresskit.model.core import ProcessInfo, ProgressInfo, RunStatus, Status
 
 
 def _run(tmp_path: Path, info: ProcessInfo | None, status: Status = Status.RUNNING) -> RunStatus:

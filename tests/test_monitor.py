@@ -14,8 +14,8 @@ import pytest
 
 from conftest import make_evaluator_run, make_trainer_run
 from progresskit import Change, Monitor, RunnerDetectionError, RunStatus, Status, scan
-from progresskit.fileio import atomic_write_text
-from progresskit.monitor import change_key
+from progresskit.formats.change import change_key
+from progresskit.formats.fileio import atomic_write_text
 from webhook_receiver import wait_for
 
 QUIET = {"watch_heartbeat": 0}
@@ -128,7 +128,7 @@ def test_polling_picks_up_changes(tmp_path: Path) -> None:
 def test_auto_mode_polls_on_a_network_filesystem(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import progresskit.monitor as monitor_module
+    import progresskit.engine.monitor as monitor_module
 
     monkeypatch.setattr(monitor_module, "filesystem_type", lambda _path: "nfs4")
     assert Monitor(tmp_path, QUIET).mode == "poll"
@@ -137,7 +137,7 @@ def test_auto_mode_polls_on_a_network_filesystem(
 
 
 def test_filesystem_type_of_this_directory_is_known(tmp_path: Path) -> None:
-    from progresskit.monitor import filesystem_type
+    from progresskit.engine.monitor import filesystem_type
 
     assert filesystem_type(str(tmp_path))
 
@@ -175,7 +175,7 @@ def test_a_raising_subscriber_or_sink_is_logged_and_the_monitor_goes_on(
     seen: list[str] = []
     monitor.subscribe(explode)
     monitor.subscribe(lambda c: seen.append(c.kind))
-    with caplog.at_level(logging.ERROR, logger="progresskit.monitor"):
+    with caplog.at_level(logging.ERROR, logger="progresskit.engine.monitor"):
         monitor.check()
         _score(a, 0.2)
         monitor.check()
@@ -236,7 +236,7 @@ def test_a_vanished_root_is_reported_once_and_watched_again(
     monitor.check()
     moved = tmp_path / "elsewhere"
     root.rename(moved)
-    with caplog.at_level(logging.ERROR, logger="progresskit.monitor"):
+    with caplog.at_level(logging.ERROR, logger="progresskit.engine.monitor"):
         assert monitor.check() == []
         assert monitor.check() == []
     assert len([r for r in caplog.records if "cannot evaluate" in r.getMessage()]) == 1

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from progresskit import ConfigError, Status, Tracking, get_plugin_manager
 from progresskit.builtin.multistage import MultiStageProgressTracker
-from progresskit.events import EventEmitter
+from progresskit.producer.emitter import EventEmitter
 
 TESTS = Path(__file__).parent
 T0 = datetime(2026, 1, 21, 10, 0, tzinfo=timezone.utc).timestamp()

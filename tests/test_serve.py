@@ -21,11 +21,11 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
 from conftest import make_trainer_run
-from progresskit.model import ProgressInfo, RunStatus, Status
+from progresskit.formats.change import Change
+from progresskit.model.core import ProgressInfo, RunStatus, Status
 from progresskit.server.hub import Hub
 from progresskit.server.metrics import prometheus_text
 from progresskit.server.views import run_id
-from progresskit.sinks import Change
 from serve_helpers import TOKEN, Server, add_epoch, serve, start_job
 
 HOUR = 3600.0
@@ -461,7 +461,7 @@ def test_binding_beyond_loopback_warns_loudly(tmp_path: Path) -> None:
 
 
 def test_seed_002_training_stream_catches_up_then_follows(tmp_path: Path) -> None:
-    from progresskit.events import EventEmitter
+    from progresskit.producer.emitter import EventEmitter
 
     root = tmp_path / "runs"
     (root / "foxml").mkdir(parents=True)

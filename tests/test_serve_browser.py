@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import make_trainer_run
-from progresskit.events import EventEmitter
+from progresskit.producer.emitter import EventEmitter
 from serve_helpers import TOKEN, Server, add_epoch, serve, start_job
 
 CHROMIUM = "/usr/bin/chromium"

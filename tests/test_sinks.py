@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import make_trainer_run
 from progresskit import ProgressInfo, get_plugin_manager, load_progress_file, scan
-from progresskit.sinks import build_sinks
+from progresskit.plugin.sink import build_sinks
 
 
 def _sinks(*entries: dict[str, object]):  # type: ignore[no-untyped-def]

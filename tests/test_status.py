@@ -21,7 +21,7 @@ from progresskit import (
     scan,
     status,
 )
-from progresskit.rules import decide_status
+from progresskit.engine.rules import decide_status
 
 PROC = ProcessInfo(pid=4242, user="me", cmd="python train.py", start_time=1.0)
 

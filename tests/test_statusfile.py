@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from progresskit import StatusFileWriter, statusfile
-from progresskit.statusfile import STATUS_VALUES, format_timestamp, parse_timestamp
+from progresskit.producer.statusfile import STATUS_VALUES, format_timestamp, parse_timestamp
 
 TESTS = Path(__file__).parent
 #: The keys of the seed's example document, in its order.
@@ -243,7 +243,7 @@ def test_a_failed_write_is_logged_and_training_goes_on(
 ) -> None:
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("x")
-    with caplog.at_level(logging.WARNING, logger="progresskit.statusfile"):
+    with caplog.at_level(logging.WARNING, logger="progresskit.producer.statusfile"):
         writer = StatusFileWriter(blocker / "s.json", total_iterations=10, interval=NEVER)
         writer.update(1)
         writer.update(2, "evaluating")

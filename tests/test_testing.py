@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from progresskit import PluginError, ProgressInfo, RunStatus, Status, structure
 from progresskit.builtin.multistage import MultiStageProgressTracker
-from progresskit.converter import to_json
-from progresskit.plugins import PluginManager
+from progresskit.model.converter import to_json
+from progresskit.plugin.manager import PluginManager
 from progresskit.testing import CliResult, strategies
 from progresskit.testing import plugin as pytest_plugin
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import make_trainer_run
 from progresskit import create_progress_tracker, structure
 from progresskit.builtin.trainer import TrainerProgressTracker
-from progresskit.converter import to_json
-from progresskit.model import ProgressInfo
+from progresskit.model.converter import to_json
+from progresskit.model.core import ProgressInfo
 
 
 def tracker(path: Path, **config: object) -> TrainerProgressTracker:

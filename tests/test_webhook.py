@@ -22,8 +22,8 @@ import yaml
 from conftest import make_evaluator_run
 from progresskit import Change, ConfigError, Monitor, RunStatus, get_plugin_manager, scan
 from progresskit.builtin.webhook import WebhookSink, sign, verify
-from progresskit.fileio import atomic_write_text
-from progresskit.sinks import build_sinks
+from progresskit.formats.fileio import atomic_write_text
+from progresskit.plugin.sink import build_sinks
 from webhook_receiver import Receiver, wait_for
 
 SECRET = "correct horse battery staple"

@@ -1,44 +1,78 @@
 """progresskit: how far along a long-running job is, whether it is healthy, when it ends.
 
-The public API is what this module exports; everything else is private.
+The public API is what this module exports; everything else is private. Names are resolved
+on first use (PEP 562), so each audience pays only for what it uses: a training job that
+imports :class:`EventEmitter` or :func:`heartbeat` loads the producer side (stdlib and
+attrs), never the plugin manager, the engine or the server.
 """
 
-from progresskit.api import (
-    create_progress_tracker,
-    detect_runner_type,
-    get_all_run_status,
-    get_run_status,
-    get_work_dir,
-    scan,
-    status,
-)
-from progresskit.config import Config, ConfigSchema, ensure
-from progresskit.converter import load_progress_file, structure, to_json, unstructure
-from progresskit.errors import (
-    AmbiguousRunnerError,
-    ConfigError,
-    FormatError,
-    NoTrackerError,
-    PluginError,
-    ProgresskitError,
-    RunnerDetectionError,
-)
-from progresskit.eta import Estimate
-from progresskit.events import EventEmitter
-from progresskit.fileio import StatKey, atomic_write_text, stat_key
-from progresskit.history import estimate_run
-from progresskit.hookspec import hookimpl
-from progresskit.lease import Heartbeat, heartbeat
-from progresskit.model import Cause, CompletedItem, ProcessInfo, ProgressInfo, RunStatus, Status
-from progresskit.monitor import Monitor
-from progresskit.plugins import PluginManager, get_plugin_manager
-from progresskit.runs import Tracking
-from progresskit.sinks import Change, Sink, SinkType
-from progresskit.statusfile import StatusFileWriter
-from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
-from progresskit.vocabulary import SOURCE_VOCABULARIES, canonical_status
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it, grouped by layer (docs/architecture.md).
+_EXPORTS: dict[str, str] = {
+    # model
+    "Cause": "progresskit.model.core",
+    "CompletedItem": "progresskit.model.core",
+    "ProcessInfo": "progresskit.model.core",
+    "ProgressInfo": "progresskit.model.core",
+    "RunStatus": "progresskit.model.core",
+    "Status": "progresskit.model.core",
+    "SOURCE_VOCABULARIES": "progresskit.model.vocabulary",
+    "canonical_status": "progresskit.model.vocabulary",
+    "load_progress_file": "progresskit.model.converter",
+    "structure": "progresskit.model.converter",
+    "to_json": "progresskit.model.converter",
+    "unstructure": "progresskit.model.converter",
+    # errors
+    "AmbiguousRunnerError": "progresskit.errors",
+    "ConfigError": "progresskit.errors",
+    "FormatError": "progresskit.errors",
+    "NoTrackerError": "progresskit.errors",
+    "PluginError": "progresskit.errors",
+    "ProgresskitError": "progresskit.errors",
+    "RunnerDetectionError": "progresskit.errors",
+    # formats
+    "StatKey": "progresskit.formats.fileio",
+    "atomic_write_text": "progresskit.formats.fileio",
+    "stat_key": "progresskit.formats.fileio",
+    "Change": "progresskit.formats.change",
+    # producer
+    "EventEmitter": "progresskit.producer.emitter",
+    "StatusFileWriter": "progresskit.producer.statusfile",
+    "Heartbeat": "progresskit.producer.heartbeat",
+    "heartbeat": "progresskit.producer.heartbeat",
+    # plugin API
+    "hookimpl": "progresskit.plugin.hookspec",
+    "PluginManager": "progresskit.plugin.manager",
+    "get_plugin_manager": "progresskit.plugin.manager",
+    "BaseProgressTracker": "progresskit.plugin.tracker",
+    "RunnerDescription": "progresskit.plugin.tracker",
+    "Target": "progresskit.plugin.tracker",
+    "TrackerSpec": "progresskit.plugin.spec",
+    "Sink": "progresskit.plugin.sink",
+    "SinkType": "progresskit.plugin.sink",
+    "Config": "progresskit.plugin.config",
+    "ConfigSchema": "progresskit.plugin.config",
+    "ensure": "progresskit.plugin.config",
+    # engine
+    "scan": "progresskit.engine.query",
+    "status": "progresskit.engine.query",
+    "Tracking": "progresskit.engine.session",
+    "Monitor": "progresskit.engine.monitor",
+    "Estimate": "progresskit.engine.eta",
+    "estimate_run": "progresskit.engine.history",
+    # seed 001 (Pylon) compatibility
+    "create_progress_tracker": "progresskit.compat.pylon",
+    "detect_runner_type": "progresskit.compat.pylon",
+    "get_all_run_status": "progresskit.compat.pylon",
+    "get_run_status": "progresskit.compat.pylon",
+    "get_work_dir": "progresskit.compat.pylon",
+}
 
 __all__ = [
     "SOURCE_VOCABULARIES",
@@ -70,6 +104,7 @@ __all__ = [
     "Status",
     "StatusFileWriter",
     "Target",
+    "TrackerSpec",
     "Tracking",
     "__version__",
     "atomic_write_text",
@@ -92,3 +127,61 @@ __all__ = [
     "to_json",
     "unstructure",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'progresskit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from progresskit.compat.pylon import (
+        create_progress_tracker,
+        detect_runner_type,
+        get_all_run_status,
+        get_run_status,
+        get_work_dir,
+    )
+    from progresskit.engine.eta import Estimate
+    from progresskit.engine.history import estimate_run
+    from progresskit.engine.monitor import Monitor
+    from progresskit.engine.query import scan, status
+    from progresskit.engine.session import Tracking
+    from progresskit.errors import (
+        AmbiguousRunnerError,
+        ConfigError,
+        FormatError,
+        NoTrackerError,
+        PluginError,
+        ProgresskitError,
+        RunnerDetectionError,
+    )
+    from progresskit.formats.change import Change
+    from progresskit.formats.fileio import StatKey, atomic_write_text, stat_key
+    from progresskit.model.converter import load_progress_file, structure, to_json, unstructure
+    from progresskit.model.core import (
+        Cause,
+        CompletedItem,
+        ProcessInfo,
+        ProgressInfo,
+        RunStatus,
+        Status,
+    )
+    from progresskit.model.vocabulary import SOURCE_VOCABULARIES, canonical_status
+    from progresskit.plugin.config import Config, ConfigSchema, ensure
+    from progresskit.plugin.hookspec import hookimpl
+    from progresskit.plugin.manager import PluginManager, get_plugin_manager
+    from progresskit.plugin.sink import Sink, SinkType
+    from progresskit.plugin.spec import TrackerSpec
+    from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
+    from progresskit.producer.emitter import EventEmitter
+    from progresskit.producer.heartbeat import Heartbeat, heartbeat
+    from progresskit.producer.statusfile import StatusFileWriter

@@ -2,6 +2,6 @@
 
 import sys
 
-from progresskit.cli import main
+from progresskit.cli.main import main
 
 sys.exit(main())

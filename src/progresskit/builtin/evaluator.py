@@ -9,11 +9,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from progresskit.fileio import read_json, stat_key
-from progresskit.hookspec import hookimpl
-from progresskit.model import ProgressInfo
-from progresskit.scores import flatten_scores
-from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit.formats.fileio import read_json, stat_key
+from progresskit.model.core import ProgressInfo
+from progresskit.model.scores import flatten_scores
+from progresskit.plugin.hookspec import hookimpl
+from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
 
 RUNNER_TYPE = "evaluator"
 SCORES_FILE = "evaluation_scores.json"

@@ -12,12 +12,12 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from progresskit.config import ConfigSchema, ensure
-from progresskit.converter import to_json
-from progresskit.fileio import atomic_write_text
-from progresskit.hookspec import hookimpl
-from progresskit.model import RunStatus
-from progresskit.sinks import SinkType
+from progresskit.formats.fileio import atomic_write_text
+from progresskit.model.converter import to_json
+from progresskit.model.core import RunStatus
+from progresskit.plugin.config import ConfigSchema, ensure
+from progresskit.plugin.hookspec import hookimpl
+from progresskit.plugin.sink import SinkType
 
 log = logging.getLogger(__name__)
 

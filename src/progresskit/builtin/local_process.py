@@ -18,8 +18,8 @@ import time
 import psutil
 
 from progresskit.errors import ProgresskitError
-from progresskit.hookspec import hookimpl
-from progresskit.model import RunStatus
+from progresskit.model.core import RunStatus
+from progresskit.plugin.hookspec import hookimpl
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Multi-stage runs (FoxML, seed 002): progress folded from a JSONL log of training events.
 
 The run's work dir holds the event log (``events.jsonl`` unless ``event_file`` says
-otherwise), written by :class:`progresskit.events.EventEmitter`, by ``progresskit listen``
+otherwise), written by :class:`progresskit.producer.emitter.EventEmitter`, by ``progresskit listen``
 or by the seed's own ``TrainingEventEmitter``: one JSON object per line with
 ``event_type`` (``progress``, ``stage_change``, ``target_complete``, ``run_complete``,
 ``error``), ``run_id`` and an ISO-8601 ``timestamp``.
@@ -30,13 +30,13 @@ from typing import Any
 
 import attrs
 
-from progresskit.config import ConfigSchema, ensure
-from progresskit.fileio import StatKey, stat_key
-from progresskit.history import estimate_run
-from progresskit.hookspec import hookimpl
-from progresskit.model import CompletedItem, ProgressInfo, Status
-from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
-from progresskit.vocabulary import canonical_status
+from progresskit.engine.history import estimate_run
+from progresskit.formats.fileio import StatKey, stat_key
+from progresskit.model.core import CompletedItem, ProgressInfo, Status
+from progresskit.model.vocabulary import canonical_status
+from progresskit.plugin.config import ConfigSchema, ensure
+from progresskit.plugin.hookspec import hookimpl
+from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
 
 RUNNER_TYPE = "multi_stage"
 DEFAULT_EVENT_FILE = "events.jsonl"

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import psutil
 
-from progresskit.hookspec import hookimpl
-from progresskit.model import ProcessInfo
+from progresskit.model.core import ProcessInfo
+from progresskit.plugin.hookspec import hookimpl
 
 _MAX_PARENTS = 12
 #: Programs that sit in or look at a run without working on it: a shell whose cwd is the

@@ -8,12 +8,12 @@ from typing import Any
 
 from rich.console import Console
 
-from progresskit.config import ConfigSchema, ensure
-from progresskit.converter import to_json
-from progresskit.hookspec import hookimpl
-from progresskit.model import RunStatus
-from progresskit.render import render_table
-from progresskit.sinks import SinkType
+from progresskit.cli.render import render_table
+from progresskit.model.converter import to_json
+from progresskit.model.core import RunStatus
+from progresskit.plugin.config import ConfigSchema, ensure
+from progresskit.plugin.hookspec import hookimpl
+from progresskit.plugin.sink import SinkType
 
 FORMATS = ("table", "jsonl")
 

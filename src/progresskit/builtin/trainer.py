@@ -13,16 +13,16 @@ import statistics
 from collections.abc import Mapping
 from typing import Any
 
-from progresskit.config import ConfigSchema, ensure
-from progresskit.converter import load_progress_file
+from progresskit.engine.eta import Estimate
+from progresskit.engine.history import estimate_run
 from progresskit.errors import FormatError
-from progresskit.eta import Estimate
-from progresskit.fileio import StatKey, read_json, stat_key
-from progresskit.history import estimate_run
-from progresskit.hookspec import hookimpl
-from progresskit.model import ProgressInfo
-from progresskit.scores import flatten_scores
-from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit.formats.fileio import StatKey, read_json, stat_key
+from progresskit.model.converter import load_progress_file
+from progresskit.model.core import ProgressInfo
+from progresskit.model.scores import flatten_scores
+from progresskit.plugin.config import ConfigSchema, ensure
+from progresskit.plugin.hookspec import hookimpl
+from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
 
 RUNNER_TYPE = "trainer"
 DEFAULT_EXPECTED_FILES = ("training_losses.pt", "optimizer_buffer.json", "validation_scores.json")

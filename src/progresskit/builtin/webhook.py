@@ -34,13 +34,13 @@ from typing import IO, Any
 import attrs
 
 from progresskit import __version__
-from progresskit.config import ConfigSchema, ensure
 from progresskit.errors import ConfigError
-from progresskit.fileio import atomic_write_text
-from progresskit.hookspec import hookimpl
-from progresskit.model import RunStatus
-from progresskit.monitor import change_document
-from progresskit.sinks import Change, SinkType
+from progresskit.formats.change import Change, change_document
+from progresskit.formats.fileio import atomic_write_text
+from progresskit.model.core import RunStatus
+from progresskit.plugin.config import ConfigSchema, ensure
+from progresskit.plugin.hookspec import hookimpl
+from progresskit.plugin.sink import SinkType
 
 log = logging.getLogger(__name__)
 

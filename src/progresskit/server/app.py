@@ -26,14 +26,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from progresskit.model import Status
-from progresskit.monitor import Monitor
-from progresskit.plugins import PluginManager
+from progresskit.engine.monitor import Monitor
+from progresskit.formats.change import Change
+from progresskit.model.core import Status
+from progresskit.plugin.manager import PluginManager
 from progresskit.server import metrics
 from progresskit.server.cancel import CancelRefused, Unauthorized, authorize, cancel
 from progresskit.server.hub import Client, Hub
 from progresskit.server.views import dumps
-from progresskit.sinks import Change
 
 __all__ = ["STATIC_DIR", "ServeSettings", "create_app"]
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from progresskit.errors import ConfigError, ProgresskitError
-from progresskit.model import RunStatus
-from progresskit.plugins import PluginManager
+from progresskit.model.core import RunStatus
+from progresskit.plugin.manager import PluginManager
 
 __all__ = ["TOKEN_ENV", "CancelRefused", "Unauthorized", "authorize", "cancel", "resolve_token"]
 

@@ -9,9 +9,9 @@ import os
 import socket
 import sys
 
+from progresskit.engine.monitor import Monitor
 from progresskit.errors import ProgresskitError
-from progresskit.monitor import Monitor
-from progresskit.plugins import PluginManager
+from progresskit.plugin.manager import PluginManager
 
 __all__ = ["DEFAULT_PORT", "add_serve_arguments", "run_serve"]
 

@@ -1,6 +1,6 @@
 """The server's state and its WebSocket fan-out, fed by the monitoring engine.
 
-A :class:`~progresskit.monitor.Monitor` thread reports each change; the hub applies it on
+A :class:`~progresskit.engine.monitor.Monitor` thread reports each change; the hub applies it on
 the event loop (every read and write of the state happens there, so request handlers see
 a consistent picture without locks), keeps a bounded history per run and a bounded buffer
 of recent events for late joiners, and puts the serialised event, once, into every
@@ -22,12 +22,12 @@ from typing import Any
 
 import attrs
 
-from progresskit.model import RunStatus
-from progresskit.monitor import Monitor
+from progresskit.engine.monitor import Monitor
+from progresskit.formats.change import Change
+from progresskit.model.core import RunStatus
 from progresskit.server.jobs import progress_update
 from progresskit.server.training import RECENT_EVENTS, training_events
 from progresskit.server.views import RUN_ID_PATTERN, dumps, history_point, run_id, run_view
-from progresskit.sinks import Change
 
 __all__ = ["PROTOCOL_VERSION", "Client", "Entry", "Hub"]
 

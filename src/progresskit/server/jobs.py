@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from progresskit.model import RunStatus, Status
+from progresskit.model.core import RunStatus, Status
 
 __all__ = ["progress_update"]
 

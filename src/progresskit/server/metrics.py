@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from progresskit.model import RunStatus, Status
+from progresskit.model.core import RunStatus, Status
 from progresskit.server.views import run_id
 
 __all__ = ["CONTENT_TYPE", "prometheus_text", "stats"]

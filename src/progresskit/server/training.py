@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from progresskit.model import RunStatus, Status
+from progresskit.model.core import RunStatus, Status
 
 __all__ = ["RECENT_EVENTS", "training_events"]
 

@@ -14,8 +14,8 @@ import os
 import re
 from typing import Any
 
-from progresskit.converter import unstructure
-from progresskit.model import RunStatus
+from progresskit.model.converter import unstructure
+from progresskit.model.core import RunStatus
 
 __all__ = ["RUN_ID_PATTERN", "dumps", "finite", "history_point", "run_id", "run_view"]
 

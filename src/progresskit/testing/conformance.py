@@ -30,14 +30,14 @@ from typing import Any, ClassVar
 
 import pytest
 
-from progresskit.converter import structure, to_json, unstructure
-from progresskit.detection import claims, detect, make_tracker
+from progresskit.engine.detection import claims, detect, make_tracker
+from progresskit.engine.session import Tracking
 from progresskit.errors import AmbiguousRunnerError, NoTrackerError, ProgresskitError
-from progresskit.model import ProgressInfo, RunStatus, Status
-from progresskit.plugins import PluginManager, get_plugin_manager
-from progresskit.runs import Tracking
+from progresskit.model.converter import structure, to_json, unstructure
+from progresskit.model.core import ProgressInfo, RunStatus, Status
+from progresskit.plugin.manager import PluginManager, get_plugin_manager
+from progresskit.plugin.tracker import BaseProgressTracker, Target, list_entries
 from progresskit.testing.helpers import backdate_tree, installed_plugin_names, plugin_manager
-from progresskit.tracker import BaseProgressTracker, Target, list_entries
 
 __all__ = ["TrackerConformance"]
 

@@ -17,9 +17,9 @@ from typing import Any
 import attrs
 import yaml
 
-from progresskit.config import CONFIG_FILENAME
 from progresskit.errors import PluginError
-from progresskit.plugins import ENTRY_POINT_GROUP, PluginManager, get_plugin_manager
+from progresskit.plugin.config import CONFIG_FILENAME
+from progresskit.plugin.manager import ENTRY_POINT_GROUP, PluginManager, get_plugin_manager
 
 __all__ = [
     "CliResult",
@@ -177,7 +177,7 @@ def run_cli(
 ) -> CliResult:
     """Run ``progresskit ARGS...`` and capture its exit code and output.
 
-    In-process (the default) calls :func:`progresskit.cli.main` with redirected streams:
+    In-process (the default) calls :func:`progresskit.cli.main.main` with redirected streams:
     fast, and coverage and debuggers see it; it changes the working directory and
     ``env`` for the duration of the call, so it is not thread-safe. ``in_process=False``
     runs ``python -m progresskit`` in a subprocess of this interpreter: what a user's
@@ -195,7 +195,7 @@ def run_cli(
             check=False,
         )
         return CliResult(argv, completed.returncode, completed.stdout, completed.stderr)
-    from progresskit.cli import main
+    from progresskit.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with (

@@ -22,7 +22,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from progresskit.model import (
+from progresskit.model.core import (
     CAUSE_KINDS,
     Cause,
     CompletedItem,
@@ -141,7 +141,7 @@ def progress_info_fields() -> dict[str, st.SearchStrategy[Any]]:
 
 
 def causes() -> st.SearchStrategy[Cause]:
-    """A :class:`~progresskit.model.Cause`: why a run ended, of any kind."""
+    """A :class:`~progresskit.model.core.Cause`: why a run ended, of any kind."""
     return st.builds(
         Cause,
         kind=st.sampled_from(CAUSE_KINDS),

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from progresskit import hookimpl
-from progresskit.config import ConfigSchema, ensure
-from progresskit.statusfile import DEFAULT_STATUS_FILENAME
-from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit.plugin.config import ConfigSchema, ensure
+from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit.producer.statusfile import DEFAULT_STATUS_FILENAME
 from progresskit_brush.tracker import (
     DEFAULT_REREAD_DELAY,
     RUNNER_TYPE,

@@ -18,17 +18,17 @@ from typing import Any, TypeVar
 
 import attrs
 
-from progresskit.fileio import StatKey, read_json, stat_key
-from progresskit.history import estimate_run
-from progresskit.model import ProgressInfo, Status
-from progresskit.statusfile import (
+from progresskit.engine.history import estimate_run
+from progresskit.formats.fileio import StatKey, read_json, stat_key
+from progresskit.model.core import ProgressInfo, Status
+from progresskit.model.vocabulary import canonical_status
+from progresskit.plugin.tracker import BaseProgressTracker
+from progresskit.producer.statusfile import (
     DEFAULT_STATUS_FILENAME,
     LIVE_STATUSES,
     STATUS_VALUES,
     parse_timestamp,
 )
-from progresskit.tracker import BaseProgressTracker
-from progresskit.vocabulary import canonical_status
 
 __all__ = ["DEFAULT_REREAD_DELAY", "LOG_PATTERN", "RUNNER_TYPE", "BrushProgressTracker"]
 

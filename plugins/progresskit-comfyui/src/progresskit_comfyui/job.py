@@ -9,8 +9,8 @@ from typing import Any
 
 import attrs
 
-from progresskit.model import Status
-from progresskit.vocabulary import canonical_status
+from progresskit.model.core import Status
+from progresskit.model.vocabulary import canonical_status
 from progresskit_comfyui.protocol import (
     ErrorInfo,
     HistoryEntry,

@@ -25,8 +25,8 @@ from typing import Any
 import attrs
 from websockets.exceptions import WebSocketException
 
-from progresskit.eta import Estimate
-from progresskit.history import estimate_run
+from progresskit.engine.eta import Estimate
+from progresskit.engine.history import estimate_run
 from progresskit_comfyui.backoff import Backoff
 from progresskit_comfyui.client import ComfyUIClient
 from progresskit_comfyui.job import RUNNER_TYPE, JobState, ProgressStatus, ProgressUpdate

@@ -18,12 +18,12 @@ from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from progresskit.config import ConfigSchema, ensure
+from progresskit.engine.rules import decide_status
 from progresskit.errors import RunnerDetectionError
-from progresskit.hookspec import hookimpl
-from progresskit.model import CompletedItem, ProgressInfo, RunStatus, Status
-from progresskit.rules import decide_status
-from progresskit.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit.model.core import CompletedItem, ProgressInfo, RunStatus, Status
+from progresskit.plugin.config import ConfigSchema, ensure
+from progresskit.plugin.hookspec import hookimpl
+from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
 from progresskit_comfyui.job import RUNNER_TYPE, ProgressStatus, ProgressUpdate
 from progresskit_comfyui.protocol import ComfyUIError, normalise_url
 

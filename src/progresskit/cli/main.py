@@ -22,17 +22,17 @@ from rich.console import Console
 from rich.table import Table
 
 from progresskit import __version__
-from progresskit.config import find_config_file, load_yaml
-from progresskit.converter import unstructure
+from progresskit.cli.listen import add_listen_arguments, run_listen
+from progresskit.cli.render import render_table, status_document
+from progresskit.cli.watch import add_watch_arguments, run_watch
+from progresskit.engine.session import Tracking
 from progresskit.errors import ConfigError, NoTrackerError, ProgresskitError
-from progresskit.listen import add_listen_arguments, run_listen
-from progresskit.model import RunStatus
-from progresskit.plugins import PluginManager, get_plugin_manager
-from progresskit.render import render_table, status_document
-from progresskit.runs import Tracking
+from progresskit.model.converter import unstructure
+from progresskit.model.core import RunStatus
+from progresskit.plugin.config import find_config_file, load_yaml
+from progresskit.plugin.manager import PluginManager, get_plugin_manager
+from progresskit.plugin.sink import Sink, build_sinks
 from progresskit.server.command import add_serve_arguments, run_serve
-from progresskit.sinks import Sink, build_sinks
-from progresskit.watch import add_watch_arguments, run_watch
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 #: What a shell reports for a command killed by SIGPIPE (128 + 13).

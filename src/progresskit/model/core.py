@@ -3,7 +3,7 @@
 Every tracker, whatever system it reads (Pylon epochs, an evaluator, a multi-stage event
 log, a Brush status file, ComfyUI jobs), answers with the same :class:`ProgressInfo`;
 the run-status rules turn it into a :class:`RunStatus`. JSON shapes are owned by
-:mod:`progresskit.converter`, never by these classes.
+:mod:`progresskit.model.converter`, never by these classes.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ class ProgressInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """This record as JSON-ready data (seed 001's API; the converter owns the shape)."""
-        from progresskit.converter import unstructure
+        from progresskit.model.converter import unstructure
 
         result: dict[str, Any] = unstructure(self)
         return result

@@ -1,0 +1,1 @@
+"""Compatibility with the five seed systems' APIs, behind its own boundary."""

@@ -1,0 +1,651 @@
+"""Remaining-time estimation: a point estimate with a p10-p90 band, or an explicit "unknown".
+
+The estimator reads a run's own (time, units done) observations and, when there is one, a
+:class:`Prior` learnt from finished runs of the same kind (see :mod:`progresskit.engine.history`).
+The method, in order (docs/eta.md has the reasoning and the benchmark):
+
+1. **Clean.** Keep, for each progress value, the first time it was reached; a drop in
+   progress means the run restarted, so only the observations after the drop count.
+2. **Warm-up.** Leading intervals slower than :data:`WARMUP_FACTOR` x the median interval
+   are start-up cost (compilation, caches, data-loader spin-up), already paid: dropped.
+3. **Spikes.** An interval slower than :data:`SPIKE_FACTOR` x the median of its neighbours
+   is a spike (periodic evaluation, checkpoint). Spikes are *not* ignored: their cost is
+   measured separately (mean excess over the local base rate) together with their period,
+   and the long-run rate is ``base + cost / period``. A median or an EMA that ignores them
+   under-estimates every run that evaluates; a plain mean over a window jumps up and down
+   with the phase of the window against the spikes.
+4. **Regime changes.** On the non-spike intervals, a CUSUM test (binary segmentation,
+   critical value :data:`CUSUM_CRITICAL`) finds the latest significant shift of the base
+   rate (a slowdown partway); only the intervals after it give the base rate.
+5. **Prior and shape.** With history, each finished run contributes a rate *profile*
+   (seconds per unit in each of :data:`PROFILE_BINS` slices of progress). The remaining
+   time is the history's median profile over what is left, scaled by how fast this run is
+   compared with its history over the same stretch of progress. The scale is a precision
+   weighted blend (in log space) of this run's measured ratio and the prior's "like its
+   history" (ratio 1): a run that has barely started gets history's answer, and as its own
+   measurements sharpen, its own rate takes over. Without history the profile is flat,
+   which is exactly "own rate x units left".
+6. **Band.** Log-normal: the log-sd adds the rate's standard error, the spike cost's
+   uncertainty, the remaining steps' noise and the risk of future drift (from history's
+   spread of shapes when known, else the :data:`DRIFT` prior). p10/p90 are
+   ``exp(-/+ 1.2816 sd)`` around the point estimate, so the band always contains it.
+
+Everything returned is finite and non-negative; unknown is ``seconds is None`` with a reason.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import itertools
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from progresskit.model.core import ProgressInfo
+
+__all__ = [
+    "Basis",
+    "Estimate",
+    "Prior",
+    "estimate",
+    "rate_profile",
+]
+
+# -- parameters (each with the reason for its value) ----------------------------------------
+
+#: Leading intervals slower than this multiple of the median interval are warm-up. Step
+#: jitter of healthy runs stays within ~20% (so 1.5x is > 2.5 sd away), while warm-up steps
+#: (first CUDA kernels, torch.compile, cold data caches) are typically several times slower.
+WARMUP_FACTOR = 1.5
+#: An interval slower than this multiple of its neighbours' median is a spike. Evaluation
+#: and checkpoint steps cost several steps' time; random jitter seldom doubles a step.
+SPIKE_FACTOR = 2.0
+#: Neighbours on each side for the local median that spikes are judged against: 10 + 10 + 1
+#: intervals keep a spike every >= 3rd interval from moving the median, and a shift of the
+#: base rate moves the local median within 10 intervals of it.
+SPIKE_HALF_WINDOW = 10
+#: Critical value of the standardised CUSUM statistic: the 1% quantile of the supremum of
+#: a Brownian bridge (Kolmogorov distribution), so a steady run is split by chance rarely.
+CUSUM_CRITICAL = 1.63
+#: A shift must also change the base rate by at least this fraction to be used: smaller
+#: shifts move the ETA by less than the band is wide, while cutting the sample would cost
+#: precision.
+MIN_SHIFT = 0.05
+#: Fewest intervals on each side of a change point: fewer cannot estimate a rate (and the
+#: CUSUM statistic is unstable at the ends of a series).
+MIN_SEGMENT = 5
+#: Gaps between spikes with a coefficient of variation below this are periodic (every N
+#: steps), so the number of spikes left is counted from the last one; otherwise spikes
+#: are spread over the units left in proportion.
+PERIODIC_CV = 0.25
+#: Prior relative sd of one interval, pooled with the measured one as one pseudo-observation
+#: (a scaled inverse-chi-squared prior): two or three identical epoch times must not make the
+#: rate look exact. 25% covers the epoch-to-epoch variation of typical training runs; with
+#: hundreds of intervals the measured spread decides alone.
+PRIOR_CV = 0.25
+#: Log-sd of the change of a run's rate over its whole length (scaled by sqrt of the part
+#: left) when no history tells better: contention on shared nodes, thermal throttling,
+#: curricula and growing evaluation sets move long runs' speed by this order (15% at 1 sd).
+DRIFT = 0.15
+#: Log-sd of run-to-run speed within one history group when it holds a single run: repeat
+#: runs of one config on shared hardware differ by tens of percent (about 40% at 1 sd).
+SINGLE_RUN_SPREAD = 0.35
+#: Floor of that spread with more runs: two or three identical durations do not make the
+#: next run exactly as fast.
+MIN_RUN_SPREAD = 0.10
+#: Slices of progress in a run profile: 2.5% each, fine enough to place a slowdown or an
+#: evaluation-heavy phase, small enough to store (40 numbers per finished run).
+PROFILE_BINS = 40
+#: Above this many observations, older ones are thinned to keep a query cheap (estimates
+#: run on every status query of a changed run); the newest half is always kept whole.
+MAX_OBSERVATIONS = 4000
+#: z of the 90th percentile of a normal: the band is p10-p90 (80% nominal coverage).
+Z_BAND = 1.2815515655446004
+#: Widest band, as a factor either side of the point: past 100x a band says nothing more
+#: than "very uncertain", and the cap keeps exp() finite for degenerate inputs.
+MAX_BAND_FACTOR = 100.0
+
+
+class Basis(str, enum.Enum):
+    """Where an estimate comes from."""
+
+    #: Not enough to say anything (no total, no progress and no history): ``seconds`` is None.
+    UNKNOWN = "unknown"
+    #: The run is complete: 0 s left.
+    DONE = "done"
+    #: This run's own measurements only (no history for its group).
+    OWN = "own"
+    #: History only (the run has no usable measurement yet).
+    HISTORY = "history"
+    #: Both, blended (see ``own_weight``).
+    BLEND = "blend"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[float | None], v: float | None) -> None:
+    if v is not None and not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {v!r}")
+
+
+@attrs.frozen
+class Estimate:
+    """Remaining seconds with a p10-p90 band; all three ``None`` when unknown."""
+
+    seconds: float | None = attrs.field(default=None, validator=_non_negative)
+    low: float | None = attrs.field(default=None, validator=_non_negative)
+    high: float | None = attrs.field(default=None, validator=_non_negative)
+    basis: Basis = Basis.UNKNOWN
+    #: Why the estimate is what it is (and, when unknown, what is missing).
+    reason: str = ""
+    #: Weight of the run's own rate against history's, in [0, 1].
+    own_weight: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        known = (self.seconds, self.low, self.high)
+        if any(v is None for v in known) != all(v is None for v in known):
+            raise ValueError("seconds, low and high are either all known or all None")
+        if self.seconds is not None and not (self.low <= self.seconds <= self.high):  # type: ignore[operator]
+            raise ValueError(f"band [{self.low}, {self.high}] must contain {self.seconds}")
+        if (self.seconds is None) != (self.basis is Basis.UNKNOWN):
+            raise ValueError("an estimate is unknown exactly when its basis is UNKNOWN")
+
+    @property
+    def known(self) -> bool:
+        return self.seconds is not None
+
+    def apply(self, progress: ProgressInfo) -> ProgressInfo:
+        """``progress`` with its ETA fields (``eta_seconds``, ``eta_low_seconds``,
+        ``eta_high_seconds``) set from this estimate."""
+        return attrs.evolve(
+            progress,
+            eta_seconds=self.seconds,
+            eta_low_seconds=self.low,
+            eta_high_seconds=self.high,
+        )
+
+
+def unknown(reason: str) -> Estimate:
+    """An honest "cannot tell", with what is missing."""
+    return Estimate(reason=reason)
+
+
+# -- history --------------------------------------------------------------------------------
+
+
+def _profiles(value: Iterable[Iterable[float | None]]) -> tuple[tuple[float | None, ...], ...]:
+    return tuple(tuple(p) for p in value)
+
+
+def _locate(x: float) -> tuple[int, float]:
+    """The bin of progress fraction ``x`` (clamped to [0, 1]) and ``x``'s offset into it."""
+    x = min(max(x, 0.0), 1.0)
+    i = min(int(x * PROFILE_BINS), PROFILE_BINS - 1)
+    return i, x - i / PROFILE_BINS
+
+
+class _Curve:
+    """A seconds-per-unit profile with its running integral: any [a, b] in O(1)."""
+
+    __slots__ = ("cumulative", "rates")
+
+    def __init__(self, rates: Sequence[float]):
+        self.rates = list(rates)
+        width = 1.0 / PROFILE_BINS
+        self.cumulative = [0.0]
+        for rate in self.rates:
+            self.cumulative.append(self.cumulative[-1] + rate * width)
+
+    def _at(self, x: float) -> float:
+        i, offset = _locate(x)
+        return self.cumulative[i] + self.rates[i] * offset
+
+    def integral(self, a: float, b: float) -> float:
+        """The profile integrated over progress fractions [a, b]."""
+        return max(0.0, self._at(b) - self._at(a))
+
+    def mean(self, a: float, b: float) -> float:
+        """Mean seconds per unit over [a, b] (b > a)."""
+        return self.integral(a, b) / (b - a)
+
+
+@attrs.frozen
+class Prior:
+    """What finished runs of the same kind say: one rate profile per run.
+
+    A profile holds, for each of :data:`PROFILE_BINS` equal slices of progress, the mean
+    seconds per unit spent there (``None`` where the run was not observed). What the
+    estimator derives from them is computed once per prior (history caches priors).
+    """
+
+    profiles: tuple[tuple[float | None, ...], ...] = attrs.field(converter=_profiles)
+    #: Each usable run's profile divided by its own mean rate.
+    _shapes: tuple[_Curve, ...] = attrs.field(init=False, eq=False, repr=False)
+    #: Each usable run's mean rate (seconds per unit).
+    _levels: tuple[float, ...] = attrs.field(init=False, eq=False, repr=False)
+    #: The group's shape: per slice, the median across runs shrunk towards flat.
+    _shape: _Curve | None = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        for profile in self.profiles:
+            if len(profile) != PROFILE_BINS:
+                raise ValueError(f"a profile has {PROFILE_BINS} bins, got {len(profile)}")
+        filled = [f for f in map(_filled, self.profiles) if f is not None]
+        levels = tuple(_Curve(f).integral(0.0, 1.0) for f in filled)
+        shapes = tuple(
+            _Curve([v / level for v in f]) for f, level in zip(filled, levels, strict=True)
+        )
+        shape = _Curve(_shrunk([c.rates for c in shapes])) if shapes else None
+        object.__setattr__(self, "_levels", levels)
+        object.__setattr__(self, "_shapes", shapes)
+        object.__setattr__(self, "_shape", shape)
+
+    @property
+    def runs(self) -> int:
+        """How many past runs the prior learns from (those with an observed pace)."""
+        return len(self._shapes)
+
+
+def _filled(profile: Sequence[float | None]) -> list[float] | None:
+    """``profile`` with unobserved slices set to the run's mean rate; None if all unobserved."""
+    seen = [v for v in profile if v is not None and math.isfinite(v) and v > 0]
+    if not seen:
+        return None
+    mean = statistics.fmean(seen)
+    return [v if v is not None and math.isfinite(v) and v > 0 else mean for v in profile]
+
+
+def rate_profile(observations: Iterable[tuple[float, float]], total: float) -> list[float | None]:
+    """A finished run's rate profile (seconds per unit per slice of progress), for history."""
+    points = _clean(observations)
+    sums = [0.0] * PROFILE_BINS
+    cover = [0.0] * PROFILE_BINS
+    width = 1.0 / PROFILE_BINS
+    for (t0, u0), (t1, u1) in itertools.pairwise(points):
+        a, b = u0 / total, min(u1 / total, 1.0)
+        if b <= a:
+            continue
+        rate = (t1 - t0) / (u1 - u0)
+        for i in range(int(a / width), min(PROFILE_BINS, math.ceil(b / width))):
+            overlap = min(b, (i + 1) * width) - max(a, i * width)
+            if overlap > 0:
+                sums[i] += rate * overlap
+                cover[i] += overlap
+    # A slice counts only if mostly observed: a sliver would stand for the whole slice.
+    return [s / c if c >= width / 2 else None for s, c in zip(sums, cover, strict=True)]
+
+
+# -- the run's own measurements -------------------------------------------------------------
+
+
+def _clean(observations: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    points: list[tuple[float, float]] = []
+    for t, u in observations:
+        t, u = float(t), float(u)
+        if not (math.isfinite(t) and math.isfinite(u)):
+            continue
+        if points and u < points[-1][1]:
+            points = []  # progress went back: the run restarted, earlier points are another run
+        if points and u == points[-1][1]:
+            continue  # the first time a value was reached is when that progress was made
+        if points and t < points[-1][0]:
+            continue  # a clock step backwards cannot be a duration
+        points.append((t, u))
+    if len(points) > MAX_OBSERVATIONS:
+        half = MAX_OBSERVATIONS // 2
+        old, new = points[:-half], points[-half:]
+        step = math.ceil(len(old) / half)
+        points = old[::step] + new
+    return points
+
+
+@attrs.frozen
+class _Own:
+    """The run's own long-run rate (seconds per unit) and its uncertainty."""
+
+    rate: float
+    #: Log-sd of ``rate`` as an estimate of the current long-run rate.
+    sd: float
+    #: Progress (units) where the stretch that ``rate`` was measured over starts.
+    since: float
+    #: Seconds the run took from ``since`` to its last observation, spikes included.
+    stretch: float
+    #: Remaining seconds by the run's own structure (phase-aware spike count), or None.
+    remaining: float
+    #: Relative noise of one interval (for the noise of the steps still to come).
+    cv: float
+    #: Typical units per interval.
+    step: float
+    #: |log| size of the base-rate shifts seen so far (evidence of drift in this run).
+    shifts: float
+
+
+def _pstdev(values: Sequence[float]) -> float:
+    """Population sd in floats (``statistics.pstdev`` works in exact fractions, which is slow
+    and fails on subnormal floats)."""
+    mean = math.fsum(values) / len(values)
+    # Scaled by the largest deviation: squaring rates of near-zero intervals (1e-262 s)
+    # overflows, although their sd is finite.
+    deviations = [v - mean for v in values]
+    scale = max(map(abs, deviations), default=0.0)
+    if scale == 0.0 or not math.isfinite(scale):
+        return scale
+    return scale * math.sqrt(math.fsum((d / scale) ** 2 for d in deviations) / len(values))
+
+
+def _median_window(values: Sequence[float], half: int) -> list[float]:
+    n = len(values)
+    return [statistics.median(values[max(0, i - half) : i + half + 1]) for i in range(n)]
+
+
+def _robust_sd(values: Sequence[float]) -> float:
+    """Noise sd from successive differences (MAD): insensitive to level shifts and outliers."""
+    diffs = [abs(b - a) for a, b in itertools.pairwise(values)]
+    if not diffs:
+        return 0.0
+    sd = 1.4826 * statistics.median(diffs) / math.sqrt(2)
+    if sd == 0.0 and len(values) > 1:
+        sd = _pstdev(values)  # quantised values: fall back to the plain sd
+    return sd
+
+
+def _last_change(values: Sequence[float]) -> int:
+    """Index where the latest significant shift of ``values``' level starts (0: none)."""
+    sigma = _robust_sd(values)
+    start = 0
+    while len(values) - start >= 2 * MIN_SEGMENT:
+        seg = values[start:]
+        n = len(seg)
+        mean = statistics.fmean(seg)
+        best_k, best = 0, 0.0
+        cumulative = 0.0
+        for k in range(1, n):
+            cumulative += seg[k - 1] - mean
+            if MIN_SEGMENT <= k <= n - MIN_SEGMENT and abs(cumulative) > best:
+                best_k, best = k, abs(cumulative)
+        if best_k == 0:
+            break
+        before = statistics.fmean(seg[:best_k])
+        after = statistics.fmean(seg[best_k:])
+        significant = sigma == 0.0 or best / (sigma * math.sqrt(n)) > CUSUM_CRITICAL
+        if not (significant and abs(after - before) >= MIN_SHIFT * max(before, after)):
+            break
+        start += best_k
+    return start
+
+
+def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
+    times = [t for t, _ in points]
+    units = [u for _, u in points]
+    dt = [b - a for a, b in itertools.pairwise(times)]
+    du = [b - a for a, b in itertools.pairwise(units)]
+    x = [a / b for a, b in zip(dt, du, strict=True)]
+    if not x or sum(dt) <= 0:
+        return None
+    # 2. warm-up
+    median = statistics.median(x)
+    first = 0
+    while first < len(x) - 1 and x[first] > WARMUP_FACTOR * median:
+        first += 1
+    x, dt, du = x[first:], dt[first:], du[first:]
+    ends = units[first + 1 :]
+    # 3. spikes, against the local median
+    local = _median_window(x, SPIKE_HALF_WINDOW)
+    # (A zero local median means instantaneous intervals around: no base to exceed.)
+    spike = [
+        len(x) > 2 and li > 0 and xi > SPIKE_FACTOR * li
+        for xi, li in zip(x, local, strict=True)
+    ]
+    base_idx = [i for i, s in enumerate(spike) if not s]
+    # 4. the latest regime of the base rate
+    change = _last_change([x[i] for i in base_idx])
+    seg_idx = base_idx[change:]
+    seg_dt = sum(dt[i] for i in seg_idx)
+    seg_du = sum(du[i] for i in seg_idx)
+    base = seg_dt / seg_du
+    if base <= 0:
+        return None
+    since = units[first + seg_idx[0]]
+    seg_x = [x[i] for i in seg_idx]
+    m = len(seg_x)
+    # Spread and mean of the same (unweighted) per-interval rates, so that uneven intervals
+    # do not pair one's spread with another's level.
+    measured = _robust_sd(seg_x) / statistics.fmean(seg_x) if m > 1 else 0.0
+    cv = math.sqrt((PRIOR_CV**2 + measured**2 * (m - 1)) / m)
+    base_sd = cv / math.sqrt(m)
+    shifts = 0.0
+    if change:
+        before = [x[i] for i in base_idx[:change]]
+        previous = statistics.fmean(before)
+        shifts = abs(math.log(base / previous)) if previous > 0 else 0.0
+    done = units[-1]
+    left = total - done
+
+    # spike cost relative to the local base (so it scales with a slowdown), and period
+    spikes = [(ends[i], (dt[i] - local[i] * du[i]) / local[i]) for i in range(len(x)) if spike[i]]
+    overhead = 0.0
+    spike_sd = 0.0
+    remaining_spikes = 0.0
+    if spikes:
+        positions = [p for p, _ in spikes]
+        cost = statistics.fmean(c for _, c in spikes) * base  # seconds per spike, now
+        k = len(spikes)
+        since_last = done - positions[-1]
+        if k >= 2:
+            gaps = [b - a for a, b in itertools.pairwise(positions)]
+            gap = statistics.fmean(gaps)
+            # Periodic: even gaps, and the next spike is not overdue (spikes did not stop).
+            regular = _pstdev(gaps) <= PERIODIC_CV * gap and since_last <= gap * (1 + PERIODIC_CV)
+            period = max(gap, since_last)
+        else:
+            period = max(positions[0] - units[0], since_last)
+            regular = False
+        if period > 0:
+            overhead = cost / period
+            if regular:
+                # Evaluation every N units: the ones left are at last + N, last + 2N, ...
+                # (the 1e-9 absorbs float error when the total is a multiple of N).
+                remaining_spikes = math.floor((total - positions[-1]) / period + 1e-9) * cost
+            else:
+                remaining_spikes = overhead * left
+            # Uncertainty of the mean cost (spread pooled with PRIOR_CV, as for the base
+            # rate); for irregular spikes also of their frequency (Poisson: 1/sqrt(k)).
+            costs = [c for _, c in spikes]
+            measured = _pstdev(costs) / statistics.fmean(costs) if k > 1 else 0.0
+            relative = math.sqrt((PRIOR_CV**2 + measured**2 * (k - 1)) / k) / math.sqrt(k)
+            if not regular:
+                relative = math.hypot(relative, 1 / math.sqrt(k))
+            spike_sd = overhead / (base + overhead) * relative
+    rate = base + overhead
+    sd = math.hypot(base_sd * base / rate, spike_sd)
+    return _Own(
+        rate=rate,
+        sd=sd,
+        since=since,
+        stretch=times[-1] - times[first + seg_idx[0]],
+        remaining=base * left + remaining_spikes,
+        cv=cv,
+        step=statistics.median(du),
+        shifts=shifts,
+    )
+
+
+# -- the estimate ---------------------------------------------------------------------------
+
+
+def _robust_log_sd(values: Sequence[float]) -> float:
+    logs = [math.log(v) for v in values]
+    centre = statistics.median(logs)
+    return 1.4826 * statistics.median(abs(v - centre) for v in logs)
+
+
+def estimate(
+    observations: Iterable[tuple[float, float]],
+    total: float | None,
+    prior: Prior | None = None,
+) -> Estimate:
+    """Remaining seconds after the last observation, with its p10-p90 band.
+
+    :param observations: ``(unix time, units done)`` pairs in time order: epoch ends, step
+        counts, items finished, percentages. Units are whatever ``total`` counts.
+    :param total: the units the run does in all; ``None`` when unknown (then so is the ETA).
+    :param prior: finished runs of the same kind, from :mod:`progresskit.engine.history`.
+    """
+    if total is None or not math.isfinite(total) or total <= 0:
+        return unknown("the total amount of work is unknown")
+    points = _clean(observations)
+    done = points[-1][1] if points else 0.0
+    if done >= total:
+        return Estimate(0.0, 0.0, 0.0, Basis.DONE, "complete")
+    left = total - done
+    frac_done, frac_left = done / total, left / total
+    own = _own(points, total) if len(points) >= 2 else None
+    n = prior.runs if prior is not None else 0
+    if own is None and n == 0:
+        return unknown(
+            "no history for this kind of run and no progress measured yet"
+            if not points or len(points) < 2
+            else "no time has passed between observations"
+        )
+
+    if prior is None or prior._shape is None:
+        assert own is not None
+        point = own.remaining
+        drift = max(DRIFT, own.shifts) * math.sqrt(frac_left)
+        sd = math.sqrt(own.sd**2 + drift**2 + _noise(own, left) ** 2)
+        return _banded(point, sd, Basis.OWN, "this run's own rate", 1.0)
+
+    # History's shape (see Prior: per-run profiles over their own mean, median per slice,
+    # shrunk) and level: the median of the runs' mean rates (seconds per unit).
+    levels, shapes, shape = prior._levels, prior._shapes, prior._shape
+    prior_level = statistics.median(levels)
+    spread = SINGLE_RUN_SPREAD if n == 1 else max(MIN_RUN_SPREAD, _robust_log_sd(levels))
+    spread *= math.sqrt(1 + 1 / n)  # predicting a new run, not the group's median
+    shape_left = shape.integral(frac_done, 1.0) * total
+    # How past runs went from here on: one log-sd of the shape, measured when there are >= 2
+    # runs (inflated for a new draw), the DRIFT prior otherwise.
+    if own is None:
+        shape_sd = _shape_sd(shapes, frac_done, 0.0, frac_done)
+        point = prior_level * shape_left
+        sd = math.hypot(spread, shape_sd)
+        return _banded(point, sd, Basis.HISTORY, f"history of {n} finished run(s)", 0.0)
+
+    # This run's level: the time it took over the stretch its rate was measured on, against
+    # the time history's shape puts there (the same evaluations fall in both, so their phase
+    # cancels), blended with history's level by precision (log space).
+    # The stretch starts at a slice boundary when one is near: a slice that holds history's
+    # warm-up would otherwise be charged at its average, warm-up included.
+    width = 1.0 / PROFILE_BINS
+    a = min(own.since / total, frac_done)
+    boundary = math.ceil(a / width) * width
+    stretch = own.stretch
+    if frac_done - boundary >= width / 2:
+        a, stretch = boundary, points[-1][0] - _time_at(points, boundary * total)
+    expected = shape.integral(a, frac_done) * total
+    own_level = stretch / expected if stretch > 0 and expected > 0 else own.rate
+    if own.sd > 0:
+        weight = spread**2 / (spread**2 + own.sd**2)
+        level_sd = 1.0 / math.sqrt(1.0 / spread**2 + 1.0 / own.sd**2)
+    else:
+        weight, level_sd = 1.0, 0.0
+    level = math.exp(weight * math.log(own_level) + (1 - weight) * math.log(prior_level))
+    point = level * shape_left
+    shape_sd = _shape_sd(shapes, frac_done, a, frac_done)
+    sd = math.sqrt(level_sd**2 + shape_sd**2 + _noise(own, left) ** 2)
+    basis = Basis.HISTORY if weight < 0.05 else Basis.BLEND
+    return _banded(point, sd, basis, f"own rate blended with {n} finished run(s)", weight)
+
+
+def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:
+    """The median shape across past runs, shrunk towards flat (1 everywhere) by its noise.
+
+    A shape that does not differ from flat at the 1% level (chi-squared over the slices) is
+    flat. Otherwise James-Stein (positive part) pulls it towards flat by as much as its
+    noise explains: multiplying noise into the ETA costs accuracy on steady runs, while a
+    shape all runs agree on (an evaluation-heavy phase, a slowdown at 50%) stands far above
+    its noise and is kept.
+    """
+    n = len(shapes)
+    medians = [statistics.median(s[i] for s in shapes) for i in range(PROFILE_BINS)]
+    if n < 2:
+        return medians
+    # Standard error of a median: sqrt(pi / 2) x that of a mean; pooled over the slices,
+    # since a variance from a handful of runs per slice is too noisy to divide by.
+    se2 = (math.pi / 2) * statistics.fmean(
+        _pstdev([s[i] for s in shapes]) ** 2 * n / (n - 1) for i in range(PROFILE_BINS)
+    ) / n
+    deviation = sum((m - 1.0) ** 2 for m in medians)
+    if deviation == 0.0:
+        return medians
+    if deviation < _chi2_99(PROFILE_BINS) * se2:
+        return [1.0] * PROFILE_BINS  # no shape beyond noise (a 1% test): flat
+    factor = 1.0 if se2 == 0.0 else max(0.0, 1.0 - (PROFILE_BINS - 2) * se2 / deviation)
+    return [1.0 + (m - 1.0) * factor for m in medians]
+
+
+def _chi2_99(k: int) -> float:
+    """The 99% quantile of chi-squared with ``k`` degrees of freedom (Wilson-Hilferty)."""
+    z99 = 2.3263478740408408
+    return k * (1 - 2 / (9 * k) + z99 * math.sqrt(2 / (9 * k))) ** 3
+
+
+def _time_at(points: Sequence[tuple[float, float]], units: float) -> float:
+    """When the run reached ``units`` (linear between observations)."""
+    i = bisect.bisect_left([u for _, u in points], units)
+    if i == 0:
+        return points[0][0]
+    if i == len(points):
+        return points[-1][0]
+    (t0, u0), (t1, u1) = points[i - 1], points[i]
+    return t0 + (t1 - t0) * (units - u0) / (u1 - u0)
+
+
+def _shape_sd(shapes: Sequence[_Curve], done: float, a: float, b: float) -> float:
+    """Log-sd of the time left from ``done`` across past runs, each against its own pace
+    over [a, b] (all of [0, done] when b == a): how differently the rest went."""
+    n = len(shapes)
+    left = 1.0 - done
+    if n < 2:
+        return DRIFT * math.sqrt(left)
+    if b - a <= 0:
+        a, b = 0.0, 1.0  # nothing measured yet: compare whole-run paces
+    # s.integral(done, 1) / s.mean(a, b) for every shape, with the bins located once: all
+    # profiles share their bins, and this runs for each of up to PRIOR_RUNS past runs on
+    # every estimate (a ComfyUI monitor estimates on every progress message).
+    (i_done, f_done), (i_end, f_end) = _locate(done), _locate(1.0)
+    (i_a, f_a), (i_b, f_b) = _locate(a), _locate(b)
+    width = b - a
+    ahead = []
+    for s in shapes:
+        cum, rates = s.cumulative, s.rates
+        at_done = cum[i_done] + rates[i_done] * f_done
+        rest = max(0.0, cum[i_end] + rates[i_end] * f_end - at_done)
+        span = max(0.0, cum[i_b] + rates[i_b] * f_b - (cum[i_a] + rates[i_a] * f_a))
+        ahead.append(rest / (span / width))
+    return _robust_log_sd(ahead) * math.sqrt(1 + 1 / n)
+
+
+def _noise(own: _Own, left: float) -> float:
+    """Relative noise of the sum of the steps still to come (independent steps)."""
+    steps = max(1.0, left / own.step) if own.step > 0 else 1.0
+    return own.cv / math.sqrt(steps)
+
+
+def _banded(point: float, sd: float, basis: Basis, reason: str, weight: float) -> Estimate:
+    point = max(0.0, point)
+    if not math.isfinite(point):
+        return unknown(f"{reason}: the remaining time is beyond measure")
+    width = (
+        MAX_BAND_FACTOR
+        if not math.isfinite(sd)
+        else math.exp(min(Z_BAND * sd, math.log(MAX_BAND_FACTOR)))
+    )
+    low = point / width
+    high = point * width
+    if not math.isfinite(high):
+        return unknown(f"{reason}: the remaining time is beyond measure")
+    return Estimate(point, min(low, point), max(high, point), basis, reason, weight)

@@ -1,0 +1,376 @@
+"""Querying runs: one target or every run under a root, with trackers kept between calls.
+
+A :class:`Tracking` session keeps, per directory, the listing it saw, the detection
+verdict and the tracker, each keyed by the directory's stat. A second query over an
+unchanged tree therefore costs a few ``stat`` calls per run, not a re-listing of every
+epoch of every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from progresskit.engine.detection import detect, make_tracker
+from progresskit.engine.history import deferred_records
+from progresskit.engine.rules import decide
+from progresskit.errors import (
+    ConfigError,
+    NoTrackerError,
+    ProgresskitError,
+    RunnerDetectionError,
+)
+from progresskit.formats.fileio import StatKey, is_racy, stat_key
+from progresskit.model.core import ProcessInfo, ProgressInfo, RunStatus, Status
+from progresskit.plugin.config import CONFIG_FILENAME, Config, find_config_file, load_yaml
+from progresskit.plugin.manager import PluginManager, default_plugin_manager
+from progresskit.plugin.tracker import BaseProgressTracker, list_entries
+from progresskit.producer.heartbeat import LEASE_FILENAME, Lease, observe
+from progresskit.producer.heartbeat import load_lease as _load_lease
+
+__all__ = ["Tracking"]
+
+
+@attrs.define
+class _DirState:
+    """What a scan learnt about one directory, valid while its stat key is unchanged."""
+
+    key: StatKey | None
+    #: False when the directory changed too recently for its mtime to reveal the next change.
+    trusted: bool
+    entries: dict[str, bool]
+    #: The runner type claimed on file evidence, if one tracker claims it.
+    runner_type: str | None = None
+    #: Why the directory is a broken run (ambiguous, bad config, unlistable), if it is one.
+    error: ProgresskitError | None = None
+
+
+@attrs.define
+class _Tracked:
+    tracker: BaseProgressTracker
+    runner_type: str
+    #: The config object the tracker was made with; a reloaded config is a new object.
+    config: dict[str, Any]
+
+
+class Tracking:
+    """A tracking session: the plugin manager, the config in force and the live trackers.
+
+    ``config`` given as a mapping applies to every run (seed 001's library style); given as
+    ``None``, each run uses the nearest ``progresskit.yaml`` in its directory or a parent
+    (``config_path`` forces one file for all runs).
+    """
+
+    def __init__(
+        self,
+        pm: PluginManager | None = None,
+        config: Mapping[str, Any] | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        options: argparse.Namespace | None = None,
+    ):
+        self.pm = pm or default_plugin_manager()
+        #: Values that config files override (seed 001's ``epochs`` argument, for one).
+        self._defaults = dict(defaults or {})
+        #: Values that override config files (command-line flags).
+        self._overrides = dict(overrides or {})
+        self._options = options
+        self._explicit: dict[str, Any] | None = None
+        if config_path is not None:
+            self._explicit = self._validated(load_yaml(config_path), str(config_path))
+        elif config is not None:
+            self._explicit = self._validated(config, "config")
+        self._configs: dict[str, tuple[dict[str, Any], StatKey | None]] = {}
+        self._nearest: dict[str, str | None] = {}
+        self._dirs: dict[str, _DirState] = {}
+        self._trackers: dict[str, _Tracked] = {}
+        #: Work dir -> (lease file's stat key, the lease or why it could not be read).
+        self._leases: dict[str, tuple[StatKey, Lease | str]] = {}
+
+    # -- config ---------------------------------------------------------------------------
+
+    def _validated(self, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+        result = self.pm.schema.validate(values, where, base=self._defaults)
+        result.update(self._overrides)
+        path = Path(where) if where.endswith((".yaml", ".yml")) else None
+        self.pm.hook.progresskit_configure(config=Config(result, path, self._options))
+        return result
+
+    def config_for(
+        self, directory: str, entries: Mapping[str, bool] | None = None
+    ) -> dict[str, Any]:
+        """The validated config that applies to ``directory``."""
+        if self._explicit is not None:
+            return self._explicit
+        if entries is not None and entries.get(CONFIG_FILENAME) is False:
+            path: str | None = os.path.join(directory, CONFIG_FILENAME)
+        else:
+            path = self._nearest_config(directory)
+        if path is None:
+            if "" not in self._configs:
+                self._configs[""] = (self._validated({}, "defaults"), None)
+            return self._configs[""][0]
+        key = stat_key(path)
+        known = self._configs.get(path)
+        if known is not None and known[1] == key:
+            return known[0]
+        values = self._validated(load_yaml(path), path)
+        self._configs[path] = (values, key)
+        return values
+
+    def _nearest_config(self, directory: str) -> str | None:
+        if directory not in self._nearest:
+            found = find_config_file(directory)
+            self._nearest[directory] = str(found) if found else None
+        return self._nearest[directory]
+
+    # -- one run --------------------------------------------------------------------------
+
+    def tracker_for(self, work_dir: str, *, allow_config: bool = True) -> BaseProgressTracker:
+        """The (kept) tracker of ``work_dir``; raises when detection fails.
+
+        File evidence decides first; with ``allow_config``, config keys may decide for a
+        directory that has no files yet (see :func:`~progresskit.engine.detection.detect`).
+        """
+        state = self._dir_state(work_dir)
+        if state.key is None or (not state.trusted and not os.path.isdir(work_dir)):
+            what = "does not exist" if not os.path.exists(work_dir) else "is not a directory"
+            raise NoTrackerError(f"Cannot detect runner type for work_dir: {work_dir} ({what})")
+        if state.error is not None:
+            raise state.error
+        config = self.config_for(work_dir, state.entries)
+        runner_type = state.runner_type or detect(
+            self.pm, work_dir, config, entries=state.entries, allow_config=allow_config
+        )
+        return self._tracker(work_dir, runner_type, config)
+
+    def _tracker(
+        self, work_dir: str, runner_type: str, config: dict[str, Any]
+    ) -> BaseProgressTracker:
+        known = self._trackers.get(work_dir)
+        if known is not None and known.runner_type == runner_type and known.config is config:
+            return known.tracker
+        tracker = make_tracker(self.pm, runner_type, work_dir, config)
+        state = self._dirs.get(work_dir)
+        if state is not None:  # spare the tracker a second listing of the same directory
+            tracker.adopt_listing(state.key, dict(state.entries), trusted=state.trusted)
+        self._trackers[work_dir] = _Tracked(tracker, runner_type, config)
+        return tracker
+
+    def status(
+        self,
+        work_dir: str,
+        *,
+        key: str | None = None,
+        process: ProcessInfo | None = None,
+        discover_processes: bool = True,
+        now: float | None = None,
+    ) -> RunStatus:
+        """The status of one run. Detection errors raise; unreadable content is a status."""
+        tracker = self.tracker_for(work_dir)
+        if process is None and discover_processes:
+            process = self.discover_processes([work_dir]).get(work_dir)
+        return self._evaluate(tracker, key or work_dir, process, now or time.time())
+
+    def _evaluate(
+        self, tracker: BaseProgressTracker, key: str, process: ProcessInfo | None, now: float
+    ) -> RunStatus:
+        config = tracker.config
+        try:
+            progress, complete, activity = tracker.evaluate()
+        except Exception as exc:  # a tracker bug or an I/O error must not hide other runs
+            return broken_status(
+                key,
+                tracker.work_dir,
+                f"tracker '{tracker.get_runner_type()}' failed: {type(exc).__name__}: {exc}",
+                runner_type=tracker.get_runner_type(),
+                process=process,
+            )
+        lease, renewed_at, problem = self._lease(tracker.work_dir)
+        check = None if lease is None else observe(lease, renewed_at)
+        decision = decide(
+            progress,
+            complete=complete,
+            last_activity=activity,
+            process=process,
+            now=now,
+            sleep_time=float(config.get("sleep_time") or 86400),
+            outdated_days=float(config.get("outdated_days") or 30),
+            lease=check,
+        )
+        reason = decision.reason if problem is None else f"{decision.reason}; {problem}"
+        if check is not None and process is None:
+            process = check.process_info()
+        if check is not None and check.process in ("alive", "stopped", "remote"):
+            activity = max(activity or renewed_at, renewed_at)
+        return RunStatus(
+            key,
+            tracker.work_dir,
+            progress,
+            decision.status,
+            process,
+            reason,
+            activity,
+            decision.cause,
+        )
+
+    def _lease(self, work_dir: str) -> tuple[Lease | None, float, str | None]:
+        """The run's lease, the time of its last renewal, and why it was ignored (if it was).
+
+        One ``stat`` per call; the file is parsed again only when its stat key changed (a
+        renewal moves the mtime, which is also the renewal time, so nothing stale is used).
+        """
+        path = os.path.join(work_dir, LEASE_FILENAME)
+        key = stat_key(path)
+        if key is None:
+            self._leases.pop(work_dir, None)
+            return None, 0.0, None
+        known = self._leases.get(work_dir)
+        if known is None or known[0] != key:
+            try:
+                known = (key, _load_lease(path))
+            except (OSError, ProgresskitError) as exc:
+                known = (key, f"lease ignored: {exc}")
+            self._leases[work_dir] = known
+        found = known[1]
+        renewed_at = key[0] / 1e9
+        if isinstance(found, str):
+            return None, renewed_at, found
+        return found, renewed_at, None
+
+    # -- many runs ------------------------------------------------------------------------
+
+    def discover_processes(self, work_dirs: Iterable[str]) -> dict[str, ProcessInfo]:
+        """Processes working on ``work_dirs``, from every process-source plugin."""
+        dirs = list(work_dirs)
+        merged: dict[str, ProcessInfo] = {}
+        if not dirs:
+            return merged
+        for found in self.pm.hook.progresskit_process_info(work_dirs=dirs):
+            for work_dir, info in (found or {}).items():
+                merged.setdefault(work_dir, info)
+        return merged
+
+    def find_runs(self, root: str) -> list[tuple[str, str | None, str | None]]:
+        """Every run under ``root``: (work dir, runner type, problem) in path order.
+
+        A directory that one tracker claims is a run (its subdirectories are not searched);
+        one that several claim, or whose config is invalid, is a run with a problem;
+        the others are searched down to ``scan_max_depth`` levels. Hidden directories are
+        skipped.
+        """
+        if not os.path.isdir(root):
+            what = "does not exist" if not os.path.exists(root) else "is not a directory"
+            raise RunnerDetectionError(f"{root}: {what}")
+        max_depth = int(self.config_for(root).get("scan_max_depth", 8))
+        found: list[tuple[str, str | None, str | None]] = []
+        stack = [(root, 0)]
+        while stack:
+            directory, depth = stack.pop()
+            state = self._dir_state(directory)
+            if state.runner_type is not None or state.error is not None:
+                problem = None if state.error is None else str(state.error)
+                found.append((directory, state.runner_type, problem))
+                continue
+            if depth >= max_depth:
+                continue
+            children = sorted(
+                (n for n, is_dir in state.entries.items() if is_dir and not n.startswith(".")),
+                reverse=True,
+            )
+            stack.extend((os.path.join(directory, n), depth + 1) for n in children)
+        found.sort(key=lambda item: item[0])
+        return found
+
+    def _dir_state(self, directory: str) -> _DirState:
+        """The directory's listing and file-evidence verdict, re-made only when it changed."""
+        key = stat_key(directory)
+        known = self._dirs.get(directory)
+        if known is not None and known.trusted and known.key == key:
+            return known
+        read_at = time.time_ns()
+        try:
+            entries = list_entries(directory)
+        except OSError as exc:
+            error = RunnerDetectionError(
+                f"{directory}: cannot list directory: {exc.strerror or exc}"
+            )
+            return _DirState(key, False, {}, error=error)
+        state = _DirState(key, key is not None and not is_racy((key,), read_at), entries)
+        try:
+            config = self.config_for(directory, entries)
+            state.runner_type = detect(
+                self.pm, directory, config, entries=entries, allow_config=False
+            )
+        except NoTrackerError:
+            pass  # not a run on file evidence: a root of runs, or a run with no files yet
+        except (RunnerDetectionError, ConfigError) as exc:
+            state.error = exc
+        self._dirs[directory] = state
+        return state
+
+    def scan(
+        self,
+        root: str,
+        *,
+        processes: Mapping[str, ProcessInfo] | None = None,
+        now: float | None = None,
+    ) -> list[RunStatus]:
+        """The status of every run under ``root`` (``root`` itself, if it is one run).
+
+        Never raises for one run's problem: a broken run is a row with status ``unknown``
+        and the reason. ``processes`` (work dir -> process) replaces process discovery.
+        """
+        runs = self.find_runs(root)
+        now = now or time.time()
+        if processes is None:
+            processes = self.discover_processes(d for d, rt, _ in runs if rt)
+        results = []
+        with deferred_records():
+            for work_dir, runner_type, problem in runs:
+                results.append(self._row(work_dir, runner_type, problem, processes, now))
+        return results
+
+    def _row(
+        self,
+        work_dir: str,
+        runner_type: str | None,
+        problem: str | None,
+        processes: Mapping[str, ProcessInfo],
+        now: float,
+    ) -> RunStatus:
+        """One run of a scan as a status; a problem or an error is a row, never raised."""
+        process = processes.get(work_dir)
+        if runner_type is None:
+            return broken_status(work_dir, work_dir, problem or "", process=process)
+        try:
+            entries = self._dirs[work_dir].entries if work_dir in self._dirs else None
+            tracker = self._tracker(work_dir, runner_type, self.config_for(work_dir, entries))
+        except ProgresskitError as exc:
+            return broken_status(work_dir, work_dir, str(exc), process=process)
+        return self._evaluate(tracker, work_dir, process, now)
+
+
+def broken_status(
+    key: str,
+    work_dir: str,
+    reason: str,
+    *,
+    runner_type: str = "unknown",
+    process: ProcessInfo | None = None,
+) -> RunStatus:
+    """The row for a run whose state cannot be read: status ``unknown`` and the reason."""
+    progress = ProgressInfo(runner_type=runner_type, error_message=reason)
+    return RunStatus(key, work_dir, progress, Status.UNKNOWN, process, reason)
+
+
+def resolve(path: str | os.PathLike[str]) -> str:
+    """An absolute, normalised path string: the key a long-lived monitor tracks runs by."""
+    return os.path.abspath(os.fspath(path))

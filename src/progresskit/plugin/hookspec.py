@@ -1,0 +1,208 @@
+"""The plugin API: every hook a progresskit plugin may implement.
+
+A plugin is a module (or object) with functions named ``progresskit_<hook>``, registered
+through the ``progresskit`` entry-point group::
+
+    [project.entry-points.progresskit]
+    mytracker = "mypackage.progresskit_plugin"
+
+The builtin trackers, sinks and process sources are plugins registered exactly that way.
+Mark implementations with :data:`progresskit.hookimpl` (``@hookimpl``) to pass pluggy
+options such as ``tryfirst``; unmarked functions whose name starts with ``progresskit_`` are
+taken as implementations too, so a misspelt hook name is reported instead of ignored.
+
+Hooks are called in pluggy's order (last registered first, ``tryfirst``/``trylast`` honoured).
+Unless a hook is marked *firstresult*, every implementation is called and the non-``None``
+results are collected into a list.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from progresskit.model.core import ProcessInfo, RunStatus
+    from progresskit.plugin.config import Config, ConfigSchema
+    from progresskit.plugin.sink import SinkType
+    from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
+
+hookspec = pluggy.HookspecMarker("progresskit")
+hookimpl = pluggy.HookimplMarker("progresskit")
+
+
+# -- set-up ------------------------------------------------------------------------------
+
+
+@hookspec
+def progresskit_addoption(parser: argparse._ArgumentGroup) -> None:
+    """Add command-line options to the commands that track runs (``status``, ``watch``).
+
+    Called once per command-line parser, after plugins are loaded and before arguments are
+    parsed. Add options with ``parser.add_argument(...)``; use a ``--<plugin>-`` prefix to
+    stay clear of other plugins. Parsed values reach :func:`progresskit_configure` as
+    ``config.options``. Not called for library use.
+
+    :param parser: the argument group "plugin options" of the command being built.
+    :return: ``None``.
+    """
+
+
+@hookspec
+def progresskit_addconfig(schema: ConfigSchema) -> None:
+    """Declare the configuration keys this plugin reads.
+
+    Called once per plugin, right after that plugin is registered, with a schema that
+    records the plugin as the keys' owner. Declare each key with
+    ``schema.add(key, types, default=..., help=...)``.
+    A YAML file or a config mapping holding a key that no plugin declared, or a value of a
+    declared key of the wrong type, is rejected with an error naming the file, the key and
+    what was expected. Keys are top-level (``epochs``, ``early_stopping``), as seed 001's
+    plain config mappings are.
+
+    :param schema: the registry of known keys.
+    :return: ``None``.
+    """
+
+
+@hookspec
+def progresskit_configure(config: Config) -> None:
+    """React to the loaded, validated configuration.
+
+    Called once per :class:`~progresskit.plugin.config.Config` after validation and before any
+    run is tracked: by the CLI for its command, by library entry points that load a
+    config file. Raise :class:`~progresskit.errors.ConfigError` to refuse a value that
+    the key's type alone cannot judge.
+
+    :param config: values, the file they came from and parsed command-line options.
+    :return: ``None``.
+    """
+
+
+# -- trackers ---------------------------------------------------------------------------
+
+
+@hookspec
+def progresskit_detect_runner(target: Target) -> str | None:
+    """Claim a target directory for a runner type, or decline.
+
+    Called for every directory that is a candidate run (the target itself, or each
+    directory met while scanning a root) unless the config pins ``runner_type``. Look only
+    at ``target.entries`` (one listing, shared by every plugin) and ``target.config``;
+    do not read file contents: this runs for every directory of a large tree. Claim on
+    evidence of the files only, and on configuration keys only when ``target.use_config``
+    is true (a single explicit target, never a scan, where a parent's config applies to
+    every directory below it).
+
+    Not *firstresult*: every plugin is asked. No claim is a
+    :class:`~progresskit.errors.NoTrackerError` listing the files seen, the config keys and
+    every plugin's :func:`progresskit_describe_runner`; two different claims are an
+    :class:`~progresskit.errors.AmbiguousRunnerError` naming both. Never guess.
+
+    :param target: the directory, its entries and the config that applies to it.
+    :return: the runner type claimed (e.g. ``"trainer"``), or ``None`` to decline.
+    """
+
+
+@hookspec(firstresult=True)
+def progresskit_make_tracker(
+    runner_type: str, work_dir: str, config: Mapping[str, Any]
+) -> BaseProgressTracker | None:
+    """Create the tracker for a run of ``runner_type``.
+
+    Called after detection (or with the pinned ``runner_type``), once per run; the tracker
+    is kept and asked again on later queries, so it may cache what it read.
+    *firstresult*: the first non-``None`` answer wins.
+
+    :param runner_type: the type chosen for this run.
+    :param work_dir: the run's directory.
+    :param config: the validated plain config mapping that applies to the run.
+    :return: a :class:`~progresskit.plugin.tracker.BaseProgressTracker`, or ``None`` when this
+        plugin does not provide ``runner_type``.
+    """
+
+
+@hookspec
+def progresskit_describe_runner() -> RunnerDescription | None:
+    """Say what this plugin's tracker expects to find, for diagnostics.
+
+    Called when detection fails and by ``progresskit plugins``. The text is shown verbatim
+    in the "no tracker claims this directory" error, so make it specific
+    (``"epoch_0/ directory, or 'epochs' in config"``).
+
+    :return: a :class:`~progresskit.plugin.tracker.RunnerDescription`, or ``None`` for plugins
+        that provide no tracker.
+    """
+
+
+@hookspec(firstresult=True)
+def progresskit_resolve_target(target: str, config: Mapping[str, Any]) -> list[RunStatus] | None:
+    """Claim a command-line target that is not a directory (a server URL) and report its runs.
+
+    Called by ``progresskit status`` for every target, before the target is treated as a
+    work dir or a root of runs. Decline (return ``None``) anything that is not yours, such
+    as every path when you handle URLs. Once a target is yours, never decline it because
+    it cannot be read: raise :class:`~progresskit.errors.ProgresskitError` with a specific
+    message (``"http://host:8188: does not answer like a ComfyUI server: ..."``), which the
+    command reports with exit code 2. *firstresult*: the first non-``None`` answer wins and
+    the target is not looked up on disk.
+
+    :param target: the target exactly as given on the command line.
+    :param config: the validated config in force where the command runs.
+    :return: one :class:`~progresskit.model.core.RunStatus` per run behind the target (possibly
+        none), or ``None`` to decline.
+    """
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+@hookspec
+def progresskit_process_info(work_dirs: Sequence[str]) -> Mapping[str, ProcessInfo] | None:
+    """Find the processes working on the given runs.
+
+    Called once per status query with every run's work dir, when the caller did not supply
+    process information itself (seed 001's ``config_to_process_info``). Results of all
+    implementations are merged; for the same work dir the first answer wins.
+
+    :param work_dirs: absolute paths of the runs' work dirs.
+    :return: a mapping from work dir (as given) to the process found, or ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
+    """Stop the job behind ``run``, the way its system wants to be stopped.
+
+    Called by ``progresskit serve`` for an authorised ``POST /api/runs/{id}/cancel`` of an
+    active run, from a worker thread (blocking calls are fine; return promptly). A plugin
+    that knows how to stop runs of ``run.progress.runner_type`` (an HTTP interrupt, a
+    scheduler's cancel command) implements it; the builtin ``local_process`` plugin, which
+    runs last, stops the local process in ``run.process_info``: SIGTERM to its process
+    group, SIGKILL to what is left after ``grace_seconds``.
+    *firstresult*: the first non-``None`` answer wins.
+
+    :param run: the run's latest status, as the server last saw it.
+    :param grace_seconds: how long the job may take to exit cleanly before it is killed.
+    :return: ``True`` when the stop was initiated, ``None`` to decline. A plugin that owns
+        the run but cannot stop it raises :class:`~progresskit.errors.ProgresskitError`
+        saying why; the server answers 409 with that message.
+    """
+
+
+# -- output -----------------------------------------------------------------------------
+
+
+@hookspec
+def progresskit_sink_types() -> Sequence[SinkType] | None:
+    """Provide output sink types that a config's ``sinks:`` list may select by name.
+
+    Called once when the plugin manager is built. A sink type names its options (checked
+    like config keys) and builds a sink from validated options; see
+    :class:`~progresskit.plugin.sink.SinkType`.
+
+    :return: the sink types this plugin provides, or ``None``.
+    """

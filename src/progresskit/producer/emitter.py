@@ -1,0 +1,442 @@
+"""The producer side of multi-stage runs: emit FoxML training events (seed 002) as JSONL.
+
+The code being tracked creates an :class:`EventEmitter` and reports what it does::
+
+    from progresskit.producer.emitter import EventEmitter
+
+    events = EventEmitter("run-42", event_file="work/run-42/events.jsonl")
+    events.stage_change(None, "ranking")
+    events.progress("ranking", 40.0, targets_total=12)
+    events.target_complete("ret_5m", "success", models_trained=3, best_auc=0.65)
+    events.run_complete("success")
+
+Wire format (docs/multistage.md): one JSON object per line, with ``event_type``, ``run_id``
+and an ISO-8601 UTC ``timestamp`` besides the event's own fields, exactly as the seed's
+``TrainingEventEmitter`` writes them, so logs written by either are read by the same tracker.
+
+Destinations: a Unix socket when one listens (``progresskit listen`` is the receiver), else
+an append to the event file. The emitter never raises into the training loop: a failed
+delivery is logged once per streak of failures and counted in :attr:`EventEmitter.failures`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from progresskit.model.core import Cause
+from progresskit.producer.heartbeat import Heartbeat, producer_heartbeat
+
+__all__ = [
+    "ENV_EVENT_FILE",
+    "ENV_EVENT_SOCKET",
+    "EventEmitter",
+    "TrainingEventEmitter",
+    "append_bytes",
+    "emit_error",
+    "emit_progress",
+    "emit_run_complete",
+    "emit_stage_change",
+    "emit_target_complete",
+    "get_emitter",
+    "get_training_emitter",
+    "init_events",
+    "init_training_events",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variables naming the destinations; the seed's names are honoured after ours.
+ENV_EVENT_FILE = "PROGRESSKIT_EVENT_FILE"
+ENV_EVENT_SOCKET = "PROGRESSKIT_EVENT_SOCKET"
+_SEED_ENV_FILE = "FOXML_TRAINING_EVENT_FILE"
+_SEED_ENV_SOCKET = "FOXML_TRAINING_EVENT_SOCKET"
+
+#: A socket that refused us is tried again after this many seconds, not on every event: a
+#: refused connect is cheap, but a training loop may emit thousands of events a second.
+SOCKET_RETRY_SECONDS = 5.0
+#: How long a send may block before the event goes to the file instead: a stalled listener
+#: must not stall training.
+SOCKET_SEND_TIMEOUT = 1.0
+
+
+def append_bytes(path: str, data: bytes) -> None:
+    """Append ``data`` (whole lines) to ``path`` so that concurrent appenders never interleave.
+
+    The file is opened with ``O_APPEND`` and ``data`` goes out in one ``write(2)``. For a
+    regular file POSIX makes "seek to end, then write" one step for ``O_APPEND``
+    descriptors, and Linux holds the inode lock for the whole write, so two processes'
+    writes land one after the other, each contiguous, whatever their size. (``PIPE_BUF``,
+    4096 bytes, is the atomicity bound for pipes and FIFOs, not for regular files; it does
+    not apply here.) A short write happens only when the disk fills up or a file size limit
+    is hit; the rest is then written as well and the reader's tolerance of a malformed line
+    confines the damage to that line. Not atomic on NFS, whose clients emulate ``O_APPEND``.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    finally:
+        os.close(fd)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by ``None``: NaN is not JSON, and the seed's
+    dashboard (serde_json) would reject the whole event."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback: numpy/torch scalars (``.item()``), other numbers (``Decimal``), else text.
+
+    Training code passes ``best_auc=np.float32(...)`` as often as a float; it must arrive
+    as a number, or the reader rejects the event.
+    """
+    item = getattr(value, "item", None)
+    if callable(item):
+        result = item()
+        if isinstance(result, (int, float, str, bool)) or result is None:
+            return result
+    if hasattr(value, "__float__"):
+        return float(value)
+    return str(value)
+
+
+def _encode(event: Mapping[str, Any]) -> bytes:
+    try:
+        text = json.dumps(event, allow_nan=False, default=_plain)
+    except ValueError:
+        text = json.dumps(_finite(json.loads(json.dumps(event, default=_plain))), allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
+class EventEmitter:
+    """Emits one run's training events (seed 002's ``TrainingEventEmitter``, hardened).
+
+    :param run_id: the run identifier written into every event.
+    :param event_file: the JSONL file to append to; default ``$PROGRESSKIT_EVENT_FILE``,
+        then ``$FOXML_TRAINING_EVENT_FILE``.
+    :param socket_path: a Unix socket to send to while something listens there; default
+        ``$PROGRESSKIT_EVENT_SOCKET``, then ``$FOXML_TRAINING_EVENT_SOCKET``.
+
+    :param work_dir: the run directory whose liveness lease the emitter holds
+        (docs/liveness.md); default: the event file's directory. Every event renews it.
+    :param expect_every: seconds within which the next event is promised; ``None``
+        promises nothing (stall detection then uses the run's ``sleep_time``).
+
+    :meth:`run_complete` and the end of a ``with`` block record the end in the lease.
+    With neither destination the emitter is disabled: that is logged once and every event
+    is counted as a failure, so a job started without monitoring still runs.
+    Safe to use from several threads; a forked child opens its own socket connection.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        event_file: str | os.PathLike[str] | None = None,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        work_dir: str | os.PathLike[str] | None = None,
+        expect_every: float | None = None,
+    ) -> None:
+        self.run_id = str(run_id)
+        file_ = event_file if event_file is not None else _env(ENV_EVENT_FILE, _SEED_ENV_FILE)
+        sock = socket_path if socket_path is not None else _env(ENV_EVENT_SOCKET, _SEED_ENV_SOCKET)
+        self.event_file: str | None = os.fspath(file_) if file_ else None
+        self.socket_path: str | None = os.fspath(sock) if sock else None
+        #: Events that reached no destination.
+        self.failures = 0
+        #: Events delivered (to the socket or the file).
+        self.sent = 0
+        #: The most recent delivery error, as text.
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._socket_pid = 0
+        self._next_connect = 0.0
+        self._failing = False
+        lease_dir = os.fspath(work_dir) if work_dir is not None else None
+        if lease_dir is None and self.event_file is not None:
+            lease_dir = os.path.dirname(os.path.abspath(self.event_file))
+        self._heartbeat: Heartbeat | None = producer_heartbeat(
+            lease_dir, expect_every=expect_every, slack=0.0, producer="events"
+        )
+        if self.event_file is None and self.socket_path is None:
+            self._fail(
+                f"no event destination: pass event_file= or set {ENV_EVENT_FILE} "
+                f"(or {ENV_EVENT_SOCKET}); events of run {self.run_id!r} are dropped",
+                count=False,
+            )
+
+    # -- the events (seed 002's fields) ---------------------------------------------------
+
+    def progress(
+        self,
+        stage: str,
+        progress_pct: float,
+        current_target: str | None = None,
+        targets_complete: int = 0,
+        targets_total: int = 0,
+    ) -> None:
+        """Report progress within ``stage``: ``progress_pct`` in [0, 100] of that stage."""
+        self._emit(
+            {
+                "event_type": "progress",
+                "stage": stage,
+                "progress_pct": progress_pct,
+                "current_target": current_target,
+                "targets_complete": targets_complete,
+                "targets_total": targets_total,
+            }
+        )
+
+    def stage_change(self, previous_stage: str | None, new_stage: str) -> None:
+        """Report leaving ``previous_stage`` (done) for ``new_stage``."""
+        self._emit(
+            {
+                "event_type": "stage_change",
+                "previous_stage": previous_stage,
+                "new_stage": new_stage,
+            }
+        )
+
+    def target_complete(
+        self,
+        target: str,
+        status: str,
+        models_trained: int = 0,
+        best_auc: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """Report a finished target (``status``: success, failed, skipped).
+
+        ``metrics`` is an extension of the seed's event: more numbers about the target,
+        written as a ``metrics`` object (readers of the seed's shape ignore it).
+        """
+        event: dict[str, Any] = {
+            "event_type": "target_complete",
+            "target": target,
+            "status": status,
+            "models_trained": models_trained,
+            "best_auc": best_auc,
+        }
+        if metrics:
+            event["metrics"] = dict(metrics)
+        self._emit(event)
+
+    def run_complete(self, status: str = "success") -> None:
+        """Report the end of the run (``status``: success, failed, cancelled)."""
+        self._emit({"event_type": "run_complete", "status": status})
+        if self._heartbeat is not None:
+            ending = _LEASE_ENDINGS.get(status)
+            if ending is not None:
+                self._heartbeat.close(*ending)
+
+    def error(
+        self, error_message: str, error_type: str = "unknown", recoverable: bool = True
+    ) -> None:
+        """Report an error; ``recoverable=False`` means the run cannot go on."""
+        self._emit(
+            {
+                "event_type": "error",
+                "error_message": error_message,
+                "error_type": error_type,
+                "recoverable": recoverable,
+            }
+        )
+
+    # The seed's method names, so code written against TrainingEventEmitter runs unchanged.
+    emit_progress = progress
+    emit_stage_change = stage_change
+    emit_target_complete = target_complete
+    emit_run_complete = run_complete
+    emit_error = error
+
+    def close(self) -> None:
+        """Close the socket connection, if any. Events emitted later reopen it."""
+        with self._lock:
+            self._drop_socket()
+            self._next_connect = 0.0
+
+    def __enter__(self) -> EventEmitter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.close_with(exc)
+        self.close()
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def _emit(self, fields: dict[str, Any]) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.beat()
+        with self._lock:
+            try:
+                fields["run_id"] = self.run_id
+                fields["timestamp"] = datetime.now(timezone.utc).isoformat()
+                data = _encode(fields)
+                if self._send(data):
+                    self._delivered()
+                elif self.event_file is None:
+                    self._fail(self.last_error or "no event file to fall back to")
+                else:
+                    append_bytes(self.event_file, data)
+                    self._delivered()
+            except Exception as exc:  # the training loop must never see monitoring fail
+                where = f" to {self.event_file}" if self.event_file else ""
+                self._fail(f"cannot emit {fields.get('event_type')} event{where}: {exc}")
+
+    def _send(self, data: bytes) -> bool:
+        """Send ``data`` over the socket; ``False`` (socket dropped) when that is not possible."""
+        if self.socket_path is None:
+            return False
+        if self._socket is not None and self._socket_pid != os.getpid():
+            # Inherited through fork: the parent's connection is not ours to write on.
+            self._socket = None
+        if self._socket is None and not self._connect():
+            return False
+        assert self._socket is not None
+        try:
+            self._socket.sendall(data)
+            return True
+        except OSError as exc:
+            # A partial send leaves an unterminated line; the listener drops it at EOF, so
+            # the event ends up once, in the file.
+            self.last_error = f"event socket {self.socket_path}: {exc}"
+            self._drop_socket()
+            return False
+
+    def _connect(self) -> bool:
+        now = time.monotonic()
+        if self.socket_path is None or now < self._next_connect:
+            return False
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(SOCKET_SEND_TIMEOUT)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            self.last_error = f"event socket {self.socket_path}: {exc.strerror or exc}"
+            self._next_connect = now + SOCKET_RETRY_SECONDS
+            logger.debug("%s; using the event file", self.last_error)
+            return False
+        self._socket, self._socket_pid = sock, os.getpid()
+        return True
+
+    def _drop_socket(self) -> None:
+        if self._socket is not None:
+            if self._socket_pid == os.getpid():
+                self._socket.close()
+            self._socket = None
+        self._next_connect = time.monotonic() + SOCKET_RETRY_SECONDS
+
+    def _delivered(self) -> None:
+        self.sent += 1
+        self._failing = False
+
+    def _fail(self, message: str, *, count: bool = True) -> None:
+        if count:
+            self.failures += 1
+        self.last_error = message
+        if not self._failing:
+            # Once per streak: a full disk must not flood the training log with one warning
+            # per event. A later success re-arms the warning.
+            self._failing = True
+            logger.warning("%s (further failures are counted, not logged)", message)
+
+
+#: run_complete's status -> how the lease ends (other words leave the lease held).
+_LEASE_ENDINGS: Mapping[str, tuple[str, Cause | None]] = {
+    "success": ("finished", None),
+    "failed": ("failed", Cause("error", message="run_complete reported failed")),
+    "cancelled": ("cancelled", Cause("cancel", message="run_complete reported cancelled")),
+}
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+#: The seed's class name, for code that imports it by that name.
+TrainingEventEmitter = EventEmitter
+
+_emitter: EventEmitter | None = None
+
+
+def init_events(
+    run_id: str,
+    event_file: str | os.PathLike[str] | None = None,
+    socket_path: str | os.PathLike[str] | None = None,
+    *,
+    work_dir: str | os.PathLike[str] | None = None,
+    expect_every: float | None = None,
+) -> EventEmitter:
+    """Create the process-wide emitter used by the ``emit_*`` functions, and return it."""
+    global _emitter
+    if _emitter is not None:
+        _emitter.close()
+    _emitter = EventEmitter(
+        run_id, event_file, socket_path, work_dir=work_dir, expect_every=expect_every
+    )
+    return _emitter
+
+
+def get_emitter() -> EventEmitter | None:
+    """The process-wide emitter, if :func:`init_events` was called."""
+    return _emitter
+
+
+#: The seed's names for the two functions above.
+init_training_events = init_events
+get_training_emitter = get_emitter
+
+
+def emit_progress(stage: str, progress_pct: float, **kwargs: Any) -> None:
+    """:meth:`EventEmitter.progress` on the process-wide emitter (no-op without one)."""
+    if _emitter is not None:
+        _emitter.progress(stage, progress_pct, **kwargs)
+
+
+def emit_stage_change(previous_stage: str | None, new_stage: str) -> None:
+    """:meth:`EventEmitter.stage_change` on the process-wide emitter (no-op without one)."""
+    if _emitter is not None:
+        _emitter.stage_change(previous_stage, new_stage)
+
+
+def emit_target_complete(target: str, status: str, **kwargs: Any) -> None:
+    """:meth:`EventEmitter.target_complete` on the process-wide emitter (no-op without one)."""
+    if _emitter is not None:
+        _emitter.target_complete(target, status, **kwargs)
+
+
+def emit_run_complete(status: str = "success") -> None:
+    """:meth:`EventEmitter.run_complete` on the process-wide emitter (no-op without one)."""
+    if _emitter is not None:
+        _emitter.run_complete(status)
+
+
+def emit_error(error_message: str, error_type: str = "unknown", recoverable: bool = True) -> None:
+    """:meth:`EventEmitter.error` on the process-wide emitter (no-op without one)."""
+    if _emitter is not None:
+        _emitter.error(error_message, error_type, recoverable)
