@@ -3,10 +3,11 @@
 Emitters (:class:`~progresskit.producer.emitter.EventEmitter`, or the seed's
 ``TrainingEventEmitter``) connect to a Unix socket and stream JSONL events.
 :class:`EventListener` accepts any number of connections on one thread (a selector, no
-thread per client), reassembles each connection's lines and appends complete lines to the event file with the same
-``O_APPEND`` single-write primitive the emitters use, so listener and direct writers can
-share one file. A connection that ends in the middle of a line has that fragment dropped:
-an emitter whose send failed part-way writes the whole event to the file instead.
+thread per client), reassembles each connection's lines and appends complete lines to the
+event file with the same ``O_APPEND`` single-write primitive the emitters use, so listener
+and direct writers can share one file. A connection that ends in the middle of a line has
+that fragment dropped: an emitter whose send failed part-way writes the whole event to the
+file instead.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import pluggy
 from progresskit.errors import PluginError
 from progresskit.plugin import hookspec
 from progresskit.plugin.config import ConfigSchema
+from progresskit.plugin.hooks import Hooks
 from progresskit.plugin.sink import SinkType
 from progresskit.plugin.tracker import RunnerDescription
 
@@ -47,6 +48,8 @@ class PluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__("progresskit")
         self.add_hookspecs(hookspec)
+        #: The typed hook facade: the only way progresskit calls hooks.
+        self.hooks = Hooks(self)
         self.schema = ConfigSchema()
         self._origins: dict[str, tuple[str, str | None, str | None]] = {}
         from progresskit.plugin import coreconfig
