@@ -1,8 +1,8 @@
 """Benchmark: one StatusMonitor following 500 ComfyUI jobs across 2 replay servers.
 
-Two loopback ComfyUI servers (tests/comfyui_replay.py, in a separate process) replay the
-captured successful prompt (5 nodes, 16 sampler steps, previews) for every job, compressed
-by ``--speed``. Measured in this same run:
+Two loopback ComfyUI servers (plugins/progresskit-comfyui/tests/comfyui_replay.py, in a
+separate process) replay the captured successful prompt (5 nodes, 16 sampler steps,
+previews) for every job, compressed by ``--speed``. Measured in this same run:
 
   baseline: a bare client per server (the same /ws connection and /queue polling) that only
     decodes each JSON message: the cost of receiving the stream at all;
@@ -35,7 +35,8 @@ import httpx
 from websockets.asyncio.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+REPLAY = ROOT / "plugins" / "progresskit-comfyui" / "tests"
+sys.path.insert(0, str(REPLAY))
 
 from progresskit_comfyui import ProgressStatus, ProgressUpdate, StatusMonitor  # noqa: E402
 
@@ -48,7 +49,7 @@ class Servers:
     """Two replay servers in a child process, holding every job until :meth:`go`."""
 
     def __init__(self, speed: float, previews: bool, log: Path):
-        command = [sys.executable, str(ROOT / "tests" / "comfyui_replay.py"), "--servers", "2",
+        command = [sys.executable, str(REPLAY / "comfyui_replay.py"), "--servers", "2",
                    "--speed", str(speed), "--send-log", str(log), "--hold"]
         if not previews:
             command.append("--no-previews")

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from progresskit import Status, Tracking
-from progresskit.producer.heartbeat import LEASE_FILENAME
+from progresskit.formats.lease import LEASE_FILENAME
 
 EXPECTED = ("training_losses.pt", "optimizer_buffer.json", "validation_scores.json")
 

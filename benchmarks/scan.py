@@ -6,6 +6,9 @@ run) and prints, measured in this same run:
   (a) floor: a bare os.scandir walk listing every run dir and every epoch dir;
   (b) floor: that walk plus one os.stat per expected file;
   cold: the first get_all_run_status over every run (a fresh session, nothing cached);
+  cold recording: the same inside ``record_finished_runs()``, what ``progresskit status``
+      pays on a cold start: every run is finished, so every run is recorded into the ETA
+      history (checked: once each, however often the tree is queried);
   warm: the same call again, nothing changed on disk.
 
 Targets (issue 2): cold <= 1.3 x (b); warm <= 0.25 x (a).
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -30,7 +34,13 @@ from collections.abc import Callable
 EXPECTED = ("training_losses.pt", "optimizer_buffer.json", "validation_scores.json")
 
 
+#: Seconds between the generated epochs' mtimes: epochs written under a second apart look
+#: copied into place, which the trainer does not time (nor record into the ETA history).
+EPOCH_SECONDS = 60.0
+
+
 def generate(root: str, runs: int, epochs: int) -> None:
+    first_epoch_end = time.time() - 86400.0
     payloads = {
         "training_losses.pt": b"\x80\x04loss-tensor-bytes",
         "optimizer_buffer.json": b'{"lr": 0.001, "momentum": 0.9}',
@@ -52,6 +62,9 @@ def generate(root: str, runs: int, epochs: int) -> None:
                     },
                     fh,
                 )
+            end = first_epoch_end + e * EPOCH_SECONDS
+            for name in EXPECTED:
+                os.utime(os.path.join(d, name), (end, end))
         with open(os.path.join(run, "train_val_0.log"), "w") as fh:
             fh.write("epoch done\n")
 
@@ -104,11 +117,12 @@ def main() -> None:
 
     own_root = args.root is None
     root = args.root or tempfile.mkdtemp(prefix="progresskit-bench-")
-    # Finished runs are recorded into the ETA history (a real cost, so it stays on), but
-    # into a file of the benchmark's own, never the user's.
-    os.environ["PROGRESSKIT_HISTORY"] = os.path.join(root, ".history.sqlite3")
+    # get_all_run_status, a library query, records nothing; "cold recording" records every
+    # (finished) run, into an ETA history of the benchmark's own, never the user's.
+    history = os.path.join(root, ".history.sqlite3")
+    os.environ["PROGRESSKIT_HISTORY"] = history
 
-    from progresskit import get_all_run_status
+    from progresskit import get_all_run_status, record_finished_runs
     from progresskit.engine.query import _sessions
 
     try:
@@ -155,6 +169,19 @@ def main() -> None:
             colds.append(time.perf_counter() - start)
         cold = min(colds)
         print("cold runs:", ", ".join(f"{c:.2f}s" for c in colds))
+        if os.path.exists(history):
+            os.unlink(history)
+        recording_colds = []
+        for _ in range(args.repeat):
+            _sessions.clear()
+            start = time.perf_counter()
+            with record_finished_runs():
+                query()
+            recording_colds.append(time.perf_counter() - start)
+        cold_recording = min(recording_colds)
+        print("cold recording runs:", ", ".join(f"{c:.2f}s" for c in recording_colds))
+        recorded = sqlite3.connect(history).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        assert recorded == args.runs, f"{recorded} runs in the ETA history, not {args.runs}"
         warm_times = []
         for _ in range(args.repeat):
             start = time.perf_counter()
@@ -175,6 +202,11 @@ def main() -> None:
         print(
             f"cold get_all_run_status   {cold:8.3f}s  {cold / n * 1e3:7.3f} ms/run  "
             f"= {cold / b:5.2f} x (b)   target <= 1.30  {'OK' if cold <= 1.3 * b else 'MISSED'}"
+        )
+        print(
+            f"cold, recording           {cold_recording:8.3f}s  "
+            f"{cold_recording / n * 1e3:7.3f} ms/run  = {cold_recording / b:5.2f} x (b)   "
+            f"no target ({recorded} runs in the history, once each)"
         )
         print(
             f"warm get_all_run_status   {warm:8.3f}s  {warm / n * 1e3:7.3f} ms/run  "

@@ -28,6 +28,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from progresskit.builtin.multistage import MultiStageProgressTracker
+from progresskit.formats.events import (
+    progress_event,
+    stage_change_event,
+    stamp,
+    target_complete_event,
+)
 from progresskit.producer.emitter import EventEmitter
 
 TARGETS = [f"target_{i:03d}" for i in range(200)]
@@ -42,39 +48,26 @@ def build_log(path: Path, events: int) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         stage_index, previous, done = 0, None, 0
         for i in range(events):
-            stamp = datetime.fromtimestamp(T0 + i * 0.01, timezone.utc).isoformat()
             while i >= stages[stage_index][1] * events:
                 stage_index += 1
             stage = stages[stage_index][0]
             if stage != previous:
-                event = {
-                    "event_type": "stage_change",
-                    "previous_stage": previous,
-                    "new_stage": stage,
-                }
+                event = stage_change_event(previous, stage)
                 previous, done = stage, 0
             elif stage == "training" and i % complete_every == 0 and done < len(TARGETS):
-                event = {
-                    "event_type": "target_complete",
-                    "target": TARGETS[done],
-                    "status": "success",
-                    "models_trained": 4,
-                    "best_auc": 0.6,
-                }
+                event = target_complete_event(TARGETS[done], "success", 4, 0.6)
                 done += 1
             else:
                 start = 0.0 if stage_index == 0 else stages[stage_index - 1][1] * events
                 span = stages[stage_index][1] * events - start
-                event = {
-                    "event_type": "progress",
-                    "stage": stage,
-                    "progress_pct": round(100 * (i - start) / span, 3),
-                    "current_target": TARGETS[done % len(TARGETS)],
-                    "targets_complete": done,
-                    "targets_total": len(TARGETS),
-                }
-            event["run_id"] = "bench"
-            event["timestamp"] = stamp
+                event = progress_event(
+                    stage,
+                    round(100 * (i - start) / span, 3),
+                    TARGETS[done % len(TARGETS)],
+                    done,
+                    len(TARGETS),
+                )
+            stamp(event, "bench", T0 + i * 0.01)
             fh.write(json.dumps(event) + "\n")
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DAY, make_evaluator_run, make_trainer_run, run_cli
+from helpers.cli import run_cli
+from helpers.runs import DAY, make_evaluator_run, make_trainer_run
+from progresskit.testing import CliResult
 
 
-def statuses(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+def statuses(result: CliResult) -> dict[str, str]:
     document = json.loads(result.stdout)
     return {Path(r["work_dir"]).name: r["status"] for r in document["runs"]}
 
@@ -40,7 +42,7 @@ def tree(tmp_path: Path) -> Path:
 
 def test_json_output_covers_every_status(tree: Path, tmp_path: Path) -> None:
     result = run_cli("status", str(tree), "--json", cwd=tmp_path)
-    assert result.returncode == 1, result.stderr
+    assert result.ret == 1, result.stderr
     assert statuses(result) == {
         "running": "running",
         "finished": "finished",
@@ -70,7 +72,7 @@ def test_stuck_with_a_real_process_working_in_the_run(tmp_path: Path) -> None:
         document = json.loads(result.stdout)
         assert document["runs"][0]["status"] == "stuck"
         assert document["runs"][0]["process_info"]["pid"] == proc.pid
-        assert result.returncode == 1
+        assert result.ret == 1
     finally:
         proc.kill()
         proc.wait()
@@ -80,7 +82,7 @@ def test_stuck_with_a_real_process_working_in_the_run(tmp_path: Path) -> None:
 
 def test_human_table(tree: Path, tmp_path: Path) -> None:
     result = run_cli("status", str(tree), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.ret == 1
     for word in (
         "running",
         "finished",
@@ -99,14 +101,14 @@ def test_healthy_tree_exits_zero(tmp_path: Path) -> None:
     make_trainer_run(tmp_path / "a", 2, total=10)
     make_trainer_run(tmp_path / "b", 2, total=2)
     result = run_cli("status", str(tmp_path), cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.ret == 0, result.stdout + result.stderr
 
 
 def test_undetectable_directory_exits_2_with_diagnostics(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "notes.txt").write_text("hi")
     result = run_cli("status", str(tmp_path / "x"), cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.ret == 2
     assert "Cannot detect runner type" in result.stderr
     assert "notes.txt" in result.stderr
     assert "epoch_0/" in result.stderr
@@ -116,7 +118,7 @@ def test_undetectable_directory_exits_2_with_diagnostics(tmp_path: Path) -> None
 def test_missing_target_exits_2_but_other_targets_still_report(tmp_path: Path) -> None:
     run = make_trainer_run(tmp_path / "ok", 1, total=2)
     result = run_cli("status", str(tmp_path / "missing"), str(run), "--json", cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.ret == 2
     document = json.loads(result.stdout)
     assert [Path(r["work_dir"]).name for r in document["runs"]] == ["ok"]
     assert "does not exist" in document["errors"][0]
@@ -126,11 +128,11 @@ def test_ambiguous_single_target_exits_2(tmp_path: Path) -> None:
     run = make_trainer_run(tmp_path / "r", 1)
     make_evaluator_run(run, scores={"acc": 1})
     result = run_cli("status", str(run), cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.ret == 2
     assert "Ambiguous runner type" in result.stderr
     (run / "progresskit.yaml").write_text("runner_type: evaluator\n")
     pinned = run_cli("status", str(run), "--json", cwd=tmp_path)
-    assert pinned.returncode == 0
+    assert pinned.ret == 0
     assert json.loads(pinned.stdout)["runs"][0]["progress"]["runner_type"] == "evaluator"
 
 
@@ -149,7 +151,7 @@ def test_invalid_config_exits_2_naming_file_and_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("epochs: 3\nepoch_count: 4\n")
     result = run_cli("status", str(run), "--config", str(config), cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.ret == 2
     assert f"{config}: unknown key 'epoch_count'" in result.stderr
 
 
@@ -157,7 +159,7 @@ def test_bad_sink_in_config_fails_before_reading_runs(tmp_path: Path) -> None:
     run = make_trainer_run(tmp_path / "r", 1, total=2)
     (tmp_path / "progresskit.yaml").write_text("sinks:\n  - type: smoke_signals\n")
     result = run_cli("status", str(run), cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.ret == 2
     assert "unknown sink type 'smoke_signals'" in result.stderr
 
 
@@ -165,7 +167,7 @@ def test_json_file_sink_from_config(tmp_path: Path) -> None:
     run = make_trainer_run(tmp_path / "r", 1, total=2)
     (tmp_path / "progresskit.yaml").write_text("sinks:\n  - type: json_file\n")
     result = run_cli("status", str(run), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.ret == 0, result.stderr
     assert json.loads((run / "progress.json").read_text())["completed_epochs"] == 1
 
 
@@ -178,7 +180,7 @@ def test_cli_overrides(tmp_path: Path) -> None:
 
 def test_plugins_lists_builtins_with_their_origin(tmp_path: Path) -> None:
     result = run_cli("plugins", "--json", cwd=tmp_path)
-    assert result.returncode == 0
+    assert result.ret == 0
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
     assert plugins["trainer"]["origin"] == "builtin"
     assert plugins["trainer"]["distribution"] == "progresskit"
@@ -192,16 +194,16 @@ def test_plugins_lists_builtins_with_their_origin(tmp_path: Path) -> None:
 def test_p_no_disables_a_plugin(tmp_path: Path) -> None:
     run = make_trainer_run(tmp_path / "r", 1)
     result = run_cli("-p", "no:trainer", "status", str(run), cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.ret == 2
     assert "Cannot detect runner type" in result.stderr
     # The disabled plugin's config keys are unknown now, and said so.
     (run / "progresskit.yaml").write_text("epochs: 2\n")
     keyed = run_cli("status", str(run), "-p", "no:trainer", cwd=tmp_path)
-    assert keyed.returncode == 2 and "unknown key 'epochs'" in keyed.stderr
+    assert keyed.ret == 2 and "unknown key 'epochs'" in keyed.stderr
     listed = json.loads(run_cli("-p", "no:trainer", "plugins", "--json", cwd=tmp_path).stdout)
     assert "trainer" not in {p["name"] for p in listed}
     bad = run_cli("-p", "trainer", "plugins", cwd=tmp_path)
-    assert bad.returncode == 2 and "expected -p no:NAME" in bad.stderr
+    assert bad.ret == 2 and "expected -p no:NAME" in bad.stderr
 
 
 def _fake_distribution(site: Path, name: str, module_source: str) -> None:
@@ -235,18 +237,18 @@ def test_plugin_that_fails_to_import_is_named(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _fake_distribution(site, "pk_broken", "raise ImportError('needs torch')\n")
     result = run_cli("plugins", cwd=tmp_path, env={"PYTHONPATH": str(site)})
-    assert result.returncode == 2
+    assert result.ret == 2
     assert "plugin 'pk_broken'" in result.stderr and "needs torch" in result.stderr
     assert "-p no:pk_broken" in result.stderr
     ok = run_cli("-p", "no:pk_broken", "plugins", cwd=tmp_path, env={"PYTHONPATH": str(site)})
-    assert ok.returncode == 0
+    assert ok.ret == 0
 
 
 def test_plugin_with_an_unknown_hook_is_named(tmp_path: Path) -> None:
     site = tmp_path / "site"
     _fake_distribution(site, "pk_typo", "def progresskit_detect_runer(target):\n    return None\n")
     result = run_cli("plugins", cwd=tmp_path, env={"PYTHONPATH": str(site)})
-    assert result.returncode == 2
+    assert result.ret == 2
     assert "plugin 'pk_typo' implements an unknown hook" in result.stderr
 
 
@@ -286,11 +288,11 @@ def test_plugin_cli_option_and_config_key_reach_configure(tmp_path: Path) -> Non
     run = make_trainer_run(tmp_path / "r", 1, config={"epochs": 2, "opts_level": 7})
     env = {"PYTHONPATH": str(site)}
     result = run_cli("status", str(run), "--opts-colour", "blue", cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr
+    assert result.ret == 0, result.stderr
     assert json.loads(seen.read_text()) == [7, "blue"]
     (run / "progresskit.yaml").write_text("epochs: 2\nopts_level: high\n")
     bad = run_cli("status", str(run), cwd=tmp_path, env=env)
-    assert bad.returncode == 2 and "key 'opts_level' expects integer" in bad.stderr
+    assert bad.ret == 2 and "key 'opts_level' expects integer" in bad.stderr
 
 
 def test_output_piped_into_a_reader_that_leaves(tmp_path: Path) -> None:

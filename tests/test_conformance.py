@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from conftest import make_evaluator_run, make_trainer_run
+from helpers.runs import make_evaluator_run, make_trainer_run
 from progresskit import EventEmitter
 from progresskit.builtin import evaluator
 from progresskit.testing import TrackerConformance, make_run_dir
@@ -102,7 +102,7 @@ class TestBrushConformance(TrackerConformance):
 
     @staticmethod
     def _status(directory: Path, iteration: int) -> Path:
-        from progresskit.producer.statusfile import format_timestamp
+        from progresskit.formats.statusfile import format_timestamp
 
         document = {
             "current_iteration": iteration,

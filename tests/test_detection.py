@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_evaluator_run, make_trainer_run
+from helpers.runs import make_evaluator_run, make_trainer_run
 from progresskit import (
     AmbiguousRunnerError,
     NoTrackerError,
@@ -17,7 +17,7 @@ from progresskit import (
     get_plugin_manager,
     hookimpl,
 )
-from progresskit.engine.detection import claims, detect
+from progresskit.engine.detection import detect
 
 
 def test_trainer_by_epoch_0(tmp_path: Path) -> None:
@@ -138,8 +138,8 @@ def test_detection_never_returns_a_type_no_plugin_claimed(
     pm = get_plugin_manager()
     listing = {name: name in dirs for name in entries}
     config = pm.schema.validate({"epochs": epochs}, "t")
-    claimed = set(claims(pm, Target(str(tmp_path), config, listing))) | set(
-        claims(pm, Target(str(tmp_path), config, listing, use_config=True))
+    claimed = set(pm.hooks.detect_runner(Target(str(tmp_path), config, listing))) | set(
+        pm.hooks.detect_runner(Target(str(tmp_path), config, listing, use_config=True))
     )
     try:
         result = detect(pm, str(tmp_path), config, entries=listing)

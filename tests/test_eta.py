@@ -6,7 +6,6 @@ import io
 import json
 import math
 import random
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from conftest import make_trainer_run
-from progresskit import RunStatus, Status, Tracking
+from helpers.runs import make_trainer_run
+from progresskit import RunStatus, Status, Tracking, record_finished_runs
+from progresskit.builtin.table import render_table
 from progresskit.builtin.trainer import TrainerProgressTracker
-from progresskit.cli.render import render_table
 from progresskit.engine.eta import PROFILE_BINS, Basis, Estimate, Prior, estimate, rate_profile
 from progresskit.model.core import ProgressInfo
+from progresskit.testing import CliResult
 
 
 def run_of(durations: list[float], start: float = 1_000_000.0) -> list[tuple[float, float]]:
@@ -306,19 +306,20 @@ def test_trainer_copied_epochs_say_nothing_about_speed(tmp_path: Path) -> None:
 
 
 def test_trainer_early_stopped_is_done_and_recorded(
-    tmp_path: Path, isolated_history: Path
+    tmp_path: Path, progresskit_history: Path
 ) -> None:
     scores = [{"acc": a} for a in (0.5, 0.7, 0.6, 0.6, 0.6)]
     run = make_trainer_run(tmp_path / "r", 5, scores=scores, epoch_seconds=100.0)
     config = {"epochs": 10, "metric": "acc", "early_stopping": 3}
-    progress = TrainerProgressTracker(str(run), config).get_progress()
+    with record_finished_runs():
+        progress = TrainerProgressTracker(str(run), config).get_progress()
     assert progress.early_stopped
     assert (progress.eta_seconds, progress.eta_low_seconds, progress.eta_high_seconds) == (
         0.0, 0.0, 0.0,
     )
     from progresskit.engine.history import HistoryStore
 
-    [record] = HistoryStore(isolated_history).runs("trainer", "r")
+    [record] = HistoryStore(progresskit_history).runs("trainer", "r")
     assert record.seconds_per_unit == pytest.approx(100.0)
     assert record.units == 10  # its pace describes a full run of the config
 
@@ -344,13 +345,13 @@ def test_status_table_shows_eta_and_band() -> None:
 
 
 def test_cli_status_json_and_table_carry_the_band(
-    tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+    tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
     run = make_trainer_run(tmp_path / "runs" / "r", 5, epoch_seconds=600.0)
     (run / "train_val.log").write_text("epoch 5\n")
     (tmp_path / "runs" / "progresskit.yaml").write_text("epochs: 20\n")
     result = cli("status", "--json", str(tmp_path / "runs"))
-    assert result.returncode == 0, result.stderr
+    assert result.ret == 0, result.stderr
     doc = json.loads(result.stdout)
     progress = doc["runs"][0]["progress"]
     assert progress["eta_seconds"] == pytest.approx(9000.0, rel=0.01)
@@ -363,7 +364,7 @@ def test_tracking_session_uses_history_of_finished_siblings(tmp_path: Path) -> N
     config = {"epochs": 4, "eta_group": "resnet"}
     for i in range(3):
         make_trainer_run(tmp_path / f"done{i}", 4, epoch_seconds=300.0, age=10_000)
-    session = Tracking(config=config)
+    session = Tracking(config=config, record_history=True)
     for i in range(3):
         assert session.status(str(tmp_path / f"done{i}"), discover_processes=False).status in (
             Status.FINISHED,

@@ -6,7 +6,6 @@ import decimal
 import json
 import logging
 import multiprocessing
-import os
 import subprocess
 import sys
 import threading
@@ -18,11 +17,10 @@ from typing import Any
 
 import pytest
 
+from helpers.foxml import run_seed_code
 from progresskit.cli.listen import EventListener
-from progresskit.producer import emitter as events
+from progresskit.compat import foxml
 from progresskit.producer.emitter import EventEmitter, append_bytes
-
-TESTS = Path(__file__).parent
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -51,17 +49,11 @@ def test_lines_are_byte_identical_to_the_seed_emitter_except_the_timestamp(tmp_p
     ours, seeds = tmp_path / "ours.jsonl", tmp_path / "seed.jsonl"
     calls(EventEmitter("run-7", event_file=ours))
     script = (
-        "import seed_training_events as s\n"
+        "from helpers import seed_training_events as s\n"
         "import test_events\n"
         "test_events.calls(s.TrainingEventEmitter('run-7'))\n"
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(TESTS),
-        "FOXML_TRAINING_EVENT_FILE": str(seeds),
-        "FOXML_TRAINING_EVENT_SOCKET": str(tmp_path / "nobody.sock"),
-    }
-    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=TESTS, timeout=60)
+    run_seed_code(script, event_file=seeds, socket=tmp_path / "nobody.sock")
 
     def without_time(path: Path) -> list[str]:
         out = []
@@ -265,17 +257,17 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
 def test_module_functions_use_the_process_wide_emitter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(events, "_emitter", None)
-    events.emit_progress("ranking", 10)  # no emitter yet: a no-op, as in the seed
-    assert events.get_emitter() is None
+    monkeypatch.setattr(foxml, "_emitter", None)
+    foxml.emit_progress("ranking", 10)  # no emitter yet: a no-op, as in the seed
+    assert foxml.get_emitter() is None
     path = tmp_path / "events.jsonl"
-    emitter = events.init_training_events("run-1", event_file=path)
-    assert events.get_training_emitter() is emitter is events.get_emitter()
-    events.emit_stage_change(None, "ranking")
-    events.emit_progress("ranking", 10, targets_total=4)
-    events.emit_target_complete("a", "success", best_auc=0.5)
-    events.emit_error("warn", "data")
-    events.emit_run_complete("success")
+    emitter = foxml.init_training_events("run-1", event_file=path)
+    assert foxml.get_training_emitter() is emitter is foxml.get_emitter()
+    foxml.emit_stage_change(None, "ranking")
+    foxml.emit_progress("ranking", 10, targets_total=4)
+    foxml.emit_target_complete("a", "success", best_auc=0.5)
+    foxml.emit_error("warn", "data")
+    foxml.emit_run_complete("success")
     assert [e["event_type"] for e in read_events(path)] == [
         "stage_change",
         "progress",
@@ -283,7 +275,7 @@ def test_module_functions_use_the_process_wide_emitter(
         "error",
         "run_complete",
     ]
-    monkeypatch.setattr(events, "_emitter", None)
+    monkeypatch.setattr(foxml, "_emitter", None)
 
 
 # -- several writer processes -------------------------------------------------------------

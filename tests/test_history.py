@@ -1,5 +1,6 @@
-"""The ETA history store: location, recording once, concurrent writers, failures that never
-break a status query, and the prior -> own-rate handover through the tracker helper."""
+"""The ETA history store: location, recording once, who records (and that library queries
+never write), concurrent writers, failures that never break a status query, and the
+prior -> own-rate handover through the tracker helper."""
 
 from __future__ import annotations
 
@@ -13,17 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_trainer_run
+import progresskit
+from helpers.runs import make_trainer_run
+from progresskit import Tracking
 from progresskit.engine.eta import Basis
 from progresskit.engine.history import (
     HISTORY_ENV,
     HistoryStore,
     default_path,
-    deferred_records,
     estimate_run,
     finished_record,
     history_path,
+    record_finished_runs,
 )
+from progresskit.testing import CliResult
 
 
 def steady(n: int, seconds: float, start: float = 1_000_000.0) -> list[tuple[float, float]]:
@@ -67,59 +71,76 @@ def test_config_keys_are_declared_and_checked(tmp_path: Path) -> None:
 # -- recording ------------------------------------------------------------------------------
 
 
-def test_finished_run_is_recorded_once(isolated_history: Path, tmp_path: Path) -> None:
+def test_finished_run_is_recorded_once(progresskit_history: Path, tmp_path: Path) -> None:
     obs = steady(10, 60.0)
-    for _ in range(3):
-        est = estimate_run(obs, 10, runner_type="trainer", work_dir=str(tmp_path), group="g",
-                           finished=True)
+    for _ in range(3):  # three recording queries of the same finished run
+        with record_finished_runs():
+            est = estimate_run(obs, 10, runner_type="trainer", work_dir=str(tmp_path),
+                               group="g", finished=True)
         assert (est.seconds, est.basis) == (0.0, Basis.DONE)
-    store = HistoryStore(isolated_history)
+    store = HistoryStore(progresskit_history)
     runs = store.runs("trainer", "g")
     assert len(runs) == 1
     assert runs[0].seconds_per_unit == pytest.approx(60.0)
     assert runs[0].duration_seconds == pytest.approx(600.0)
     # A re-run in the same directory (later first observation) is a new run.
-    estimate_run(steady(10, 60.0, start=2_000_000.0), 10, runner_type="trainer",
-                 work_dir=str(tmp_path), group="g", finished=True)
+    with record_finished_runs():
+        estimate_run(steady(10, 60.0, start=2_000_000.0), 10, runner_type="trainer",
+                     work_dir=str(tmp_path), group="g", finished=True)
     assert len(store.runs("trainer", "g")) == 2
     assert store.runs("evaluator", "g") == [] and store.runs("trainer", "other") == []
 
 
-def test_deferred_records_commit_once_at_the_end(isolated_history: Path, tmp_path: Path) -> None:
-    store = HistoryStore(isolated_history)
-    with deferred_records():
+def test_a_block_records_once_when_it_ends(progresskit_history: Path, tmp_path: Path) -> None:
+    store = HistoryStore(progresskit_history)
+    with record_finished_runs():
         for i in range(5):
             estimate_run(steady(10, 60.0), 10, runner_type="trainer",
                          work_dir=str(tmp_path / f"r{i}"), group="g", finished=True)
-            with deferred_records():  # nested: the outermost block records
-                pass
-        assert store.runs("trainer", "g") == []  # nothing written before the block ends
-    assert len(store.runs("trainer", "g")) == 5
+        assert not progresskit_history.exists()  # nothing written before the block ends
+        with record_finished_runs():  # nested: records its own runs when it ends
+            estimate_run(steady(10, 60.0), 10, runner_type="trainer",
+                         work_dir=str(tmp_path / "inner"), group="g", finished=True)
+        assert [r.run_key.split("@")[0] for r in store.runs("trainer", "g")] == [
+            str((tmp_path / "inner").resolve())
+        ]
+    assert len(store.runs("trainer", "g")) == 6
 
 
-def test_a_scan_records_its_finished_runs(isolated_history: Path, tmp_path: Path) -> None:
+def test_estimate_run_outside_a_block_writes_nothing(progresskit_history: Path,
+                                                     tmp_path: Path) -> None:
+    est = estimate_run(steady(10, 60.0), 10, runner_type="trainer", work_dir=str(tmp_path),
+                       group="g", finished=True)
+    assert (est.seconds, est.basis) == (0.0, Basis.DONE)
+    assert not progresskit_history.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_recording_scan_records_its_finished_runs(progresskit_history: Path,
+                                                   tmp_path: Path) -> None:
     for i in range(3):
         make_trainer_run(tmp_path / "runs" / f"r{i}", 3, total=3, age=3600)
     make_trainer_run(tmp_path / "runs" / "busy", 1, total=3)
-    from progresskit import scan
 
-    scan(tmp_path / "runs")
-    recorded = sqlite3.connect(isolated_history).execute("SELECT COUNT(*) FROM runs").fetchone()
+    Tracking(record_history=True).scan(str(tmp_path / "runs"))
+    recorded = sqlite3.connect(progresskit_history).execute("SELECT COUNT(*) FROM runs").fetchone()
     assert recorded == (3,)
 
 
-def test_runs_without_a_directory_are_keyed_by_their_id(isolated_history: Path) -> None:
-    for prompt in ("p1", "p2", "p1"):
-        estimate_run(steady(4, 10.0), 4, runner_type="comfyui", work_dir="",
-                     group="video", run_id=f"http://127.0.0.1:8188/{prompt}", finished=True)
-    keys = sorted(r.run_key for r in HistoryStore(isolated_history).runs("comfyui", "video"))
+def test_runs_without_a_directory_are_keyed_by_their_id(progresskit_history: Path) -> None:
+    with record_finished_runs():
+        for prompt in ("p1", "p2", "p1"):
+            estimate_run(steady(4, 10.0), 4, runner_type="comfyui", work_dir="",
+                         group="video", run_id=f"http://127.0.0.1:8188/{prompt}", finished=True)
+    keys = sorted(r.run_key for r in HistoryStore(progresskit_history).runs("comfyui", "video"))
     assert keys == ["http://127.0.0.1:8188/p1@1000000.000", "http://127.0.0.1:8188/p2@1000000.000"]
 
 
-def test_database_format(isolated_history: Path, tmp_path: Path) -> None:
-    estimate_run(steady(4, 10.0), 4, runner_type="trainer", work_dir=str(tmp_path), group="g",
-                 finished=True)
-    conn = sqlite3.connect(isolated_history)
+def test_database_format(progresskit_history: Path, tmp_path: Path) -> None:
+    with record_finished_runs():
+        estimate_run(steady(4, 10.0), 4, runner_type="trainer", work_dir=str(tmp_path),
+                     group="g", finished=True)
+    conn = sqlite3.connect(progresskit_history)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
@@ -127,23 +148,26 @@ def test_database_format(isolated_history: Path, tmp_path: Path) -> None:
                        "duration_seconds", "units", "seconds_per_unit", "profile"]
 
 
-def test_unobserved_run_is_not_recorded(isolated_history: Path, tmp_path: Path) -> None:
+def test_unobserved_run_is_not_recorded(progresskit_history: Path, tmp_path: Path) -> None:
     assert finished_record([(5.0, 3.0)], 3, "trainer", "g", str(tmp_path)) is None
     assert finished_record([(5.0, 1.0), (5.0, 2.0)], 3, "trainer", "g", str(tmp_path)) is None
-    estimate_run([(5.0, 3.0)], 3, runner_type="trainer", work_dir=str(tmp_path), finished=True)
-    assert not isolated_history.exists()  # nothing to record: the file is not even created
+    with record_finished_runs():
+        estimate_run([(5.0, 3.0)], 3, runner_type="trainer", work_dir=str(tmp_path),
+                     finished=True)
+    assert not progresskit_history.exists()  # nothing to record: the file is not even created
 
 
-def test_query_without_history_does_not_create_the_store(isolated_history: Path) -> None:
+def test_query_without_history_does_not_create_the_store(progresskit_history: Path) -> None:
     est = estimate_run([], 10, runner_type="trainer", work_dir="/nowhere", group="g")
     assert est.seconds is None
-    assert not isolated_history.exists()
+    assert not progresskit_history.exists()
 
 
 def test_history_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(HISTORY_ENV, "off")
-    est = estimate_run(steady(4, 10.0), 4, runner_type="trainer", work_dir=str(tmp_path),
-                       finished=True)
+    with record_finished_runs():
+        est = estimate_run(steady(4, 10.0), 4, runner_type="trainer", work_dir=str(tmp_path),
+                           finished=True)
     assert est.basis is Basis.DONE
     assert list(tmp_path.iterdir()) == []
 
@@ -151,12 +175,13 @@ def test_history_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 WRITER = textwrap.dedent(
     """
     import sys
-    from progresskit.engine.history import estimate_run
+    from progresskit.engine.history import estimate_run, record_finished_runs
     worker, runs = int(sys.argv[1]), int(sys.argv[2])
     for i in range(runs):
         obs = [(1000.0 * i + 10.0 * k, float(k)) for k in range(6)]
-        estimate_run(obs, 5, runner_type="trainer", work_dir=f"/runs/w{worker}/r{i}",
-                     group="shared", finished=True)
+        with record_finished_runs():  # one transaction per run: as many as can be
+            estimate_run(obs, 5, runner_type="trainer", work_dir=f"/runs/w{worker}/r{i}",
+                         group="shared", finished=True)
         estimate_run(obs[:3], 5, runner_type="trainer", work_dir="/runs/live",
                      group="shared")
     """
@@ -164,7 +189,7 @@ WRITER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_concurrent_writers_from_several_processes(isolated_history: Path) -> None:
+def test_concurrent_writers_from_several_processes(progresskit_history: Path) -> None:
     workers, runs = 6, 40
     procs = [
         subprocess.Popen([sys.executable, "-c", WRITER, str(w), str(runs)],
@@ -175,7 +200,7 @@ def test_concurrent_writers_from_several_processes(isolated_history: Path) -> No
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert "cannot" not in err, err  # no history warning: every write went through
-    conn = sqlite3.connect(isolated_history)
+    conn = sqlite3.connect(progresskit_history)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == workers * runs
     assert conn.execute("SELECT count(DISTINCT run_key) FROM runs").fetchone()[0] == workers * runs
@@ -192,8 +217,9 @@ def test_unusable_store_is_logged_once_and_never_raised(
     monkeypatch.setenv(HISTORY_ENV, str(blocker / "history.sqlite3"))
     with caplog.at_level(logging.WARNING, logger="progresskit.engine.history"):
         for i in range(3):
-            est = estimate_run(steady(4, 10.0, start=i * 1e5), 4, runner_type="trainer",
-                               work_dir=str(tmp_path), finished=True)
+            with record_finished_runs():
+                est = estimate_run(steady(4, 10.0, start=i * 1e5), 4, runner_type="trainer",
+                                   work_dir=str(tmp_path), finished=True)
             assert est.basis is Basis.DONE
     warnings = [r for r in caplog.records if r.name == "progresskit.engine.history"]
     assert len(warnings) == 1
@@ -216,7 +242,7 @@ def test_corrupt_store_is_logged_once_and_ignored(
 
 
 def test_status_of_finished_runs_with_an_unwritable_store(
-    tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]]
+    tmp_path: Path, cli: Callable[..., CliResult]
 ) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
@@ -224,7 +250,7 @@ def test_status_of_finished_runs_with_an_unwritable_store(
     (tmp_path / "runs" / "progresskit.yaml").write_text("epochs: 3\n")
     result = cli("status", "--json", str(tmp_path / "runs"),
                  env={HISTORY_ENV: str(blocker / "h.sqlite3")})
-    assert result.returncode == 0, result.stderr
+    assert result.ret == 0, result.stderr
     assert '"status": "finished"' in result.stdout
     assert result.stderr.count("ETA history") == 1
     assert run.exists()
@@ -235,9 +261,10 @@ def test_status_of_finished_runs_with_an_unwritable_store(
 
 def test_prior_hands_over_to_the_runs_own_rate(tmp_path: Path) -> None:
     # Five finished runs at ~60 s per epoch...
-    for i in range(5):
-        estimate_run(steady(20, 60.0 + i, start=i * 1e5), 20, runner_type="trainer",
-                     work_dir=str(tmp_path / f"past{i}"), group="cfg", finished=True)
+    with record_finished_runs():
+        for i in range(5):
+            estimate_run(steady(20, 60.0 + i, start=i * 1e5), 20, runner_type="trainer",
+                         work_dir=str(tmp_path / f"past{i}"), group="cfg", finished=True)
     # ...and a new run of the same config on a slower machine: 90 s per epoch.
     new = steady(20, 90.0, start=9e5)
     answers = []
@@ -259,8 +286,9 @@ def test_prior_hands_over_to_the_runs_own_rate(tmp_path: Path) -> None:
 
 
 def test_groups_keep_histories_apart(tmp_path: Path) -> None:
-    estimate_run(steady(10, 60.0), 10, runner_type="trainer", work_dir=str(tmp_path / "a"),
-                 group="small", finished=True)
+    with record_finished_runs():
+        estimate_run(steady(10, 60.0), 10, runner_type="trainer", work_dir=str(tmp_path / "a"),
+                     group="small", finished=True)
     assert estimate_run([], 10, runner_type="trainer", work_dir="/x", group="big").seconds is None
     small = estimate_run([], 10, runner_type="trainer", work_dir="/x", group="small")
     assert small.seconds == pytest.approx(600.0, rel=0.01)
@@ -268,3 +296,94 @@ def test_groups_keep_histories_apart(tmp_path: Path) -> None:
     pinned = estimate_run([], 10, runner_type="trainer", work_dir="/x", group="big",
                           config={"eta_group": "small"})
     assert pinned.seconds == pytest.approx(600.0, rel=0.01)
+
+
+# -- who records ----------------------------------------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and directory under ``root`` with its size and mtime: what a write moves."""
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
+            for p in root.rglob("*")}
+
+
+LIBRARY_QUERIES: dict[str, Callable[[Path, dict[str, object]], object]] = {
+    "status": lambda runs, _: progresskit.status(runs / "r0"),
+    "scan": lambda runs, _: progresskit.scan(runs),
+    "get_run_status": lambda runs, _: progresskit.get_run_status(str(runs / "r0"), None, 3, None),
+    "get_all_run_status": lambda runs, _: progresskit.get_all_run_status(
+        [str(runs / "r0"), str(runs / "r1")], None, 3),
+    "create_progress_tracker": lambda runs, config: progresskit.create_progress_tracker(
+        runs / "r0", config).get_progress(),
+}
+
+
+@pytest.mark.parametrize("where", ["xdg", "home", "config"])
+@pytest.mark.parametrize("query", sorted(LIBRARY_QUERIES))
+def test_library_queries_of_finished_runs_create_no_file(
+    query: str, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every place the history may be (store_for): $XDG_STATE_HOME, ~/.local/state, the
+    # config's eta_history; and the working directory. All of them are under tmp_path.
+    monkeypatch.delenv(HISTORY_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    if where == "xdg":
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    else:
+        monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    config: dict[str, object] = {"epochs": 3}
+    if where == "config":
+        config["eta_history"] = str(tmp_path / "cfg" / "history.sqlite3")
+    for i in range(2):
+        make_trainer_run(tmp_path / "runs" / f"r{i}", 3, config=config, age=3600)
+    for directory in ("home", "state", "cfg", "cwd"):
+        (tmp_path / directory).mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert history_path(config) is not None
+    before = _tree(tmp_path)
+
+    result = LIBRARY_QUERIES[query](tmp_path / "runs", config)
+
+    assert "eta_seconds=0.0" in repr(result)  # the runs were seen finished
+    assert _tree(tmp_path) == before
+
+
+def test_library_queries_add_nothing_to_an_existing_history(progresskit_history: Path,
+                                                           tmp_path: Path) -> None:
+    with record_finished_runs():
+        estimate_run(steady(3, 60.0), 3, runner_type="trainer", work_dir=str(tmp_path / "old"),
+                     group="old", finished=True)
+    for i in range(2):
+        make_trainer_run(tmp_path / "runs" / f"r{i}", 3, total=3, age=3600)
+    config = {"epochs": 3}
+    for query in LIBRARY_QUERIES.values():
+        query(tmp_path / "runs", config)
+    recorded = sqlite3.connect(progresskit_history).execute("SELECT COUNT(*) FROM runs").fetchone()
+    assert recorded == (1,)
+
+
+def test_cli_status_records_finished_runs_exactly_once(
+    progresskit_history: Path, tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    for i in range(2):
+        make_trainer_run(tmp_path / "runs" / f"r{i}", 3, total=3, age=3600)
+    make_trainer_run(tmp_path / "runs" / "busy", 1, total=3)
+    for target in ("runs", "runs", "runs/r0"):  # a root twice, then one of its runs
+        result = cli("status", "--json", str(tmp_path / target))
+        assert result.ret == 0, result.stderr
+    rows = sqlite3.connect(progresskit_history).execute(
+        "SELECT runner_type, run_key FROM runs ORDER BY run_key").fetchall()
+    assert [(kind, key.split("@")[0]) for kind, key in rows] == [
+        ("trainer", str((tmp_path / "runs" / f"r{i}").resolve())) for i in range(2)
+    ]
+
+
+def test_a_monitor_records_the_finished_runs_it_meets(progresskit_history: Path,
+                                                      tmp_path: Path) -> None:
+    for i in range(2):
+        make_trainer_run(tmp_path / "runs" / f"r{i}", 3, total=3, age=3600)
+    monitor = progresskit.Monitor(tmp_path / "runs", sinks=[])
+    for _ in range(2):
+        monitor.check()
+    recorded = sqlite3.connect(progresskit_history).execute("SELECT COUNT(*) FROM runs").fetchone()
+    assert recorded == (2,)

@@ -14,20 +14,25 @@ from pathlib import Path
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from conftest import make_trainer_run
+from helpers.runs import make_trainer_run
 from progresskit import Cause, ProgressInfo, Status, Tracking, heartbeat, to_json
+from progresskit.engine.liveness import GRACE_SECONDS, LeaseCheck, observe
 from progresskit.engine.rules import decide
-from progresskit.producer.heartbeat import (
-    GRACE_SECONDS,
+from progresskit.formats.lease import (
     LEASE_FILENAME,
+    LEASE_STATES,
     Lease,
-    LeaseCheck,
-    cause_of,
+    dump_lease,
     load_lease,
-    observe,
+    process_start_time,
     this_host,
 )
+from progresskit.model.converter import unstructure
+from progresskit.producer.heartbeat import cause_of
+from progresskit.testing import strategies
 
 
 def run_script(tmp_path: Path, body: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,6 +67,44 @@ def test_the_lease_records_pid_start_time_host_and_promise(tmp_path: Path) -> No
         raw = json.loads(Path(hb.path).read_text())
         assert raw["format"] == "progresskit.lease" and raw["version"] == 1
     assert load_lease(hb.path).state == "finished"
+
+
+def test_the_process_identity_is_what_platform_and_psutil_say_without_loading_them() -> None:
+    # Leases written before the split recorded platform.node() and psutil's create_time();
+    # readers compare new and old leases alike.
+    import platform
+
+    import psutil
+
+    assert this_host() == platform.node()
+    assert process_start_time(os.getpid()) == pytest.approx(psutil.Process().create_time())
+
+
+_times = st.floats(min_value=0, max_value=4e9)
+leases = st.builds(
+    Lease,
+    pid=st.integers(1, 2**22),
+    process_start_time=_times,
+    host=st.text(max_size=20),
+    interval=st.none() | st.floats(min_value=1e-3, max_value=1e6),
+    slack=st.floats(min_value=0, max_value=100),
+    started_at=_times,
+    state=st.sampled_from(LEASE_STATES),
+    ended_at=st.none() | _times,
+    cause=st.none() | strategies.causes(),
+    producers=st.lists(st.sampled_from(["events", "heartbeat", "statusfile"]), unique=True)
+    .map(sorted)
+    .map(tuple),
+)
+
+
+@given(leases)
+def test_the_lease_file_is_the_converters_json_without_the_converter(lease: Lease) -> None:
+    # The producer side writes it without cattrs; the bytes are what the converter's
+    # to_json(indent=2) wrote before the split, so old and new readers see the same files.
+    document = {"format": "progresskit.lease", "version": 1, **unstructure(lease)}
+    converter_text = json.dumps(document, indent=2, allow_nan=False, sort_keys=True) + "\n"
+    assert dump_lease(lease) == converter_text
 
 
 def test_renewal_touches_the_mtime_at_most_every_renew_interval(tmp_path: Path) -> None:
@@ -156,7 +199,7 @@ def test_a_previous_handler_that_carries_on_keeps_the_run_running(tmp_path: Path
     result = run_script(
         tmp_path,
         """\
-        from progresskit.producer.heartbeat import load_lease
+        from progresskit.formats.lease import load_lease
         seen = []
         signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
         hb = progresskit.heartbeat(sys.argv[1], expect_every=5)
@@ -234,7 +277,7 @@ def test_a_forked_child_leaves_the_parents_lease_alone(tmp_path: Path) -> None:
         if pid == 0:
             sys.exit(0)  # the child's exit must not end the parent's run
         os.waitpid(pid, 0)
-        from progresskit.producer.heartbeat import load_lease
+        from progresskit.formats.lease import load_lease
         print(load_lease(hb.path).state)
         hb.close()
         """,

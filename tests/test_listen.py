@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 
+from helpers.foxml import run_seed_code
 from progresskit import Status, Tracking, get_plugin_manager
 from progresskit.cli.listen import MAX_LINE_BYTES, EventListener, ListenError
 from progresskit.producer.emitter import EventEmitter
-
-TESTS = Path(__file__).parent
 
 
 @pytest.fixture
@@ -219,18 +218,12 @@ def test_the_seed_emitter_socket_path_has_a_receiver(short_tmp: Path) -> None:
     thread = threading.Thread(target=listener.serve_forever)
     thread.start()
     script = (
-        "import seed_training_events as s\n"
+        "from helpers import seed_training_events as s\n"
         "results = {'a': (True, 1, 0.6), 'b': (True, 2, 0.7)}\n"
         "s.run_seed_pipeline('via-socket', ['a', 'b'], results)\n"
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(TESTS),
-        "FOXML_TRAINING_EVENT_SOCKET": str(sock),
-        "FOXML_TRAINING_EVENT_FILE": str(short_tmp / "seed-fallback.jsonl"),
-    }
     try:
-        subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=60)
+        run_seed_code(script, event_file=short_tmp / "seed-fallback.jsonl", socket=sock)
         wait_for(lambda: listener.events_written == 13)  # the seed flow with two targets
     finally:
         stop(listener, thread)

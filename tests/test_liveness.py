@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from conftest import make_trainer_run, run_cli
+from helpers.cli import run_cli
+from helpers.runs import make_trainer_run
 from progresskit import Status, Tracking, get_run_status
-from progresskit.producer.heartbeat import LEASE_FILENAME, load_lease
+from progresskit.formats.lease import LEASE_FILENAME, load_lease
 
 #: Every producer script starts with this: the run dir is argv[1]; "ready" on stdout
 #: once the lease is held.
@@ -81,7 +82,7 @@ def producer(tmp_path: Path) -> Iterator[Callable[..., Producer]]:
 
 def cli_run(work: Path, *extra: str) -> dict[str, Any]:
     result = run_cli("status", "--json", *extra, str(work))
-    assert result.returncode in (0, 1), result.stderr
+    assert result.ret in (0, 1), result.stderr
     document = json.loads(result.stdout)
     (run,) = document["runs"]
     return dict(run)

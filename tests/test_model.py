@@ -17,7 +17,7 @@ from progresskit import (
     structure,
     unstructure,
 )
-from progresskit.model.converter import to_json
+from progresskit.formats.jsonio import to_json
 from progresskit.testing import strategies as pks
 
 progress_infos = pks.progress_infos()

@@ -12,11 +12,11 @@ from pathlib import Path
 import attrs
 import pytest
 
-from conftest import make_evaluator_run, make_trainer_run
+from helpers.runs import make_evaluator_run, make_trainer_run
+from helpers.webhook_receiver import wait_for
 from progresskit import Change, Monitor, RunnerDetectionError, RunStatus, Status, scan
 from progresskit.formats.change import change_key
 from progresskit.formats.fileio import atomic_write_text
-from webhook_receiver import wait_for
 
 QUIET = {"watch_heartbeat": 0}
 

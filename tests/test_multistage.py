@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,11 +16,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.foxml import run_seed_code
 from progresskit import ConfigError, Status, Tracking, get_plugin_manager
 from progresskit.builtin.multistage import MultiStageProgressTracker
 from progresskit.producer.emitter import EventEmitter
 
-TESTS = Path(__file__).parent
 T0 = datetime(2026, 1, 21, 10, 0, tzinfo=timezone.utc).timestamp()
 
 
@@ -71,22 +69,14 @@ def seed_pipeline(
         "vol_1d": (True, 5, 0.71),
     }
     script = (
-        "import json, sys, seed_training_events as s\n"
+        "import json, sys\nfrom helpers import seed_training_events as s\n"
         "results = {k: tuple(v) for k, v in json.loads(sys.argv[1]).items()}\n"
         "final = json.loads(sys.argv[2])\n"
         "s.run_seed_pipeline('foxml-run', list(results), results, final_status=final)\n"
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(TESTS),
-        "FOXML_TRAINING_EVENT_FILE": str(work_dir / "events.jsonl"),
-        "FOXML_TRAINING_EVENT_SOCKET": str(socket or work_dir / "nobody.sock"),
-    }
-    subprocess.run(
-        [sys.executable, "-c", script, json.dumps(results), json.dumps(final)],
-        check=True,
-        env=env,
-        timeout=60,
+    run_seed_code(
+        script, json.dumps(results), json.dumps(final),
+        event_file=work_dir / "events.jsonl", socket=socket or work_dir / "nobody.sock",
     )
 
 
@@ -509,7 +499,7 @@ def test_status_json_end_to_end(tmp_path: Path, cli: Callable[..., Any]) -> None
         yaml.safe_dump({"stage_weights": {"ranking": 1, "training": 3}})
     )
     result = cli("status", str(run), "--json", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.ret == 0, result.stderr
     (doc,) = json.loads(result.stdout)["runs"]
     p = doc["progress"]
     assert doc["status"] == "running"
@@ -521,7 +511,7 @@ def test_status_json_end_to_end(tmp_path: Path, cli: Callable[..., Any]) -> None
     ]
     emitter.run_complete("success")
     table = cli("status", str(run), cwd=tmp_path)
-    assert table.returncode == 0 and "finished" in table.stdout and "2/2 items" in table.stdout
+    assert table.ret == 0 and "finished" in table.stdout and "2/2 items" in table.stdout
 
 
 # -- ETA --------------------------------------------------------------------------------

@@ -20,13 +20,15 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from conftest import make_trainer_run
+from helpers.runs import make_trainer_run
+from helpers.serve import TOKEN, Server, add_epoch, serve, start_job
 from progresskit.formats.change import Change
 from progresskit.model.core import ProgressInfo, RunStatus, Status
+from progresskit.server.channels.dashboard import DashboardChannel
 from progresskit.server.hub import Hub
 from progresskit.server.metrics import prometheus_text
+from progresskit.server.settings import ServeSettings
 from progresskit.server.views import run_id
-from serve_helpers import TOKEN, Server, add_epoch, serve, start_job
 
 HOUR = 3600.0
 
@@ -343,15 +345,16 @@ def test_cross_origin_stream_is_refused(server: Server) -> None:
 
 def test_a_client_that_cannot_keep_up_is_dropped_not_buffered() -> None:
     async def scenario() -> tuple[bool, int, int]:
-        hub = Hub("/r", client_queue=5)
-        slow, _hello = hub.connect()
-        fast, _hello = hub.connect()
+        hub = Hub("/r")
+        stream = DashboardChannel(hub, ServeSettings(token=TOKEN, client_queue=5))
+        hub.channels.append(stream)
+        slow, _hello = stream.connect()
+        fast, _hello = stream.connect()
         for i in range(20):
             progress = ProgressInfo(completed_epochs=i, total_epochs=20, progress_percentage=5 * i)
             hub.apply(Change("changed", RunStatus("/r/a", "/r/a", progress, Status.RUNNING)))
-            while not fast.queue.empty():
-                fast.queue.get_nowait()  # a client that reads as fast as changes come
-        return slow.overflowed.is_set(), hub.dropped_clients, hub.client_count
+            await fast.take(most=100, timeout=0)  # a client that reads as fast as changes come
+        return slow.overflowed.is_set(), hub.dropped_clients, len(stream.clients)
 
     overflowed, dropped, left = asyncio.run(scenario())
     assert overflowed and dropped == 1 and left == 1
@@ -435,12 +438,12 @@ def test_cancelling_a_run_without_a_known_process_says_why(tmp_path: Path) -> No
 
 def test_serve_reports_a_missing_root_and_a_bad_token(tmp_path: Path, cli: Any) -> None:
     result = cli("serve", str(tmp_path / "nope"), "--port", "0")
-    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert result.ret == 2 and "does not exist" in result.stderr
     (tmp_path / "short").write_text("abc\n")
     result = cli("serve", str(tmp_path), "--port", "0", "--token-file", str(tmp_path / "short"))
-    assert result.returncode == 2 and "at least 16 characters" in result.stderr
+    assert result.ret == 2 and "at least 16 characters" in result.stderr
     result = cli("serve", str(tmp_path), "--port", "0", "--token-file", str(tmp_path / "none"))
-    assert result.returncode == 2 and "cannot be read" in result.stderr
+    assert result.ret == 2 and "cannot be read" in result.stderr
 
 
 def test_a_generated_token_is_printed_and_works(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from conftest import make_trainer_run
+from helpers.runs import make_trainer_run
+from helpers.serve import TOKEN, Server, add_epoch, serve, start_job
 from progresskit.producer.emitter import EventEmitter
-from serve_helpers import TOKEN, Server, add_epoch, serve, start_job
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

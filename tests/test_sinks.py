@@ -5,7 +5,7 @@ import os
 import threading
 from pathlib import Path
 
-from conftest import make_trainer_run
+from helpers.runs import make_trainer_run
 from progresskit import ProgressInfo, get_plugin_manager, load_progress_file, scan
 from progresskit.plugin.sink import build_sinks
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DAY, make_evaluator_run, make_trainer_run
+from helpers.runs import DAY, make_evaluator_run, make_trainer_run
 from progresskit import (
     NoTrackerError,
     ProcessInfo,

@@ -16,8 +16,15 @@ from typing import Any
 
 import pytest
 
-from progresskit import StatusFileWriter, statusfile
-from progresskit.producer.statusfile import STATUS_VALUES, format_timestamp, parse_timestamp
+from progresskit import StatusFileWriter
+from progresskit.formats.statusfile import (
+    STATUS_FIELDS,
+    STATUS_VALUES,
+    format_timestamp,
+    parse_timestamp,
+)
+from progresskit.model.vocabulary import SOURCE_VOCABULARIES
+from progresskit.producer import statusfile
 
 TESTS = Path(__file__).parent
 #: The keys of the seed's example document, in its order.
@@ -68,6 +75,13 @@ def test_the_file_exists_at_once_with_every_seed_field(tmp_path: Path) -> None:
     assert abs(parse_timestamp(doc["last_updated"]) - time.time()) < 5
     writer.close()
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_document_vocabulary_agrees_with_the_seed_and_the_status_mapping() -> None:
+    # formats.statusfile (the wire format) and the model's brush vocabulary each spell the six
+    # words: the model layer cannot import the formats layer, so this test keeps them one.
+    assert STATUS_FIELDS[:-1] == tuple(SEED_KEYS)
+    assert tuple(SOURCE_VOCABULARIES["brush"]) == STATUS_VALUES
 
 
 def test_status_changes_are_written_at_once_and_steps_wait_for_the_interval(
@@ -375,7 +389,7 @@ with StatusFileWriter(path, total_iterations=total, interval=0.1) as status:
 def test_the_seeds_orchestration_loop_runs_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import seed_brush_examples as seed
+    from helpers import seed_brush_examples as seed
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -412,8 +426,8 @@ def test_the_seeds_orchestration_loop_runs_unchanged(
 def test_the_seeds_basic_monitor_runs_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "training_status.json"
     code = (
-        f"import sys; sys.path.insert(0, {str(TESTS)!r}); import seed_brush_examples as s; "
-        f"s.monitor_training({str(path)!r})"
+        f"import sys; sys.path.insert(0, {str(TESTS)!r}); "
+        f"from helpers import seed_brush_examples as s; s.monitor_training({str(path)!r})"
     )
     monitor = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:

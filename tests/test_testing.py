@@ -18,9 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.runs import make_trainer_run
 from progresskit import PluginError, ProgressInfo, RunStatus, Status, structure
 from progresskit.builtin.multistage import MultiStageProgressTracker
-from progresskit.model.converter import to_json
+from progresskit.engine.history import history_path
+from progresskit.formats.jsonio import to_json
 from progresskit.plugin.manager import PluginManager
 from progresskit.testing import CliResult, strategies
 from progresskit.testing import plugin as pytest_plugin
@@ -31,7 +33,7 @@ BROKEN_SUITE = """
 import json
 from pathlib import Path
 
-import broken_tracker_plugins as broken
+from helpers import broken_tracker_plugins as broken
 from progresskit.testing import TrackerConformance, make_run_dir
 
 
@@ -146,7 +148,7 @@ def test_an_incomplete_subclass_is_told_what_to_provide(tmp_path: Path) -> None:
     results = run_suite(
         tmp_path,
         """
-        import broken_tracker_plugins as broken
+        from helpers import broken_tracker_plugins as broken
         from progresskit.testing import TrackerConformance
 
         class TestNothing(TrackerConformance):
@@ -228,6 +230,18 @@ def test_plugin_manager_fixture_loads_only_the_chosen_plugins(
     assert {name for name, _ in pm.list_name_plugin() if _ is not None} == {"core", "trainer"}
     with pytest.raises(PluginError, match=r"not installed.*installed: \["):
         progresskit_plugin_manager(only=["trainer", "nope"])
+
+
+def test_history_fixture_gives_the_test_a_database_of_its_own(
+    progresskit_history: Path, progresskit_cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    assert history_path() == progresskit_history
+    assert not progresskit_history.exists()
+    # A command in a subprocess records the runs it sees finish there too.
+    run = make_trainer_run(tmp_path / "r", 3, total=3)
+    result = progresskit_cli("status", str(run), "--json", cwd=tmp_path, in_process=False)
+    assert result.json()["runs"][0]["status"] == "finished"
+    assert progresskit_history.exists()
 
 
 # -- strategies ------------------------------------------------------------------------------

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_trainer_run
+from helpers.runs import make_trainer_run
 from progresskit import create_progress_tracker, structure
 from progresskit.builtin.trainer import TrainerProgressTracker
-from progresskit.model.converter import to_json
+from progresskit.formats.jsonio import to_json
 from progresskit.model.core import ProgressInfo
 
 

@@ -45,8 +45,12 @@ def test_the_example_is_a_whole_package(doc: str) -> None:
     files = example_files(doc)
     pyproject = files["pyproject.toml"]
     assert f'name = "{TUTORIALS[doc]}"' in pyproject
-    entry_point = re.search(r'^\[project\.entry-points\.progresskit\]\n(\w+) = "([\w.]+)"$',
-                            pyproject, re.MULTILINE)
+    # NAME = "module" or NAME = "module:object" (a plugin object, e.g. a TrackerSpec)
+    entry_point = re.search(
+        r'^\[project\.entry-points\.progresskit\]\n(\w+) = "([\w.]+)(?::\w+)?"$',
+        pyproject,
+        re.MULTILINE,
+    )
     assert entry_point, "the example registers no progresskit entry point"
     name, target = entry_point.groups()
     module = "src/" + target.replace(".", "/") + ".py"

@@ -10,7 +10,6 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,27 +17,9 @@ from typing import Any
 
 import pytest
 
-from conftest import make_evaluator_run, make_trainer_run, run_cli
-from webhook_receiver import wait_for
-
-
-def _watch(root: Path, *flags: str, cwd: Path) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "progresskit", "watch", str(root), *flags],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return process, lines
+from helpers.cli import run_cli, start_cli
+from helpers.runs import make_evaluator_run, make_trainer_run
+from helpers.webhook_receiver import wait_for
 
 
 def _collect(lines: queue.Queue[str], into: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -60,7 +41,7 @@ def test_json_lines_pick_up_a_new_run_and_a_signal_stops_cleanly(
 ) -> None:
     root = tmp_path / "runs"
     make_evaluator_run(root / "a", scores={"acc": 0.1})
-    process, lines = _watch(root, "--heartbeat", "0", cwd=isolated_cwd)
+    process, lines = start_cli("watch", str(root), "--heartbeat", "0", cwd=isolated_cwd)
     events: list[dict[str, Any]] = []
     try:
         wait_for(lambda: _has(events, lines, lambda e: e["kind"] == "new"), what="run a")
@@ -86,10 +67,10 @@ def test_flags_override_the_config_and_are_checked_like_it(
 ) -> None:
     (tmp_path / "runs").mkdir()
     result = run_cli("watch", str(tmp_path / "runs"), "--poll-interval", "0", cwd=isolated_cwd)
-    assert result.returncode == 2
+    assert result.ret == 2
     assert "--poll-interval: key 'watch_poll_interval': must be > 0 seconds" in result.stderr
     missing = run_cli("watch", str(tmp_path / "nope"), cwd=isolated_cwd)
-    assert missing.returncode == 2
+    assert missing.ret == 2
     assert "nope: does not exist" in missing.stderr and "Traceback" not in missing.stderr
 
 
@@ -101,7 +82,7 @@ def test_bad_sink_config_fails_at_start_up(tmp_path: Path, isolated_cwd: Path) -
     )
     result = run_cli("watch", str(root), "--config", str(isolated_cwd / "progresskit.yaml"),
                      cwd=isolated_cwd)
-    assert result.returncode == 2
+    assert result.ret == 2
     assert "sinks[0]: environment variable PK_NOT_SET_X (named by secret_env) is not set" in (
         result.stderr
     )

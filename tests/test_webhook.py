@@ -9,8 +9,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import make_evaluator_run
+from helpers.cli import start_cli
+from helpers.runs import make_evaluator_run
+from helpers.webhook_receiver import Receiver, wait_for
 from progresskit import Change, ConfigError, Monitor, RunStatus, get_plugin_manager, scan
 from progresskit.builtin.webhook import WebhookSink, sign, verify
 from progresskit.formats.fileio import atomic_write_text
 from progresskit.plugin.sink import build_sinks
-from webhook_receiver import Receiver, wait_for
 
 SECRET = "correct horse battery staple"
 
@@ -316,23 +315,9 @@ def test_one_spool_one_sink(tmp_path: Path, receiver: Receiver) -> None:
 
 
 def _start_watcher(root: Path, cwd: Path) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "progresskit", "watch", str(root), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PK_TEST_WEBHOOK_SECRET": SECRET},
+    return start_cli(
+        "watch", str(root), "--json", cwd=cwd, env={"PK_TEST_WEBHOOK_SECRET": SECRET}
     )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return process, lines
 
 
 def _ids(lines: queue.Queue[str], into: list[str]) -> list[str]:

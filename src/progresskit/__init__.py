@@ -9,7 +9,11 @@ attrs), never the plugin manager, the engine or the server.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+#: ``typing.TYPE_CHECKING`` without importing typing, whose import would be a fifth of what a
+#: training job's ``from progresskit import EventEmitter`` costs (type checkers treat any
+#: name ``TYPE_CHECKING`` as theirs).
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -26,7 +30,7 @@ _EXPORTS: dict[str, str] = {
     "canonical_status": "progresskit.model.vocabulary",
     "load_progress_file": "progresskit.model.converter",
     "structure": "progresskit.model.converter",
-    "to_json": "progresskit.model.converter",
+    "to_json": "progresskit.formats.jsonio",
     "unstructure": "progresskit.model.converter",
     # errors
     "AmbiguousRunnerError": "progresskit.errors",
@@ -39,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     # formats
     "StatKey": "progresskit.formats.fileio",
     "atomic_write_text": "progresskit.formats.fileio",
+    "read_json": "progresskit.formats.fileio",
     "stat_key": "progresskit.formats.fileio",
     "Change": "progresskit.formats.change",
     # producer
@@ -60,12 +65,14 @@ _EXPORTS: dict[str, str] = {
     "ConfigSchema": "progresskit.plugin.config",
     "ensure": "progresskit.plugin.config",
     # engine
+    "apply_rules": "progresskit.engine.rules",
     "scan": "progresskit.engine.query",
     "status": "progresskit.engine.query",
     "Tracking": "progresskit.engine.session",
     "Monitor": "progresskit.engine.monitor",
     "Estimate": "progresskit.engine.eta",
     "estimate_run": "progresskit.engine.history",
+    "record_finished_runs": "progresskit.engine.history",
     # seed 001 (Pylon) compatibility
     "create_progress_tracker": "progresskit.compat.pylon",
     "detect_runner_type": "progresskit.compat.pylon",
@@ -107,6 +114,7 @@ __all__ = [
     "TrackerSpec",
     "Tracking",
     "__version__",
+    "apply_rules",
     "atomic_write_text",
     "canonical_status",
     "create_progress_tracker",
@@ -120,6 +128,8 @@ __all__ = [
     "heartbeat",
     "hookimpl",
     "load_progress_file",
+    "read_json",
+    "record_finished_runs",
     "scan",
     "stat_key",
     "status",
@@ -143,6 +153,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from progresskit.compat.pylon import (
         create_progress_tracker,
         detect_runner_type,
@@ -151,9 +163,10 @@ if TYPE_CHECKING:
         get_work_dir,
     )
     from progresskit.engine.eta import Estimate
-    from progresskit.engine.history import estimate_run
+    from progresskit.engine.history import estimate_run, record_finished_runs
     from progresskit.engine.monitor import Monitor
     from progresskit.engine.query import scan, status
+    from progresskit.engine.rules import apply_rules
     from progresskit.engine.session import Tracking
     from progresskit.errors import (
         AmbiguousRunnerError,
@@ -165,8 +178,9 @@ if TYPE_CHECKING:
         RunnerDetectionError,
     )
     from progresskit.formats.change import Change
-    from progresskit.formats.fileio import StatKey, atomic_write_text, stat_key
-    from progresskit.model.converter import load_progress_file, structure, to_json, unstructure
+    from progresskit.formats.fileio import StatKey, atomic_write_text, read_json, stat_key
+    from progresskit.formats.jsonio import to_json
+    from progresskit.model.converter import load_progress_file, structure, unstructure
     from progresskit.model.core import (
         Cause,
         CompletedItem,

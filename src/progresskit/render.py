@@ -1,5 +1,6 @@
-"""Moved to :mod:`progresskit.cli.render`; this path works for one release."""
+"""Moved to :mod:`progresskit.builtin.table`, and ``status_document`` to
+:mod:`progresskit.cli.status`; this path works for one release."""
 
 from progresskit._moved import moved
 
-moved(__name__, "progresskit.cli.render")
+moved(__name__, "progresskit.builtin.table", also={"status_document": "progresskit.cli.status"})

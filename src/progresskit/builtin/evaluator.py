@@ -6,14 +6,12 @@ Progress is binary, as in seed 001: 0% until the scores file holds valid JSON, t
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 from progresskit.formats.fileio import read_json, stat_key
 from progresskit.model.core import ProgressInfo
 from progresskit.model.scores import flatten_scores
-from progresskit.plugin.hookspec import hookimpl
-from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit.plugin.spec import TrackerSpec
+from progresskit.plugin.tracker import BaseProgressTracker, Target
 
 RUNNER_TYPE = "evaluator"
 SCORES_FILE = "evaluation_scores.json"
@@ -22,14 +20,9 @@ SCORES_FILE = "evaluation_scores.json"
 class EvaluatorProgressTracker(BaseProgressTracker):
     """Progress of an evaluator run from its ``evaluation_scores.json``."""
 
-    def get_runner_type(self) -> str:
-        return RUNNER_TYPE
-
-    def get_expected_files(self) -> list[str]:
-        return [SCORES_FILE]
-
-    def get_log_pattern(self) -> str:
-        return "eval_*.log"
+    runner_type = RUNNER_TYPE
+    expected_files = (SCORES_FILE,)
+    log_pattern = "eval_*.log"
 
     def calculate_progress(self) -> ProgressInfo:
         path = os.path.join(self.work_dir, SCORES_FILE)
@@ -61,22 +54,15 @@ class EvaluatorProgressTracker(BaseProgressTracker):
         )
 
 
-@hookimpl
-def progresskit_detect_runner(target: Target) -> str | None:
-    if target.has_file(SCORES_FILE):
-        return RUNNER_TYPE
-    if target.use_config and "Evaluator" in target.runner_class:
-        return RUNNER_TYPE
-    return None
+def _claims(target: Target) -> bool:
+    return target.has_file(SCORES_FILE) or (
+        target.use_config and "Evaluator" in target.runner_class
+    )
 
 
-@hookimpl
-def progresskit_make_tracker(
-    runner_type: str, work_dir: str, config: Mapping[str, Any]
-) -> BaseProgressTracker | None:
-    return EvaluatorProgressTracker(work_dir, config) if runner_type == RUNNER_TYPE else None
-
-
-@hookimpl
-def progresskit_describe_runner() -> RunnerDescription:
-    return RunnerDescription(RUNNER_TYPE, f"{SCORES_FILE} file, or 'Evaluator' in runner class")
+tracker = TrackerSpec(
+    EvaluatorProgressTracker,
+    claim=_claims,
+    expects=f"{SCORES_FILE} file, or 'Evaluator' in runner class",
+)
+progresskit_detect_runner, progresskit_make_tracker, progresskit_describe_runner = tracker.hooks

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from progresskit.formats.fileio import atomic_write_text
-from progresskit.model.converter import to_json
+from progresskit.formats.jsonio import to_json
 from progresskit.model.core import RunStatus
 from progresskit.plugin.config import ConfigSchema, ensure
 from progresskit.plugin.hookspec import hookimpl

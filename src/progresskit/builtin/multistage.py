@@ -25,22 +25,26 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 import attrs
 
 from progresskit.engine.history import estimate_run
+from progresskit.formats.events import (
+    DEFAULT_EVENT_FILE,
+    EVENT_TYPES,
+    RUN_OUTCOMES,
+    parse_timestamp,
+)
 from progresskit.formats.fileio import StatKey, stat_key
 from progresskit.model.core import CompletedItem, ProgressInfo, Status
 from progresskit.model.vocabulary import canonical_status
 from progresskit.plugin.config import ConfigSchema, ensure
 from progresskit.plugin.hookspec import hookimpl
-from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit.plugin.spec import TrackerSpec
+from progresskit.plugin.tracker import BaseProgressTracker, Target
 
 RUNNER_TYPE = "multi_stage"
-DEFAULT_EVENT_FILE = "events.jsonl"
-EVENT_TYPES = ("progress", "stage_change", "target_complete", "run_complete", "error")
 
 #: Malformed lines listed one by one in ``warnings``; beyond that they are only counted.
 MAX_LISTED_PROBLEMS = 10
@@ -100,13 +104,9 @@ def _timestamp(event: Mapping[str, Any]) -> float | None:
     if not isinstance(value, str):
         raise InvalidEvent(f"'timestamp' must be an ISO-8601 string, got {value!r}")
     try:
-        # Python 3.10's fromisoformat does not take the "Z" suffix other writers use.
-        moment = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+        return parse_timestamp(value)
     except ValueError:
         raise InvalidEvent(f"'timestamp' is not ISO-8601: {value!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)  # the wire format says UTC
-    return moment.timestamp()
 
 
 def _finite(value: float | None) -> float | None:
@@ -373,8 +373,8 @@ class _Fold:
             )
         if self.outcome is Status.UNKNOWN:
             warnings.append(
-                f"run_complete status {self.outcome_word!r} is not one of success, failed, "
-                "cancelled"
+                f"run_complete status {self.outcome_word!r} is not one of "
+                f"{', '.join(RUN_OUTCOMES)}"
             )
         overall = self.overall(weights, warnings)
         items_completed = None
@@ -420,6 +420,12 @@ class _Fold:
 class MultiStageProgressTracker(BaseProgressTracker):
     """Progress of a multi-stage run from its event log, read incrementally."""
 
+    runner_type = RUNNER_TYPE
+    expected_files = (DEFAULT_EVENT_FILE,)
+    # The events' own timestamps are the heartbeat; a training log written next to the
+    # event log is a sign of life too (seed 001's rule).
+    log_pattern = "*.log"
+
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
         super().__init__(work_dir, config)
         self.event_file = str(self.config.get("event_file") or DEFAULT_EVENT_FILE)
@@ -436,16 +442,8 @@ class MultiStageProgressTracker(BaseProgressTracker):
         self._anchor = b""
         self._answer: ProgressInfo | None = None
 
-    def get_runner_type(self) -> str:
-        return RUNNER_TYPE
-
     def get_expected_files(self) -> list[str]:
         return [self.event_file]
-
-    def get_log_pattern(self) -> str:
-        # The events' own timestamps are the heartbeat; a training log written next to the
-        # event log is a sign of life too (seed 001's rule).
-        return "*.log"
 
     def fingerprint(self) -> tuple[StatKey | None, ...]:
         # The log is the only input: an unchanged log costs one stat per query.
@@ -468,9 +466,7 @@ class MultiStageProgressTracker(BaseProgressTracker):
             estimate = estimate_run(
                 self._fold.observations,
                 100.0 if self._weights else None,
-                runner_type=RUNNER_TYPE,
-                work_dir=self.work_dir,
-                config=self.config,
+                **self.history_args(),
                 finished=progress.reported_status is Status.FINISHED,
             )
             self._answer = estimate.apply(progress)
@@ -566,25 +562,15 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
     )
 
 
-@hookimpl
-def progresskit_detect_runner(target: Target) -> str | None:
-    if target.has_file(str(target.config.get("event_file") or DEFAULT_EVENT_FILE)):
-        return RUNNER_TYPE
-    if target.use_config and target.config.get("stage_weights"):
-        return RUNNER_TYPE
-    return None
-
-
-@hookimpl
-def progresskit_make_tracker(
-    runner_type: str, work_dir: str, config: Mapping[str, Any]
-) -> BaseProgressTracker | None:
-    return MultiStageProgressTracker(work_dir, config) if runner_type == RUNNER_TYPE else None
-
-
-@hookimpl
-def progresskit_describe_runner() -> RunnerDescription:
-    return RunnerDescription(
-        RUNNER_TYPE,
-        f"{DEFAULT_EVENT_FILE} event log (config: event_file), or 'stage_weights' in config",
+def _claims(target: Target) -> bool:
+    return target.has_file(str(target.config.get("event_file") or DEFAULT_EVENT_FILE)) or bool(
+        target.use_config and target.config.get("stage_weights")
     )
+
+
+tracker = TrackerSpec(
+    MultiStageProgressTracker,
+    claim=_claims,
+    expects=f"{DEFAULT_EVENT_FILE} event log (config: event_file), or 'stage_weights' in config",
+)
+progresskit_detect_runner, progresskit_make_tracker, progresskit_describe_runner = tracker.hooks

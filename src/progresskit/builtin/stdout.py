@@ -6,10 +6,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.console import Console
-
-from progresskit.cli.render import render_table
-from progresskit.model.converter import to_json
+from progresskit.formats.jsonio import to_json
 from progresskit.model.core import RunStatus
 from progresskit.plugin.config import ConfigSchema, ensure
 from progresskit.plugin.hookspec import hookimpl
@@ -30,6 +27,12 @@ class StdoutSink:
                 sys.stdout.write(to_json(run) + "\n")
             sys.stdout.flush()
         else:
+            # rich is loaded by the table's first print, not by every command that loads
+            # the plugins.
+            from rich.console import Console
+
+            from progresskit.builtin.table import render_table
+
             render_table(statuses, Console())
 
     def close(self) -> None:

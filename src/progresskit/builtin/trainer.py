@@ -17,12 +17,12 @@ from progresskit.engine.eta import Estimate
 from progresskit.engine.history import estimate_run
 from progresskit.errors import FormatError
 from progresskit.formats.fileio import StatKey, read_json, stat_key
-from progresskit.model.converter import load_progress_file
 from progresskit.model.core import ProgressInfo
 from progresskit.model.scores import flatten_scores
 from progresskit.plugin.config import ConfigSchema, ensure
 from progresskit.plugin.hookspec import hookimpl
-from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit.plugin.spec import TrackerSpec
+from progresskit.plugin.tracker import BaseProgressTracker, Target
 
 RUNNER_TYPE = "trainer"
 DEFAULT_EXPECTED_FILES = ("training_losses.pt", "optimizer_buffer.json", "validation_scores.json")
@@ -87,9 +87,13 @@ class EarlyStopping:
 class TrainerProgressTracker(BaseProgressTracker):
     """Progress of a trainer run from its ``epoch_N/`` directories."""
 
+    runner_type = RUNNER_TYPE
+    expected_files = DEFAULT_EXPECTED_FILES
+    log_pattern = "train_val*.log"
+
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
         super().__init__(work_dir, config)
-        self._expected = list(self.config.get("expected_files") or DEFAULT_EXPECTED_FILES)
+        self._expected = list(self.config.get("expected_files") or self.expected_files)
         self._early = EarlyStopping.from_config(self.config)
         metric = self.config.get("metric") or (self._early.metric if self._early else None)
         self._metric: str | None = metric
@@ -99,14 +103,11 @@ class TrainerProgressTracker(BaseProgressTracker):
         self._scores: dict[int, tuple[StatKey, dict[str, float] | None]] = {}
         self._completed = 0
 
-    def get_runner_type(self) -> str:
-        return RUNNER_TYPE
-
     def get_expected_files(self) -> list[str]:
         return list(self._expected)
 
     def get_log_pattern(self) -> str:
-        return str(self.config.get("log_pattern") or "train_val*.log")
+        return str(self.config.get("log_pattern") or self.log_pattern)
 
     def is_complete(self) -> bool:
         progress = self.get_progress()
@@ -123,7 +124,7 @@ class TrainerProgressTracker(BaseProgressTracker):
         # no stat: creating one changes the work dir's key.
         entries = self.entries()
         join = os.path.join
-        keys: list[StatKey | None] = [self._listing_key]
+        keys: list[StatKey | None] = [self.listing_key()]
         frontier_name = f"epoch_{self._completed}"
         if entries.get(frontier_name):
             frontier = join(self.work_dir, frontier_name)
@@ -191,9 +192,7 @@ class TrainerProgressTracker(BaseProgressTracker):
         return estimate_run(
             [(t, float(u)) for u, t in observations],
             total,
-            runner_type=RUNNER_TYPE,
-            work_dir=self.work_dir,
-            config=self.config,
+            **self.history_args(),
             # Pylon names a work dir after its config (configs/a/b.py -> logs/a/b): re-runs
             # of one config share a name, hence a history.
             group=os.path.basename(os.path.abspath(self.work_dir)),
@@ -247,6 +246,9 @@ class TrainerProgressTracker(BaseProgressTracker):
             return None
         path = os.path.join(self.work_dir, PROGRESS_FILE)
         key = stat_key(path)
+        # The converter loads cattrs: paid by the runs that have a progress.json only.
+        from progresskit.model.converter import load_progress_file
+
         try:
             cached = load_progress_file(path)
         except (OSError, FormatError) as exc:
@@ -381,26 +383,16 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
     )
 
 
-@hookimpl
-def progresskit_detect_runner(target: Target) -> str | None:
-    if target.has_dir("epoch_0"):
-        return RUNNER_TYPE
-    if target.use_config and (
-        target.config.get("epochs") is not None or "Trainer" in target.runner_class
-    ):
-        return RUNNER_TYPE
-    return None
-
-
-@hookimpl
-def progresskit_make_tracker(
-    runner_type: str, work_dir: str, config: Mapping[str, Any]
-) -> BaseProgressTracker | None:
-    return TrainerProgressTracker(work_dir, config) if runner_type == RUNNER_TYPE else None
-
-
-@hookimpl
-def progresskit_describe_runner() -> RunnerDescription:
-    return RunnerDescription(
-        RUNNER_TYPE, "epoch_0/ directory, or 'epochs' in config, or 'Trainer' in runner class"
+def _claims(target: Target) -> bool:
+    return target.has_dir("epoch_0") or (
+        target.use_config
+        and (target.config.get("epochs") is not None or "Trainer" in target.runner_class)
     )
+
+
+tracker = TrackerSpec(
+    TrainerProgressTracker,
+    claim=_claims,
+    expects="epoch_0/ directory, or 'epochs' in config, or 'Trainer' in runner class",
+)
+progresskit_detect_runner, progresskit_make_tracker, progresskit_describe_runner = tracker.hooks

@@ -17,30 +17,34 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
-import http.client
 import json
 import logging
 import os
 import random
 import socket
-import ssl
 import threading
 import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
 from progresskit import __version__
 from progresskit.errors import ConfigError
-from progresskit.formats.change import Change, change_document
+from progresskit.formats import jsonio
 from progresskit.formats.fileio import atomic_write_text
 from progresskit.model.core import RunStatus
 from progresskit.plugin.config import ConfigSchema, ensure
 from progresskit.plugin.hookspec import hookimpl
 from progresskit.plugin.sink import SinkType
+
+if TYPE_CHECKING:
+    # Imported where a sink uses them: every command loads this plugin, few configure it.
+    import http.client
+
+    from progresskit.formats.change import Change
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +139,8 @@ class WebhookSink:
     def _check_reachable(self) -> None:
         """Connect (and, for https, shake hands): a wrong host, port or certificate is a
         start-up error. No request is sent: a probe would be an event the receiver sees."""
+        import ssl
+
         try:
             with socket.create_connection((self._host, self._port), timeout=self.timeout) as s:
                 if self._secure:
@@ -200,6 +206,8 @@ class WebhookSink:
     # -- the sink API ---------------------------------------------------------------------
 
     def emit(self, statuses: Sequence[RunStatus]) -> None:
+        from progresskit.formats.change import Change
+
         self.emit_changes([Change("snapshot", run) for run in statuses])
 
     def emit_changes(self, changes: Sequence[Change]) -> None:
@@ -247,9 +255,9 @@ class WebhookSink:
             # nanosecond clock, kept strictly increasing.
             seq = max(time.time_ns(), self._last_seq + 1)
             self._last_seq = seq
-        body = json.dumps(
-            {**change_document(change), "sequence": seq}, sort_keys=True, allow_nan=False
-        )
+        from progresskit.formats.change import change_document
+
+        body = jsonio.dumps({**change_document(change), "sequence": seq}, sort_keys=True)
         path = os.path.join(self.spool_dir, f"{seq:020d}-{change.id}{_SUFFIX}")
         with self._cond:
             if len(self._queue) >= self.max_events:
@@ -292,7 +300,7 @@ class WebhookSink:
                   "sequence": victim.seq, "why": why, "spool_max_events": self.max_events}
         try:
             with open(os.path.join(self.spool_dir, "overflow.jsonl"), "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+                fh.write(jsonio.dumps(record) + "\n")
         except OSError as exc:
             log.error("webhook spool: cannot record overflow: %s", exc.strerror or exc)
         log.warning(
@@ -371,6 +379,8 @@ class WebhookSink:
                 self._cond.wait(left)
 
     def _post(self, item: _Pending, attempt: int) -> tuple[str, str, float | None]:
+        import http.client
+
         try:
             with open(item.path, "rb") as fh:
                 body = fh.read()
@@ -409,6 +419,8 @@ class WebhookSink:
         return "retry", detail, _retry_after(response.getheader("Retry-After"))
 
     def _connect(self) -> http.client.HTTPConnection:
+        import http.client
+
         if self._connection is None:
             if self._secure:
                 self._connection = http.client.HTTPSConnection(

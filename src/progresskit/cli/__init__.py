@@ -1,12 +1,17 @@
 """The command line: one module per command; :mod:`progresskit.cli.main` dispatches."""
 
-from typing import Any
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 
-def __getattr__(name: str) -> Any:
-    # ``from progresskit.cli import main`` kept working when cli.py became this package.
+def __getattr__(name: str) -> Callable[[Sequence[str] | None], int]:
+    # ``from progresskit.cli import main``, the console script of an install made when the
+    # command line was one module, must get the function: importing the submodule binds
+    # its module object to this package's ``main``, so the function is bound over it.
     if name == "main":
         from progresskit.cli.main import main
 
+        globals()["main"] = main
         return main
     raise AttributeError(f"module 'progresskit.cli' has no attribute {name!r}")

@@ -1,4 +1,6 @@
-"""The receiving end of the event socket: ``progresskit listen --socket PATH --out FILE``.
+"""Receive emitters' events on a Unix socket and append them to an event file.
+
+The receiving end of the event socket: ``progresskit listen --socket PATH --out FILE``.
 
 Emitters (:class:`~progresskit.producer.emitter.EventEmitter`, or the seed's
 ``TrainingEventEmitter``) connect to a Unix socket and stream JSONL events.
@@ -24,7 +26,8 @@ import sys
 from types import FrameType
 
 from progresskit.errors import ProgresskitError
-from progresskit.producer.emitter import ENV_EVENT_FILE, ENV_EVENT_SOCKET, append_bytes
+from progresskit.formats.events import ENV_EVENT_FILE, ENV_EVENT_SOCKET
+from progresskit.producer.emitter import append_bytes
 
 __all__ = ["EventListener", "ListenError", "add_listen_arguments", "run_listen"]
 

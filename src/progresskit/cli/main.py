@@ -1,4 +1,10 @@
-"""The ``progresskit`` command.
+"""The ``progresskit`` command: builds the parser and runs one command.
+
+The command ``NAME`` is the module ``progresskit.cli.NAME`` (``status``, ``plugins``,
+``listen``, ``watch``, ``serve``), with ``add_NAME_arguments(parser)`` and
+``run_NAME(pm, args)`` returning the exit code (``run_NAME(args)`` for a command that
+reads no run, hence loads no plugin). Only the module of the command being run is
+imported, so each command pays for what it uses and ``progresskit --version`` for nothing.
 
 Exit codes (docs/cli.md): 0 every run is healthy (pending, running, finished, outdated,
 cancelled); 1 at least one run is stuck, crashed, failed or unreadable; 2 the command
@@ -9,37 +15,71 @@ or that no single tracker claims).
 from __future__ import annotations
 
 import argparse
-import json
-import logging
+import importlib
 import os
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from progresskit import __version__
-from progresskit.cli.listen import add_listen_arguments, run_listen
-from progresskit.cli.render import render_table, status_document
-from progresskit.cli.watch import add_watch_arguments, run_watch
-from progresskit.engine.session import Tracking
-from progresskit.errors import ConfigError, NoTrackerError, ProgresskitError
-from progresskit.model.converter import unstructure
-from progresskit.model.core import RunStatus
-from progresskit.plugin.config import find_config_file, load_yaml
-from progresskit.plugin.manager import PluginManager, get_plugin_manager
-from progresskit.plugin.sink import Sink, build_sinks
-from progresskit.server.command import add_serve_arguments, run_serve
+from progresskit.errors import ProgresskitError
 
-EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from progresskit.plugin.manager import PluginManager
+
+__all__ = ["COMMANDS", "Command", "main"]
+
 #: What a shell reports for a command killed by SIGPIPE (128 + 13).
 EXIT_BROKEN_PIPE = 141
 
 
-def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+class Command:
+    """A command's entry in the parser."""
+
+    __slots__ = ("help", "plugin_options", "plugins")
+
+    def __init__(self, help: str, *, plugins: bool = True, plugin_options: bool = False):
+        #: The one line ``progresskit --help`` shows.
+        self.help = help
+        #: Whether it reads runs, hence loads the plugins.
+        self.plugins = plugins
+        #: Whether the plugins' options (``progresskit_addoption``) are among its options.
+        self.plugin_options = plugin_options
+
+
+#: Every command, in ``progresskit --help`` order.
+COMMANDS: dict[str, Command] = {
+    "status": Command(
+        "status of one run, or of every run under a directory", plugin_options=True
+    ),
+    "plugins": Command("list loaded plugins and what they provide"),
+    "listen": Command(
+        "receive emitters' events on a Unix socket, append them to an event file",
+        plugins=False,
+    ),
+    "watch": Command(
+        "watch every run under a directory; report each change to the configured sinks",
+        plugin_options=True,
+    ),
+    "serve": Command(
+        "serve an HTTP API, a live WebSocket stream and a dashboard of the runs under ROOT",
+        plugin_options=True,
+    ),
+}
+
+
+def _path(text: str) -> Path:
+    # pathlib is imported when --config is given, not by every command.
+    from pathlib import Path
+
+    return Path(text)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """``-p no:NAME`` and ``--config FILE``, accepted before the command and after it
+    (``default`` is ``argparse.SUPPRESS`` on a command, so it keeps what came before)."""
     parser.add_argument(
         "-p",
         dest="plugin_flags",
@@ -50,7 +90,7 @@ def _add_global_options(parser: argparse.ArgumentParser, default: Any) -> None:
     )
     parser.add_argument(
         "--config",
-        type=Path,
+        type=_path,
         metavar="FILE",
         default=default,
         help="config file for every run (default: the nearest progresskit.yaml of each run)",
@@ -68,107 +108,56 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def _full_parser(pm: PluginManager) -> argparse.ArgumentParser:
+def _parser(command: str | None, pm: PluginManager | None) -> argparse.ArgumentParser:
+    """The full parser. Only ``command``'s own arguments are added (it is the only one that
+    can be parsed); the other commands are listed by name and help."""
     parser = _base_parser()
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    status = commands.add_parser(
-        "status",
-        help="status of one run, or of every run under a directory",
-        description="Show the status of one run, or of every run found under each directory.",
-    )
-    _add_global_options(status, argparse.SUPPRESS)
-    status.add_argument("targets", nargs="+", metavar="WORK_DIR", help="a run or a root of runs")
-    status.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
-    status.add_argument(
-        "--sleep-time",
-        type=float,
-        metavar="SECONDS",
-        help="silence after which a run is no longer running (config: sleep_time)",
-    )
-    status.add_argument(
-        "--outdated-days",
-        type=float,
-        metavar="DAYS",
-        help="age after which finished outputs are outdated (config: outdated_days)",
-    )
-    group = status.add_argument_group("plugin options")
-    pm.hook.progresskit_addoption(parser=group)
-
-    plugins = commands.add_parser("plugins", help="list loaded plugins and what they provide")
-    _add_global_options(plugins, argparse.SUPPRESS)
-    plugins.add_argument("--json", action="store_true", help="machine-readable output")
-
-    listen = commands.add_parser(
-        "listen", help="receive emitters' events on a Unix socket, append them to an event file"
-    )
-    _add_global_options(listen, argparse.SUPPRESS)
-    add_listen_arguments(listen)
-
-    watch = commands.add_parser(
-        "watch",
-        help="watch every run under a directory; report each change to the configured sinks",
-        description="Watch the runs under ROOT (new ones included) until Ctrl-C or SIGTERM: "
-        "a live table on a terminal, JSON lines otherwise (docs/watch.md).",
-    )
-    _add_global_options(watch, argparse.SUPPRESS)
-    add_watch_arguments(watch)
-    pm.hook.progresskit_addoption(parser=watch.add_argument_group("plugin options"))
-
-    serve = commands.add_parser(
-        "serve",
-        help="serve an HTTP API, a live WebSocket stream and a dashboard of the runs under ROOT",
-        description="Serve the runs under ROOT until Ctrl-C or SIGTERM: JSON API, WebSocket "
-        "stream, Prometheus metrics and a dashboard (docs/serve.md). Needs the 'server' extra.",
-    )
-    _add_global_options(serve, argparse.SUPPRESS)
-    add_serve_arguments(serve)
-    pm.hook.progresskit_addoption(parser=serve.add_argument_group("plugin options"))
+    for name, entry in COMMANDS.items():
+        sub = commands.add_parser(name, help=entry.help)
+        _add_global_options(sub, argparse.SUPPRESS)
+        if name != command:
+            continue
+        module = importlib.import_module(f"progresskit.cli.{name}")
+        # The command's description is the first paragraph of its module's docstring.
+        sub.description = (module.__doc__ or "").split("\n\n")[0] or None
+        getattr(module, f"add_{name}_arguments")(sub)
+        if entry.plugin_options and pm is not None:
+            pm.hooks.addoption(sub.add_argument_group("plugin options"))
     return parser
 
 
-def _console() -> Console:
-    console = Console()
-    # Piped output is read by people too (CI logs, `| less`): don't fold rows at 80 columns.
-    return console if console.is_terminal else Console(width=160)
-
-
-def _disabled(flags: Sequence[str], config_file: Path | None) -> list[str]:
-    names = []
-    for flag in flags:
-        if not flag.startswith("no:") or len(flag) == 3:
-            raise ConfigError(f"-p {flag}: expected -p no:NAME to disable the plugin NAME")
-        names.append(flag[3:])
-    source = config_file or find_config_file(Path.cwd())
-    if source is not None:
-        listed = load_yaml(source).get("disable_plugins") or []
-        if not isinstance(listed, list):
-            raise ConfigError(f"{source}: key 'disable_plugins' expects a list of plugin names")
-        names += [str(n) for n in listed]
-    return names
+def _command(rest: Sequence[str]) -> str | None:
+    """The command named in what the global options left: its first word, if a command."""
+    first = next((word for word in rest if not word.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    logging.basicConfig(level=logging.WARNING, format="progresskit: %(levelname)s: %(message)s")
     args_list = list(sys.argv[1:] if argv is None else argv)
-    err = Console(stderr=True, highlight=False)
+    # Without -h: `progresskit COMMAND --help` is the full parser's to answer. `--version`
+    # is answered here, before anything else is imported.
+    early, rest = _base_parser(add_help=False).parse_known_args(args_list)
+    import logging
+
+    from progresskit.cli.options import EXIT_USAGE, disabled_plugins, print_error
+    from progresskit.plugin.manager import get_plugin_manager
+
+    logging.basicConfig(level=logging.WARNING, format="progresskit: %(levelname)s: %(message)s")
     try:
-        # Without -h: `progresskit COMMAND --help` is the full parser's to answer.
-        early, _ = _base_parser(add_help=False).parse_known_args(args_list)
-        pm = get_plugin_manager(disabled=_disabled(early.plugin_flags or [], early.config))
-        args = _full_parser(pm).parse_args(args_list)
-        if args.command == "plugins":
-            return _plugins(pm, args)
-        if args.command == "listen":
-            return run_listen(args)
-        if args.command == "watch":
-            return run_watch(pm, args)
-        if args.command == "serve":
-            return run_serve(pm, args)
-        return _status(pm, args)
+        command = _command(rest)
+        pm = None
+        if command is not None and COMMANDS[command].plugins:
+            flags = early.plugin_flags or []
+            pm = get_plugin_manager(disabled=disabled_plugins(flags, early.config))
+        args = _parser(command, pm).parse_args(args_list)
+        module = importlib.import_module(f"progresskit.cli.{args.command}")
+        run = getattr(module, f"run_{args.command}")
+        code: int = run(args) if pm is None else run(pm, args)
+        return code
     except ProgresskitError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        print_error(str(exc))
         return EXIT_USAGE
     except BrokenPipeError:
         # The reader (`| head`) left: say nothing more, and keep Python from complaining
@@ -176,102 +165,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-
-
-def _plugins(pm: PluginManager, args: argparse.Namespace) -> int:
-    infos = pm.plugin_infos()
-    if args.json:
-        print(json.dumps([unstructure(i) for i in infos], indent=2))
-        return EXIT_OK
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("plugin", "from", "runner types", "sinks", "hooks"):
-        table.add_column(column, overflow="fold")
-    for info in infos:
-        origin = info.origin
-        if info.distribution:
-            origin += f" ({info.distribution} {info.version})"
-        table.add_row(
-            info.name,
-            origin,
-            ", ".join(info.runner_types),
-            ", ".join(info.sink_types),
-            ", ".join(h.removeprefix("progresskit_") for h in info.hooks),
-        )
-    _console().print(table)
-    return EXIT_OK
-
-
-def _status(pm: PluginManager, args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
-    if args.sleep_time is not None:
-        overrides["sleep_time"] = args.sleep_time
-    if args.outdated_days is not None:
-        overrides["outdated_days"] = args.outdated_days
-    tracking = Tracking(pm, config_path=args.config, overrides=overrides, options=args)
-    # Sinks come from the config in force where the command runs; built before any run is
-    # read so that a bad sink entry fails at once, not after a long scan.
-    config = tracking.config_for(str(Path.cwd()))
-    sinks = build_sinks(config.get("sinks") or [], pm.sink_types, _config_origin(args.config))
-
-    runs: list[RunStatus] = []
-    invalid: list[str] = []
-    for target in args.targets:
-        try:
-            runs += _runs_of(tracking, target)
-        except ProgresskitError as exc:
-            invalid.append(str(exc))
-    _emit(sinks, runs)
-
-    now = time.time()
-    if args.json:
-        document = status_document(runs, now)
-        document["errors"] = invalid
-        print(json.dumps(document, indent=2, allow_nan=False))
-    else:
-        if runs:
-            render_table(runs, _console(), now)
-        err = Console(stderr=True, highlight=False)
-        for message in invalid:
-            err.print(
-                f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True
-            )
-    if invalid:
-        return EXIT_USAGE
-    return EXIT_OK if all(run.status.is_healthy for run in runs) else EXIT_UNHEALTHY
-
-
-def _config_origin(path: Path | None) -> str:
-    if path is not None:
-        return str(path)
-    found = find_config_file(Path.cwd())
-    return str(found) if found else "config"
-
-
-def _runs_of(tracking: Tracking, target: str) -> list[RunStatus]:
-    """One run if a tracker claims ``target`` by its files; else every run below it; else
-    one run if its config alone identifies it; else the detection error. A plugin may
-    claim a target that is not a directory first (progresskit_resolve_target)."""
-    resolved = tracking.pm.hook.progresskit_resolve_target(
-        target=target, config=tracking.config_for(str(Path.cwd()))
-    )
-    if resolved is not None:
-        return list(resolved)
-    try:
-        tracking.tracker_for(target, allow_config=False)
-    except NoTrackerError:
-        pass
-    else:
-        return [tracking.status(target)]
-    runs = tracking.scan(target)
-    if runs:
-        return runs
-    return [tracking.status(target)]
-
-
-def _emit(sinks: list[Sink], runs: list[RunStatus]) -> None:
-    try:
-        for sink in sinks:
-            sink.emit(runs)
-    finally:
-        for sink in sinks:
-            sink.close()

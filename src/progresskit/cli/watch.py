@@ -1,74 +1,73 @@
-"""``progresskit watch ROOT``: a :class:`~progresskit.engine.monitor.Monitor` on the command line.
+"""Watch the runs under ROOT (new ones included) until Ctrl-C or SIGTERM: a live table
+on a terminal, JSON lines otherwise (docs/watch.md).
 
-On a terminal it shows a live table (one row per run, the same columns as ``status``);
-otherwise, or with ``--json``, it writes one JSON line per change (docs/watch.md). SIGINT
-and SIGTERM stop it cleanly: the sinks are closed (the webhook delivers what it can within
-its ``flush_timeout``) and the exit code is 0.
+``progresskit watch ROOT`` is a :class:`~progresskit.engine.monitor.Monitor` on the command
+line. On a terminal it shows a live table (one row per run, the same columns as
+``status``); otherwise, or with ``--json``, it writes one JSON line per change. SIGINT and
+SIGTERM stop it cleanly: the sinks are closed (the webhook delivers what it can within its
+``flush_timeout``) and the exit code is 0.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
 import threading
 import time
 from types import FrameType
-from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
 
-from progresskit.cli.render import status_summary, status_table
+from progresskit.builtin.table import status_summary, status_table
+from progresskit.cli.options import EXIT_OK, Override, add_overrides, overrides
 from progresskit.engine.monitor import Monitor
+from progresskit.formats import jsonio
 from progresskit.formats.change import Change, change_document
 from progresskit.plugin.coreconfig import WATCH_MODES
 from progresskit.plugin.manager import PluginManager
 
-__all__ = ["add_watch_arguments", "run_watch"]
+__all__ = ["OVERRIDES", "add_watch_arguments", "run_watch"]
+
+OVERRIDES = (
+    Override(
+        "--mode",
+        "watch_mode",
+        "how file changes are noticed",
+        parse=str,
+        choices=WATCH_MODES,
+    ),
+    Override("--poll-interval", "watch_poll_interval", "seconds between full re-evaluations"),
+    Override(
+        "--heartbeat",
+        "watch_heartbeat",
+        "seconds between heartbeats restating every run; 0: none",
+    ),
+)
 
 #: How often the live view is redrawn when nothing changed ("last update" keeps ticking).
 _REDRAW_SECONDS = 1.0
 
 
 def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``progresskit watch``."""
     parser.add_argument("root", metavar="ROOT", help="a run or a directory of runs to watch")
     parser.add_argument(
         "--json", action="store_true", help="JSON lines even on a terminal (docs/watch.md)"
     )
-    parser.add_argument(
-        "--mode",
-        choices=WATCH_MODES,
-        help="how file changes are noticed (config: watch_mode)",
-    )
-    parser.add_argument(
-        "--poll-interval",
-        type=float,
-        metavar="SECONDS",
-        help="seconds between full re-evaluations (config: watch_poll_interval)",
-    )
-    parser.add_argument(
-        "--heartbeat",
-        type=float,
-        metavar="SECONDS",
-        help="seconds between heartbeats restating every run; 0: none (config: watch_heartbeat)",
-    )
+    add_overrides(parser, OVERRIDES)
 
 
 def run_watch(pm: PluginManager, args: argparse.Namespace) -> int:
     """Watch ``args.root`` until SIGINT or SIGTERM; returns the exit code."""
-    overrides: dict[str, Any] = {}
-    for flag, key in (("mode", "watch_mode"), ("poll_interval", "watch_poll_interval"),
-                      ("heartbeat", "watch_heartbeat")):
-        value = getattr(args, flag)
-        if value is not None:
-            # Flags go through the same checks as the config keys they override.
-            pm.schema.validate({key: value}, f"--{flag.replace('_', '-')}")
-            overrides[key] = value
     monitor = Monitor(
-        args.root, config_path=args.config, pm=pm, overrides=overrides, options=args
+        args.root,
+        config_path=args.config,
+        pm=pm,
+        overrides=overrides(pm, args, OVERRIDES),
+        options=args,
     )
     done = threading.Event()
 
@@ -91,13 +90,13 @@ def run_watch(pm: PluginManager, args: argparse.Namespace) -> int:
         monitor.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    return 0
+    return EXIT_OK
 
 
 def _json_lines(monitor: Monitor, done: threading.Event) -> None:
     def write(change: Change) -> None:
         try:
-            sys.stdout.write(json.dumps(change_document(change), allow_nan=False) + "\n")
+            sys.stdout.write(jsonio.dumps(change_document(change)) + "\n")
             sys.stdout.flush()
         except BrokenPipeError:  # the reader went away (`| head`): nobody left to tell
             # Point stdout at /dev/null so the interpreter's final flush does not fail too.

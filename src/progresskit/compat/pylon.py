@@ -1,6 +1,7 @@
 """Seed 001 (Pylon): its function names, signatures and return types, kept for its callers.
 
-Statuses returned here are in seed 001's five-word vocabulary (``Status.legacy``).
+Statuses returned here are in seed 001's five-word vocabulary (``Status.legacy``). These are
+library queries: they write nothing, not even the ETA history.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from typing import Any
 import attrs
 
 from progresskit.engine.detection import detect, make_tracker
-from progresskit.engine.history import deferred_records
 from progresskit.engine.query import session as _session
 from progresskit.engine.session import broken_status
 from progresskit.errors import ProgresskitError
 from progresskit.model.core import ProcessInfo, RunStatus
+from progresskit.plugin.coreconfig import DEFAULT_OUTDATED_DAYS, DEFAULT_SLEEP_TIME
 from progresskit.plugin.manager import default_plugin_manager
 from progresskit.plugin.tracker import BaseProgressTracker
 
@@ -90,8 +91,8 @@ def get_run_status(
     expected_files: Sequence[str] | None,
     epochs: int | None,
     config_to_process_info: Mapping[str, ProcessInfo] | None,
-    sleep_time: int = 86400,
-    outdated_days: int = 30,
+    sleep_time: int = DEFAULT_SLEEP_TIME,
+    outdated_days: int = DEFAULT_OUTDATED_DAYS,
 ) -> RunStatus:
     """Seed 001's signature. ``status`` is in seed 001's five-word vocabulary.
 
@@ -110,8 +111,8 @@ def get_all_run_status(
     config_files: Sequence[str],
     expected_files: Sequence[str] | None,
     epochs: int | None,
-    sleep_time: int = 86400,
-    outdated_days: int = 30,
+    sleep_time: int = DEFAULT_SLEEP_TIME,
+    outdated_days: int = DEFAULT_OUTDATED_DAYS,
     config_to_process_info: Mapping[str, ProcessInfo] | None = None,
 ) -> dict[str, RunStatus]:
     """Seed 001's signature: config -> :class:`RunStatus`, in seed 001's vocabulary.
@@ -122,16 +123,15 @@ def get_all_run_status(
     session = _session(None, _legacy_defaults(expected_files, epochs, sleep_time, outdated_days))
     processes = config_to_process_info or {}
     results: dict[str, RunStatus] = {}
-    with deferred_records():
-        for config in config_files:
-            try:
-                work_dir = get_work_dir(config)
-                result = session.status(
-                    work_dir, key=config, process=processes.get(config), discover_processes=False
-                )
-            except (ProgresskitError, ValueError) as exc:
-                result = broken_status(config, config, str(exc), process=processes.get(config))
-            results[config] = _legacy(result)
+    for config in config_files:
+        try:
+            work_dir = get_work_dir(config)
+            result = session.status(
+                work_dir, key=config, process=processes.get(config), discover_processes=False
+            )
+        except (ProgresskitError, ValueError) as exc:
+            result = broken_status(config, config, str(exc), process=processes.get(config))
+        results[config] = _legacy(result)
     return results
 
 

@@ -16,14 +16,8 @@ _MAX_LISTED = 40
 
 
 def claims(pm: PluginManager, target: Target) -> dict[str, list[str]]:
-    """Runner type -> the plugins that claim ``target`` for it."""
-    found: dict[str, list[str]] = {}
-    for impl in pm.hook.progresskit_detect_runner.get_hookimpls():
-        # Called one by one (not through the hook) so that a claim names its plugin.
-        runner_type = impl.function(**{name: target for name in impl.argnames})
-        if runner_type is not None:
-            found.setdefault(str(runner_type), []).append(impl.plugin_name)
-    return found
+    """Runner type -> the plugins that claim ``target`` for it (kept for callers of 0.1)."""
+    return pm.hooks.detect_runner(target)
 
 
 def detect(
@@ -33,12 +27,15 @@ def detect(
     *,
     entries: Mapping[str, bool] | None = None,
     allow_config: bool = True,
+    files_unclaimed: bool = False,
 ) -> str:
     """The runner type of ``work_dir``, decided by the loaded plugins.
 
     File evidence is asked first; config keys count only when no file evidence claims the
     directory and ``allow_config`` is set (seed 001's order: files, then config).
-    ``runner_type`` pinned in the config wins over both.
+    ``runner_type`` pinned in the config wins over both. ``files_unclaimed``: the caller
+    already asked for file evidence (``allow_config=False``) and no tracker claimed the
+    directory, so only config evidence is asked: each question is asked once.
     """
     pinned = config.get("runner_type")
     if pinned:
@@ -48,9 +45,11 @@ def detect(
             what = "does not exist" if not os.path.exists(work_dir) else "is not a directory"
             raise NoTrackerError(f"Cannot detect runner type for work_dir: {work_dir} ({what})")
         entries = list_entries(work_dir)
-    found = claims(pm, Target(work_dir, config, entries, use_config=False))
+    found: dict[str, list[str]] = {}
+    if not files_unclaimed:
+        found = pm.hooks.detect_runner(Target(work_dir, config, entries, use_config=False))
     if not found and allow_config:
-        found = claims(pm, Target(work_dir, config, entries, use_config=True))
+        found = pm.hooks.detect_runner(Target(work_dir, config, entries, use_config=True))
     if len(found) == 1:
         return next(iter(found))
     if not found:
@@ -95,9 +94,7 @@ def make_tracker(
     pm: PluginManager, runner_type: str, work_dir: str, config: Mapping[str, Any]
 ) -> BaseProgressTracker:
     """The tracker for ``runner_type``; an error naming the loaded types if none provides it."""
-    tracker: BaseProgressTracker | None = pm.hook.progresskit_make_tracker(
-        runner_type=runner_type, work_dir=work_dir, config=config
-    )
+    tracker = pm.hooks.make_tracker(runner_type, work_dir, config)
     if tracker is None:
         known = sorted(d.runner_type for d in pm.runner_descriptions())
         raise NoTrackerError(

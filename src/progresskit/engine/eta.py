@@ -625,8 +625,12 @@ def _shape_sd(shapes: Sequence[_Curve], done: float, a: float, b: float) -> floa
         at_done = cum[i_done] + rates[i_done] * f_done
         rest = max(0.0, cum[i_end] + rates[i_end] * f_end - at_done)
         span = max(0.0, cum[i_b] + rates[i_b] * f_b - (cum[i_a] + rates[i_a] * f_a))
-        ahead.append(rest / (span / width))
-    return _robust_log_sd(ahead) * math.sqrt(1 + 1 / n)
+        # A past run that spent no time over [a, b] has no pace there to compare against.
+        if span > 0.0:
+            ahead.append(rest / (span / width))
+    if len(ahead) < 2:
+        return DRIFT * math.sqrt(left)
+    return _robust_log_sd(ahead) * math.sqrt(1 + 1 / len(ahead))
 
 
 def _noise(own: _Own, left: float) -> float:

@@ -6,10 +6,14 @@ The value ``off`` disables history. The database is in WAL mode, so readers neve
 the writer and several processes (a CLI, a watcher, a service) can record at once; each
 write is one short ``BEGIN IMMEDIATE`` transaction with a busy timeout.
 
-A run is recorded the first time a tracker reports it finished (:func:`estimate_run` with
-``finished=True``), under the key (runner type, real path of the work dir, time of its
-first observation): ``INSERT OR IGNORE`` makes every later query of the same finished run
-a no-op, and a new run in the same directory (a re-run) is a new row.
+Nothing here writes unless asked: :func:`estimate_run` with ``finished=True`` hands the
+finished run's :class:`RunRecord` to the innermost :func:`record_finished_runs` block, which
+commits what it collected in one transaction when it ends; outside any block the record is
+dropped. The engine's recording sessions (the CLI's, :class:`~progresskit.engine.monitor.Monitor`'s)
+open one per query; library queries open none, so they never write. A run is keyed by
+(runner type, real path of the work dir, time of its first observation): ``INSERT OR
+IGNORE`` makes every later record of the same finished run a no-op, and a new run in the
+same directory (a re-run) is a new row.
 
 History never breaks a status query: a store that cannot be opened, created or written
 (a read-only home, a full disk, a corrupt file) is reported once per file and process as a
@@ -35,7 +39,15 @@ import attrs
 
 from progresskit.engine.eta import PROFILE_BINS, Basis, Estimate, Prior, estimate, rate_profile
 
-__all__ = ["HISTORY_ENV", "HistoryStore", "estimate_run", "history_path", "store_for"]
+__all__ = [
+    "HISTORY_ENV",
+    "HistoryStore",
+    "RunRecord",
+    "estimate_run",
+    "history_path",
+    "record_finished_runs",
+    "store_for",
+]
 
 log = logging.getLogger("progresskit.engine.history")
 
@@ -166,10 +178,6 @@ class HistoryStore:
             raise
         self._ready = True
 
-    def record(self, record: RunRecord) -> bool:
-        """Add a finished run; ``False`` if it was already there or the store failed."""
-        return self.record_many([record]) == 1
-
     def record_many(self, records: Sequence[RunRecord]) -> int:
         """Add finished runs in one transaction; how many were new (0 when the store failed)."""
         now = time.time()
@@ -283,29 +291,30 @@ _stores: dict[Path, HistoryStore] = {}
 _stores_lock = threading.Lock()
 
 
-#: Finished runs met inside :func:`deferred_records`, recorded when it ends.
-_deferred: contextvars.ContextVar[list[tuple[HistoryStore, RunRecord]] | None] = (
-    contextvars.ContextVar("progresskit_history_deferred", default=None)
+#: The records collected by the innermost :func:`record_finished_runs` block, if one is open.
+_pending: contextvars.ContextVar[list[tuple[HistoryStore, RunRecord]] | None] = (
+    contextvars.ContextVar("progresskit_history_pending", default=None)
 )
 
 
 @contextlib.contextmanager
-def deferred_records() -> Iterator[None]:
-    """Record the finished runs met inside in one transaction per store, when it ends.
+def record_finished_runs() -> Iterator[None]:
+    """Record into the ETA history the finished runs that :func:`estimate_run` meets inside.
 
-    A scan of a tree of thousands of finished runs then pays one commit, not one per run
-    (about 65 us each). Runs recorded this way are not yet a prior for the runs met in the
-    same block.
+    They are committed when the block ends, in one transaction per history database: a
+    scan of thousands of finished runs pays one commit, not one per run (about 65 us each).
+    A block nested in another commits its own records when it ends, so a long-running
+    monitor never holds records back for an enclosing block. Runs recorded in a block are
+    not yet a prior for the runs met in the same block. The block belongs to the current
+    context (:mod:`contextvars`): work handed to another thread is covered only when it
+    runs in a copy of this context. Committing never raises (see :class:`HistoryStore`).
     """
-    if _deferred.get() is not None:  # nested: the outermost block records
-        yield
-        return
     pending: list[tuple[HistoryStore, RunRecord]] = []
-    token = _deferred.set(pending)
+    token = _pending.set(pending)
     try:
         yield
     finally:
-        _deferred.reset(token)
+        _pending.reset(token)
         by_store: dict[Path, tuple[HistoryStore, list[RunRecord]]] = {}
         for store, record in pending:
             by_store.setdefault(store.path, (store, []))[1].append(record)
@@ -336,7 +345,13 @@ def estimate_run(
     finished: bool = False,
     run_id: str | None = None,
 ) -> Estimate:
-    """The ETA of a run, for trackers: history in, history out.
+    """The ETA of a run, for trackers, with the history of finished runs of its kind as prior.
+
+    Never writes: a finished run's record goes to the enclosing :func:`record_finished_runs`
+    block, if there is one (the engine opens one around the queries of a session that
+    records), and is dropped otherwise. Trackers pass the three arguments that name the
+    run in the history with ``**self.history_args()``
+    (:meth:`~progresskit.plugin.tracker.BaseProgressTracker.history_args`).
 
     :param observations: ``(unix time, units done)`` in time order (epoch ends, step counts,
         finished items; any unit ``total`` counts in).
@@ -346,8 +361,9 @@ def estimate_run(
     :param config: the run's config: ``eta_history`` and ``eta_group`` are read from it.
     :param group: the tracker's default group when the config sets no ``eta_group`` (the
         config name, a ComfyUI job type...).
-    :param finished: the run completed (or stopped early, done): it is recorded into the
-        history once and its ETA is 0.
+    :param finished: the run completed (or stopped early, done): its ETA is 0 and, inside
+        :func:`record_finished_runs`, it is recorded into the history (once per run, however
+        often it is reported).
     :param run_id: what identifies the run when a directory does not (a ComfyUI prompt id
         with its server); default: the real path of ``work_dir``.
     """
@@ -355,14 +371,11 @@ def estimate_run(
     store = store_for(config)
     name = str((config or {}).get("eta_group") or group or "")
     if finished:
-        if store is not None:
+        pending = _pending.get()
+        if pending is not None and store is not None:
             record = finished_record(points, total, runner_type, name, work_dir, run_id)
             if record is not None:
-                pending = _deferred.get()
-                if pending is not None:
-                    pending.append((store, record))
-                else:
-                    store.record(record)
+                pending.append((store, record))
         return Estimate(0.0, 0.0, 0.0, Basis.DONE, "complete")
     prior = store.prior(runner_type, name) if store is not None and total else None
     return estimate(points, total, prior)

@@ -23,7 +23,6 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -32,6 +31,11 @@ from progresskit.engine.session import Tracking, resolve
 from progresskit.errors import ProgresskitError, RunnerDetectionError
 from progresskit.formats.change import Change, change_key
 from progresskit.model.core import ProcessInfo, RunStatus
+from progresskit.plugin.coreconfig import (
+    DEFAULT_WATCH_HEARTBEAT,
+    DEFAULT_WATCH_MODE,
+    DEFAULT_WATCH_POLL_INTERVAL,
+)
 from progresskit.plugin.manager import PluginManager, default_plugin_manager
 from progresskit.plugin.sink import Sink, build_sinks, emit_changes
 
@@ -57,17 +61,17 @@ NOTIFY_DEBOUNCE_MS = 50
 class WatchSettings:
     """The watcher's config keys (``watch_*``), validated by the core schema."""
 
-    mode: str = "auto"
-    poll_interval: float = 2.0
+    mode: str = DEFAULT_WATCH_MODE
+    poll_interval: float = DEFAULT_WATCH_POLL_INTERVAL
     #: Seconds between heartbeats; 0 turns them off.
-    heartbeat: float = 60.0
+    heartbeat: float = DEFAULT_WATCH_HEARTBEAT
 
     @classmethod
     def from_config(cls, values: Mapping[str, Any]) -> WatchSettings:
         return cls(
-            mode=str(values.get("watch_mode", "auto")),
-            poll_interval=float(values.get("watch_poll_interval", 2.0)),
-            heartbeat=float(values.get("watch_heartbeat", 60.0)),
+            mode=str(values.get("watch_mode", DEFAULT_WATCH_MODE)),
+            poll_interval=float(values.get("watch_poll_interval", DEFAULT_WATCH_POLL_INTERVAL)),
+            heartbeat=float(values.get("watch_heartbeat", DEFAULT_WATCH_HEARTBEAT)),
         )
 
 
@@ -114,7 +118,8 @@ class Monitor:
 
     Start it with :meth:`start` (a background thread) or :meth:`run` (this thread), or
     iterate it with ``async for change in monitor``; :meth:`stop` ends it and closes every
-    sink. The first evaluation reports every run as ``new``.
+    sink. The first evaluation reports every run as ``new``. The finished runs it meets
+    are recorded into the ETA history (docs/eta.md).
     """
 
     def __init__(
@@ -128,20 +133,34 @@ class Monitor:
         overrides: Mapping[str, Any] | None = None,
         options: argparse.Namespace | None = None,
     ):
-        self.root = resolve(root)
-        if not os.path.isdir(self.root):
-            what = "does not exist" if not os.path.exists(self.root) else "is not a directory"
-            raise RunnerDetectionError(f"{self.root}: {what}")
         pm = pm or default_plugin_manager()
+        # A monitor is where the ETA history learns from: it records the finished runs.
         self._tracking = Tracking(
-            pm, config=config, config_path=config_path, overrides=overrides, options=options
+            pm,
+            config=config,
+            config_path=config_path,
+            overrides=overrides,
+            options=options,
+            record_history=True,
         )
-        values = self._tracking.config_for(self.root)
+        #: The directory watched (absolute), or a target that a plugin resolves (a ComfyUI
+        #: server's URL: its jobs), which is polled. What a target is: Tracking.runs_of.
+        self.root = resolve(root)
+        directory = os.path.isdir(self.root)
+        if not directory:
+            if self._tracking.resolve_target(os.fspath(root)) is None:
+                what = "does not exist" if not os.path.exists(self.root) else "is not a directory"
+                raise RunnerDetectionError(f"{self.root}: {what}")
+            self.root = os.fspath(root)
+        # The watcher's keys and sinks: the config in force in the root, or where the
+        # monitor runs for a target that is no directory.
+        here = self.root if directory else os.getcwd()
+        values = self._tracking.config_for(here)
         self.settings = WatchSettings.from_config(values)
         #: How changes are noticed: "notify" or "poll" ("auto" resolved at start-up).
-        self.mode = _resolve_mode(self.settings.mode, self.root)
+        self.mode = _resolve_mode(self.settings.mode, self.root) if directory else "poll"
         #: Where the watcher's keys and sinks come from: a file, "config" or "defaults".
-        self.config_origin = str(config_path) if config_path else _config_origin(self.root, config)
+        self.config_origin = self._tracking.config_origin(here)
         if sinks is None:
             sinks = build_sinks(values.get("sinks") or [], pm.sink_types, self.config_origin)
         self._sinks = list(sinks)
@@ -342,7 +361,7 @@ class Monitor:
     def _scan(self, refresh_processes: bool) -> list[RunStatus] | None:
         processes = None if refresh_processes or self._processes is None else self._processes
         try:
-            statuses = self._tracking.scan(self.root, processes=processes)
+            statuses = self._tracking.runs_of(self.root, processes=processes)
         except Exception as exc:
             # The root vanished or its config became invalid: say so once, keep the last
             # known statuses and try again at the next change or tick.
@@ -468,11 +487,3 @@ class Monitor:
             closer()
         self._finished.set()
 
-
-def _config_origin(root: str, config: Mapping[str, Any] | None) -> str:
-    if config is not None:
-        return "config"
-    from progresskit.plugin.config import find_config_file
-
-    found = find_config_file(Path(root))
-    return str(found) if found else "defaults"

@@ -1,6 +1,8 @@
 """Library queries: the status of one run or of every run under a root.
 
-Queries never write: not the ETA history, not a cache file (docs/concepts.md).
+Queries never write: not the ETA history, not a cache file (docs/concepts.md). Their
+sessions do not record finished runs; a caller that wants them recorded makes its own
+:class:`~progresskit.engine.session.Tracking` with ``record_history=True``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from progresskit.engine.session import Tracking
+from progresskit.errors import RunnerDetectionError
 from progresskit.model.core import ProcessInfo, RunStatus
 from progresskit.plugin.manager import default_plugin_manager
 
@@ -46,11 +49,24 @@ def status(
 ) -> RunStatus:
     """The status of one run. ``config=None`` uses the nearest ``progresskit.yaml``.
 
+    ``target`` is what a plugin resolves it to when one does (a ComfyUI job's URL), else
+    the run in that directory (:meth:`Tracking.runs_of
+    <progresskit.engine.session.Tracking.runs_of>` says what a target is).
+
     Raises :class:`~progresskit.errors.RunnerDetectionError` when the target is not exactly
-    one tracker's run; a run whose files are unreadable is a status (``unknown``), not an
-    exception.
+    one run; a run whose files are unreadable is a status (``unknown``), not an exception.
     """
-    return session(config).status(os.fspath(target), process=process)
+    tracking = session(config)
+    path = os.fspath(target)
+    resolved = tracking.resolve_target(path)
+    if resolved is None:
+        return tracking.status(path, process=process)
+    if len(resolved) != 1:
+        raise RunnerDetectionError(
+            f"{path}: a plugin resolves it to {len(resolved)} runs, not one; "
+            "progresskit.scan() returns them all"
+        )
+    return resolved[0]
 
 
 def scan(
@@ -59,7 +75,9 @@ def scan(
     *,
     processes: Mapping[str, ProcessInfo] | None = None,
 ) -> list[RunStatus]:
-    """The status of every run under ``root``, sorted by path. See :meth:`Tracking.scan`."""
-    return session(config).scan(os.fspath(root), processes=processes)
+    """The status of every run ``root`` stands for: what a plugin resolves it to (a
+    ComfyUI server's URL: its jobs), else every run under the directory, sorted by path.
+    See :meth:`Tracking.runs_of <progresskit.engine.session.Tracking.runs_of>`."""
+    return session(config).runs_of(os.fspath(root), processes=processes)
 
 

@@ -30,12 +30,16 @@ L6. without a promise, rules 3-5 with the live lease's process.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import attrs
 
+from progresskit.engine.liveness import LeaseCheck
 from progresskit.model.core import Cause, ProcessInfo, ProgressInfo, Status
-from progresskit.producer.heartbeat import LeaseCheck
+from progresskit.plugin.coreconfig import DEFAULT_OUTDATED_DAYS, DEFAULT_SLEEP_TIME
 
-__all__ = ["Decision", "decide", "decide_status", "format_duration"]
+__all__ = ["Decision", "apply_rules", "decide", "decide_status", "format_duration"]
 
 _VANISHED = "vanished without a word (SIGKILL, OOM killer, power loss?)"
 _TERMINAL_REPORTS = (Status.FAILED, Status.CRASHED, Status.CANCELLED)
@@ -207,6 +211,32 @@ def decide(
             f"process {process.pid} exists but {quiet} (sleep_time {sleep_time:g}s)",
         )
     return Decision(Status.FAILED, f"incomplete, {quiet} and no process{problems}")
+
+
+def apply_rules(
+    config: Mapping[str, Any],
+    progress: ProgressInfo,
+    *,
+    complete: bool,
+    last_activity: float | None,
+    process: ProcessInfo | None,
+    now: float,
+    lease: LeaseCheck | None = None,
+) -> Decision:
+    """:func:`decide` with the limits the run's ``config`` sets: ``sleep_time`` and
+    ``outdated_days``, the core's defaults where it sets none. What a session does for every
+    run, and what a plugin that makes its own statuses (``progresskit_resolve_target``)
+    calls, so that its runs follow the same rules and limits as every other run."""
+    return decide(
+        progress,
+        complete=complete,
+        last_activity=last_activity,
+        process=process,
+        now=now,
+        sleep_time=float(config.get("sleep_time") or DEFAULT_SLEEP_TIME),
+        outdated_days=float(config.get("outdated_days") or DEFAULT_OUTDATED_DAYS),
+        lease=lease,
+    )
 
 
 def _short(seconds: float) -> str:

@@ -9,17 +9,19 @@ epoch of every run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from progresskit.engine.detection import detect, make_tracker
-from progresskit.engine.history import deferred_records
-from progresskit.engine.rules import decide
+from progresskit.engine.history import record_finished_runs
+from progresskit.engine.liveness import observe
+from progresskit.engine.rules import apply_rules
 from progresskit.errors import (
     ConfigError,
     NoTrackerError,
@@ -27,12 +29,13 @@ from progresskit.errors import (
     RunnerDetectionError,
 )
 from progresskit.formats.fileio import StatKey, is_racy, stat_key
+from progresskit.formats.lease import LEASE_FILENAME, Lease
+from progresskit.formats.lease import load_lease as _load_lease
 from progresskit.model.core import ProcessInfo, ProgressInfo, RunStatus, Status
-from progresskit.plugin.config import CONFIG_FILENAME, Config, find_config_file, load_yaml
+from progresskit.plugin.config import CONFIG_FILENAME, Config, config_file, load_yaml
+from progresskit.plugin.coreconfig import DEFAULT_SCAN_MAX_DEPTH
 from progresskit.plugin.manager import PluginManager, default_plugin_manager
 from progresskit.plugin.tracker import BaseProgressTracker, list_entries
-from progresskit.producer.heartbeat import LEASE_FILENAME, Lease, observe
-from progresskit.producer.heartbeat import load_lease as _load_lease
 
 __all__ = ["Tracking"]
 
@@ -45,6 +48,8 @@ class _DirState:
     #: False when the directory changed too recently for its mtime to reveal the next change.
     trusted: bool
     entries: dict[str, bool]
+    #: When it was listed (``time.time_ns()``).
+    read_at: int = 0
     #: The runner type claimed on file evidence, if one tracker claims it.
     runner_type: str | None = None
     #: Why the directory is a broken run (ambiguous, bad config, unlistable), if it is one.
@@ -65,6 +70,11 @@ class Tracking:
     ``config`` given as a mapping applies to every run (seed 001's library style); given as
     ``None``, each run uses the nearest ``progresskit.yaml`` in its directory or a parent
     (``config_path`` forces one file for all runs).
+
+    ``record_history``: the session records the finished runs its queries meet into the
+    ETA history (one transaction per :meth:`status` or :meth:`scan`). The command line and
+    :class:`~progresskit.engine.monitor.Monitor` make such sessions; by default a session
+    is a library query and writes nothing.
     """
 
     def __init__(
@@ -75,13 +85,17 @@ class Tracking:
         defaults: Mapping[str, Any] | None = None,
         overrides: Mapping[str, Any] | None = None,
         options: argparse.Namespace | None = None,
+        record_history: bool = False,
     ):
         self.pm = pm or default_plugin_manager()
+        self.record_history = record_history
         #: Values that config files override (seed 001's ``epochs`` argument, for one).
         self._defaults = dict(defaults or {})
-        #: Values that override config files (command-line flags).
+        #: Values that override config files (command-line flags), checked as in a file.
         self._overrides = dict(overrides or {})
+        self.pm.schema.validate(self._overrides, "overrides")
         self._options = options
+        self._config_path = None if config_path is None else os.fspath(config_path)
         self._explicit: dict[str, Any] | None = None
         if config_path is not None:
             self._explicit = self._validated(load_yaml(config_path), str(config_path))
@@ -93,6 +107,8 @@ class Tracking:
         self._trackers: dict[str, _Tracked] = {}
         #: Work dir -> (lease file's stat key, the lease or why it could not be read).
         self._leases: dict[str, tuple[StatKey, Lease | str]] = {}
+        #: When the query being answered began (see :meth:`_query`); None between queries.
+        self._query_began: int | None = None
 
     # -- config ---------------------------------------------------------------------------
 
@@ -100,7 +116,7 @@ class Tracking:
         result = self.pm.schema.validate(values, where, base=self._defaults)
         result.update(self._overrides)
         path = Path(where) if where.endswith((".yaml", ".yml")) else None
-        self.pm.hook.progresskit_configure(config=Config(result, path, self._options))
+        self.pm.hooks.configure(Config(result, path, self._options))
         return result
 
     def config_for(
@@ -110,9 +126,10 @@ class Tracking:
         if self._explicit is not None:
             return self._explicit
         if entries is not None and entries.get(CONFIG_FILENAME) is False:
+            # The listing shows the nearest file already: no need to look for it.
             path: str | None = os.path.join(directory, CONFIG_FILENAME)
         else:
-            path = self._nearest_config(directory)
+            path = self.config_file_for(directory)
         if path is None:
             if "" not in self._configs:
                 self._configs[""] = (self._validated({}, "defaults"), None)
@@ -125,11 +142,31 @@ class Tracking:
         self._configs[path] = (values, key)
         return values
 
-    def _nearest_config(self, directory: str) -> str | None:
+    def config_file_for(self, directory: str) -> str | None:
+        """The config file in force for ``directory``, by the one rule of
+        :func:`~progresskit.plugin.config.config_file` (``config_path``, else the nearest
+        ``progresskit.yaml``); ``None`` when a config mapping was given or no file applies."""
+        if self._explicit is not None:
+            return self._config_path
         if directory not in self._nearest:
-            found = find_config_file(directory)
+            found = config_file(directory)
             self._nearest[directory] = str(found) if found else None
         return self._nearest[directory]
+
+    def config_origin(self, directory: str) -> str:
+        """Where the config in force for ``directory`` comes from, for messages: its file,
+        ``"config"`` (a mapping given to the session) or ``"defaults"``."""
+        path = self.config_file_for(directory)
+        if path is not None:
+            return path
+        return "defaults" if self._explicit is None else "config"
+
+    def recording(self) -> contextlib.AbstractContextManager[None]:
+        """The block around a query of this session. When the session records, the finished
+        runs met inside are recorded into the ETA history as it ends
+        (:func:`~progresskit.engine.history.record_finished_runs`); otherwise they go to
+        an enclosing block if there is one, and nowhere if not."""
+        return record_finished_runs() if self.record_history else contextlib.nullcontext()
 
     # -- one run --------------------------------------------------------------------------
 
@@ -147,7 +184,12 @@ class Tracking:
             raise state.error
         config = self.config_for(work_dir, state.entries)
         runner_type = state.runner_type or detect(
-            self.pm, work_dir, config, entries=state.entries, allow_config=allow_config
+            self.pm,
+            work_dir,
+            config,
+            entries=state.entries,
+            allow_config=allow_config,
+            files_unclaimed=True,  # the directory's state says so: ask only the config
         )
         return self._tracker(work_dir, runner_type, config)
 
@@ -174,10 +216,12 @@ class Tracking:
         now: float | None = None,
     ) -> RunStatus:
         """The status of one run. Detection errors raise; unreadable content is a status."""
-        tracker = self.tracker_for(work_dir)
-        if process is None and discover_processes:
-            process = self.discover_processes([work_dir]).get(work_dir)
-        return self._evaluate(tracker, key or work_dir, process, now or time.time())
+        with self._query():
+            tracker = self.tracker_for(work_dir)
+            if process is None and discover_processes:
+                process = self.discover_processes([work_dir]).get(work_dir)
+            with self.recording():
+                return self._evaluate(tracker, key or work_dir, process, now or time.time())
 
     def _evaluate(
         self, tracker: BaseProgressTracker, key: str, process: ProcessInfo | None, now: float
@@ -195,14 +239,13 @@ class Tracking:
             )
         lease, renewed_at, problem = self._lease(tracker.work_dir)
         check = None if lease is None else observe(lease, renewed_at)
-        decision = decide(
+        decision = apply_rules(
+            config,
             progress,
             complete=complete,
             last_activity=activity,
             process=process,
             now=now,
-            sleep_time=float(config.get("sleep_time") or 86400),
-            outdated_days=float(config.get("outdated_days") or 30),
             lease=check,
         )
         reason = decision.reason if problem is None else f"{decision.reason}; {problem}"
@@ -250,13 +293,7 @@ class Tracking:
     def discover_processes(self, work_dirs: Iterable[str]) -> dict[str, ProcessInfo]:
         """Processes working on ``work_dirs``, from every process-source plugin."""
         dirs = list(work_dirs)
-        merged: dict[str, ProcessInfo] = {}
-        if not dirs:
-            return merged
-        for found in self.pm.hook.progresskit_process_info(work_dirs=dirs):
-            for work_dir, info in (found or {}).items():
-                merged.setdefault(work_dir, info)
-        return merged
+        return self.pm.hooks.process_info(dirs) if dirs else {}
 
     def find_runs(self, root: str) -> list[tuple[str, str | None, str | None]]:
         """Every run under ``root``: (work dir, runner type, problem) in path order.
@@ -269,7 +306,7 @@ class Tracking:
         if not os.path.isdir(root):
             what = "does not exist" if not os.path.exists(root) else "is not a directory"
             raise RunnerDetectionError(f"{root}: {what}")
-        max_depth = int(self.config_for(root).get("scan_max_depth", 8))
+        max_depth = int(self.config_for(root).get("scan_max_depth", DEFAULT_SCAN_MAX_DEPTH))
         found: list[tuple[str, str | None, str | None]] = []
         stack = [(root, 0)]
         while stack:
@@ -293,7 +330,13 @@ class Tracking:
         """The directory's listing and file-evidence verdict, re-made only when it changed."""
         key = stat_key(directory)
         known = self._dirs.get(directory)
-        if known is not None and known.trusted and known.key == key:
+        began = self._query_began
+        # An untrusted state read for the query being answered is not read twice in it.
+        if (
+            known is not None
+            and known.key == key
+            and (known.trusted or (began is not None and known.read_at >= began))
+        ):
             return known
         read_at = time.time_ns()
         try:
@@ -303,7 +346,9 @@ class Tracking:
                 f"{directory}: cannot list directory: {exc.strerror or exc}"
             )
             return _DirState(key, False, {}, error=error)
-        state = _DirState(key, key is not None and not is_racy((key,), read_at), entries)
+        state = _DirState(
+            key, key is not None and not is_racy((key,), read_at), entries, read_at=read_at
+        )
         try:
             config = self.config_for(directory, entries)
             state.runner_type = detect(
@@ -328,15 +373,79 @@ class Tracking:
         Never raises for one run's problem: a broken run is a row with status ``unknown``
         and the reason. ``processes`` (work dir -> process) replaces process discovery.
         """
-        runs = self.find_runs(root)
-        now = now or time.time()
-        if processes is None:
-            processes = self.discover_processes(d for d, rt, _ in runs if rt)
-        results = []
-        with deferred_records():
-            for work_dir, runner_type, problem in runs:
-                results.append(self._row(work_dir, runner_type, problem, processes, now))
-        return results
+        with self._query():
+            runs = self.find_runs(root)
+            now = now or time.time()
+            if processes is None:
+                processes = self.discover_processes(d for d, rt, _ in runs if rt)
+            results = []
+            with self.recording():
+                for work_dir, runner_type, problem in runs:
+                    results.append(self._row(work_dir, runner_type, problem, processes, now))
+            return results
+
+    # -- what a target is -----------------------------------------------------------------
+
+    def resolve_target(self, target: str) -> list[RunStatus] | None:
+        """What a plugin makes of ``target`` (``progresskit_resolve_target``: a ComfyUI
+        server's URL is its jobs), given the config in force for it (in the current
+        directory, for a target that is no directory); ``None`` when no plugin claims it, so
+        that it is a path."""
+        config = self.config_for(target if os.path.isdir(target) else os.getcwd())
+        with self.recording():  # a plugin's runs (ComfyUI jobs) may finish too
+            resolved = self.pm.hooks.resolve_target(target, config)
+        return None if resolved is None else list(resolved)
+
+    def runs_of(
+        self,
+        target: str,
+        *,
+        strict: bool = False,
+        processes: Mapping[str, ProcessInfo] | None = None,
+        now: float | None = None,
+    ) -> list[RunStatus]:
+        """Every run ``target`` stands for: the one rule of what a target is, followed by
+        ``progresskit status``, :func:`progresskit.scan` and
+        :class:`~progresskit.engine.monitor.Monitor`:
+
+        1. what a plugin resolves it to (:meth:`resolve_target`);
+        2. else the directory ``target`` itself, when one tracker claims it by its files;
+        3. else every run below it (:meth:`find_runs`), each a row even when broken.
+
+        A directory is listed and detected once per call. With ``strict``
+        (``progresskit status``) ``target`` must be something: a directory claimed by
+        several trackers, or with an invalid config, raises that error instead of being a
+        row; and one holding no run is the run its config alone identifies (a fresh run
+        with no files yet), or the detection error is raised.
+
+        :raises RunnerDetectionError: when ``target`` is no directory and no plugin
+            resolves it; with ``strict``, as said above.
+        """
+        resolved = self.resolve_target(target)
+        if resolved is not None:
+            return resolved
+        with self._query():
+            if strict and os.path.isdir(target):
+                error = self._dir_state(target).error
+                if error is not None:
+                    raise error
+            runs = self.scan(target, processes=processes, now=now)
+            if runs or not strict:
+                return runs
+            return [self.status(target, now=now)]
+
+    @contextlib.contextmanager
+    def _query(self) -> Iterator[None]:
+        """The block of one query: inside it a directory is listed and detected once, even
+        one that changed too recently for what was read to be kept for later queries."""
+        if self._query_began is not None:  # inside a query already
+            yield
+            return
+        self._query_began = time.time_ns()
+        try:
+            yield
+        finally:
+            self._query_began = None
 
     def _row(
         self,

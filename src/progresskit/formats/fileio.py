@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing's, without importing typing: see progresskit/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["StatKey", "atomic_write_text", "is_racy", "read_json", "stat_key"]
 
@@ -50,14 +51,16 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Replace ``path`` with ``text`` so that a concurrent reader sees the old or the new
     content, never a mixture: temp file in the same directory, flush, fsync, ``os.replace``.
     """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    import tempfile  # with the first write, not at import: the producer side's import cost
+
+    directory, name = os.path.split(os.fspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory or ".")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

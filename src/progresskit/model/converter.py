@@ -1,5 +1,7 @@
 """The one cattrs converter: every JSON shape progresskit reads or writes lives here.
 
+JSON text is written by :mod:`progresskit.formats.jsonio` (``to_json``), the one writer.
+
 Reading is forgiving where history demands it (a ``progress.json`` holding only the four
 original fields loads; keys written by a newer progresskit are ignored) and strict where a
 wrong value would mislead (a percentage of 250 is an error naming the field).
@@ -25,7 +27,7 @@ from progresskit.model.core import (
     Status,
 )
 
-__all__ = ["converter", "load_progress_file", "structure", "to_json", "unstructure"]
+__all__ = ["converter", "load_progress_file", "structure", "unstructure"]
 
 T = TypeVar("T")
 
@@ -67,13 +69,6 @@ def structure(data: Any, cls: type[T], *, where: str = "input") -> T:
         return converter.structure(data, cls)
     except Exception as exc:
         raise FormatError(f"{where}: not a valid {cls.__name__}: {_describe(exc)}") from exc
-
-
-def to_json(obj: Any, *, indent: int | None = None) -> str:
-    """``obj`` as a JSON document (NaN and infinity are refused: they are not JSON)."""
-    return json.dumps(
-        unstructure(obj), indent=indent, allow_nan=False, sort_keys=indent is not None
-    )
 
 
 def load_progress_file(path: str | Path) -> ProgressInfo:

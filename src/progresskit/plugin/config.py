@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
 from progresskit.errors import ConfigError
 
@@ -23,6 +22,7 @@ __all__ = [
     "Config",
     "ConfigKey",
     "ConfigSchema",
+    "config_file",
     "ensure",
     "find_config_file",
     "load_yaml",
@@ -158,6 +158,9 @@ class Config:
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML config with ``safe_load``; raise :class:`ConfigError` naming the file."""
+    # Imported here: a command or a query with no config file to read never loads PyYAML.
+    import yaml
+
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -187,6 +190,17 @@ def find_config_file(start: str | os.PathLike[str]) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def config_file(
+    directory: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """The config file in force for ``directory``, the one rule every caller follows:
+    ``explicit`` (``--config FILE``) when given, else the nearest ``progresskit.yaml`` in
+    ``directory`` or a parent, else none (the declared defaults apply)."""
+    if explicit is not None:
+        return Path(explicit)
+    return find_config_file(directory)
 
 
 def ensure(condition: bool, message: str) -> None:

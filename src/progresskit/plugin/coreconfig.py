@@ -1,4 +1,6 @@
-"""The core's own config keys, declared through the same hook plugins use."""
+"""The core's own config keys, declared through the same hook plugins use, and their
+defaults: the one place each is written (the engine, the seed APIs and the command line
+read them from here)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,15 @@ from progresskit.plugin.hookspec import hookimpl
 #: outputs are 30 days old are outdated.
 DEFAULT_SLEEP_TIME = 86400
 DEFAULT_OUTDATED_DAYS = 30
+#: How many directory levels below a root are searched for runs.
+DEFAULT_SCAN_MAX_DEPTH = 8
 #: How ``progresskit watch`` learns that files changed.
 WATCH_MODES = ("auto", "notify", "poll")
+DEFAULT_WATCH_MODE = "auto"
+#: Seconds between a watcher's full re-evaluations.
+DEFAULT_WATCH_POLL_INTERVAL = 2.0
+#: Seconds between a watcher's heartbeats restating every run.
+DEFAULT_WATCH_HEARTBEAT = 60.0
 
 
 def _check_runner(value: Any) -> None:
@@ -51,7 +60,7 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
     schema.add(
         "scan_max_depth",
         int,
-        default=8,
+        default=DEFAULT_SCAN_MAX_DEPTH,
         help="How many directory levels below a root are searched for runs.",
         check=lambda v: ensure(v >= 0, "must be >= 0"),
     )
@@ -64,7 +73,7 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
     schema.add(
         "watch_mode",
         str,
-        default="auto",
+        default=DEFAULT_WATCH_MODE,
         help="`progresskit watch`: 'notify' (OS file notifications), 'poll' (for NFS and "
         "other filesystems that do not notify), or 'auto' (poll on network filesystems).",
         check=lambda v: ensure(v in WATCH_MODES, f"must be one of {', '.join(WATCH_MODES)}"),
@@ -72,7 +81,7 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
     schema.add(
         "watch_poll_interval",
         (int, float),
-        default=2.0,
+        default=DEFAULT_WATCH_POLL_INTERVAL,
         help="`progresskit watch`: seconds between full re-evaluations (the polling period; "
         "with notifications, what catches changes no file write announces).",
         check=lambda v: ensure(v > 0, "must be > 0 seconds"),
@@ -80,7 +89,7 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
     schema.add(
         "watch_heartbeat",
         (int, float),
-        default=60.0,
+        default=DEFAULT_WATCH_HEARTBEAT,
         help="`progresskit watch`: seconds between heartbeats restating every run; 0: none.",
         check=lambda v: ensure(v >= 0, "must be >= 0 seconds (0 turns heartbeats off)"),
     )

@@ -3,7 +3,8 @@
 Everything else in progresskit asks :attr:`PluginManager.hooks <progresskit.plugin.manager.
 PluginManager.hooks>` (tox 4's way): one typed method per hook, which knows whether the
 hook is *firstresult*, how results are merged, and which hooks are called plugin by plugin
-(so that an answer names its plugin). Nothing outside this module reads ``pm.hook``.
+(so that an answer names its plugin). Nothing outside this module reads ``pm.hook`` or a
+hook's implementations (``tests/test_plugin_manager.py`` checks it).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class Hooks:
     # -- per-plugin calls -----------------------------------------------------------------
 
     def _impls(self, hook_name: str, plugin_name: str | None = None) -> list[HookImpl]:
-        # Registration order (pluggy calls them in the reverse order).
+        # pluggy keeps them in registration order (trylast ones first, tryfirst ones last)
+        # and calls them in the reverse order.
         ordered: list[HookImpl] = getattr(self._pm.hook, hook_name).get_hookimpls()
         if plugin_name is not None:
             ordered = [i for i in ordered if i.plugin_name == plugin_name]
@@ -52,6 +54,29 @@ class Hooks:
     @staticmethod
     def _call(impl: HookImpl, **kwargs: Any) -> Any:
         return impl.function(*(kwargs[name] for name in impl.argnames))
+
+    def check_plugin(self, plugin_name: str) -> None:
+        """Refuse a hook wrapper of the just registered ``plugin_name`` on a per-plugin hook.
+
+        Such a hook's implementations are called one by one, never through pluggy's call
+        loop, so a wrapper would be called as if it were the implementation: its generator
+        would be taken for the answer.
+
+        :raises PluginError: naming the plugin and the hook.
+        """
+        for hook_name in PER_PLUGIN_HOOKS:
+            for impl in self._impls(hook_name, plugin_name):
+                if impl.wrapper or impl.hookwrapper:
+                    raise PluginError(
+                        f"plugin '{plugin_name}': {hook_name} is a hook wrapper, but that hook "
+                        f"is called plugin by plugin and cannot be wrapped; implement it "
+                        f"without wrapper=True / hookwrapper=True"
+                    )
+
+    def implemented(self, plugin_name: str) -> list[str]:
+        """The names of the hooks that the registered plugin ``plugin_name`` implements."""
+        callers = self._pm.get_hookcallers(self._pm.get_plugin(plugin_name)) or ()
+        return sorted(caller.name for caller in callers)
 
     def addconfig(self, plugin_name: str, schema: ConfigSchema) -> None:
         """Let the plugin ``plugin_name`` (just registered) declare its config keys."""
@@ -74,8 +99,8 @@ class Hooks:
         return found
 
     def describe_runner(self, plugin_name: str | None = None) -> list[RunnerDescription]:
-        """What each tracker plugin (or just ``plugin_name``) expects, in pluggy's call order."""
-        impls = reversed(self._impls("progresskit_describe_runner", plugin_name))
+        """What each tracker plugin (or just ``plugin_name``) expects, in registration order."""
+        impls = self._impls("progresskit_describe_runner", plugin_name)
         described = (self._call(impl) for impl in impls)
         return [d for d in described if d is not None]
 
@@ -90,14 +115,17 @@ class Hooks:
     # -- ordinary hook calls ----------------------------------------------------------------
 
     def addoption(self, parser: argparse._ArgumentGroup) -> None:
+        """Let every plugin add its options to ``parser``, a command's "plugin options"."""
         self._pm.hook.progresskit_addoption(parser=parser)
 
     def configure(self, config: Config) -> None:
+        """Show every plugin the validated ``config``; a plugin may raise ConfigError."""
         self._pm.hook.progresskit_configure(config=config)
 
     def make_tracker(
         self, runner_type: str, work_dir: str, config: Mapping[str, Any]
     ) -> BaseProgressTracker | None:
+        """The tracker of the first plugin that provides ``runner_type``, or ``None``."""
         return cast(
             "BaseProgressTracker | None",
             self._pm.hook.progresskit_make_tracker(
@@ -106,6 +134,7 @@ class Hooks:
         )
 
     def resolve_target(self, target: str, config: Mapping[str, Any]) -> list[RunStatus] | None:
+        """The runs behind a target the first claiming plugin resolves, or ``None``."""
         return cast(
             "list[RunStatus] | None",
             self._pm.hook.progresskit_resolve_target(target=target, config=config),
@@ -120,6 +149,7 @@ class Hooks:
         return merged
 
     def cancel(self, run: RunStatus, grace_seconds: float) -> bool | None:
+        """``True`` once the first plugin that owns ``run`` started stopping it, or ``None``."""
         return cast(
             "bool | None", self._pm.hook.progresskit_cancel(run=run, grace_seconds=grace_seconds)
         )

@@ -1,19 +1,53 @@
 """The plugin API: every hook a progresskit plugin may implement.
 
-A plugin is a module (or object) with functions named ``progresskit_<hook>``, registered
-through the ``progresskit`` entry-point group::
+A plugin is a module (or object) with functions named ``progresskit_<hook>``. progresskit's
+own plugins (the trackers, sinks, process source and cancel) are registered in code; a third
+party's plugin is registered through the ``progresskit`` entry-point group of its
+distribution::
 
     [project.entry-points.progresskit]
     mytracker = "mypackage.progresskit_plugin"
 
-The builtin trackers, sinks and process sources are plugins registered exactly that way.
 Mark implementations with :data:`progresskit.hookimpl` (``@hookimpl``) to pass pluggy
 options such as ``tryfirst``; unmarked functions whose name starts with ``progresskit_`` are
 taken as implementations too, so a misspelt hook name is reported instead of ignored.
 
-Hooks are called in pluggy's order (last registered first, ``tryfirst``/``trylast`` honoured).
-Unless a hook is marked *firstresult*, every implementation is called and the non-``None``
-results are collected into a list.
+**Load order.** The plugin manager registers the builtins first, in the order of
+``progresskit.builtin.DEFAULT_PLUGINS``: ``core`` (the core's config keys), ``trainer``,
+``evaluator``, ``multi_stage``, ``json_file``, ``stdout``, ``webhook``, ``psutil``,
+``local_process``. Then every entry-point plugin, sorted by distribution name, then
+entry-point name; then the ``extra_plugins`` given to ``get_plugin_manager()``.
+``progresskit plugins --json`` shows each plugin's ``load_order``. ``-p no:NAME`` and the
+``disable_plugins:`` config key skip the plugin NAME, builtin or not (``core`` cannot be
+disabled).
+
+**Names are unique.** An entry point whose name is taken, by a builtin or by another
+distribution's entry point, is refused with a ``PluginError`` naming both: a plugin never
+silently replaces or hides another. Provide a builtin's runner type under a name of your
+own instead (see below).
+
+**Which answer wins.** Hooks are called in pluggy's order: the most recently registered
+plugin first, so every third-party plugin is asked before the builtins, which are the
+fallback. ``tryfirst=True`` puts an implementation before every unmarked one,
+``trylast=True`` after them (the builtin ``local_process`` cancel is ``trylast``); among
+implementations with the same mark, the most recently registered is still called first.
+For a *firstresult* hook (``make_tracker``, ``resolve_target``, ``cancel``) the first
+non-``None`` answer in that order wins and later implementations are not called: a
+third-party tracker that provides a builtin's runner type is the one used for it.
+``process_info`` merges every answer, the first one for a work dir winning. Between
+third-party plugins the order is reproducible but not a ranking: answer only for what is
+yours, or mark the implementation ``tryfirst``/``trylast``.
+
+**Hooks called plugin by plugin.** ``addconfig``, ``detect_runner``, ``describe_runner``
+and ``sink_types`` are called one implementation at a time, in load order, so that every
+answer names its plugin; no answer wins over another: two runner types claimed for one
+directory are an ambiguity error, a config key or sink type declared twice is an error.
+These four cannot be hook wrappers: a plugin implementing one with ``wrapper=True`` or
+``hookwrapper=True`` is refused at registration with a ``PluginError`` naming the plugin
+and the hook. The other hooks may be wrapped as pluggy allows.
+
+Unless a hook is marked *firstresult* or called plugin by plugin, every implementation is
+called and the non-``None`` results are collected into a list.
 """
 
 from __future__ import annotations
@@ -39,12 +73,14 @@ hookimpl = pluggy.HookimplMarker("progresskit")
 
 @hookspec
 def progresskit_addoption(parser: argparse._ArgumentGroup) -> None:
-    """Add command-line options to the commands that track runs (``status``, ``watch``).
+    """Add command-line options to the commands that track runs (``status``, ``watch``,
+    ``serve``).
 
-    Called once per command-line parser, after plugins are loaded and before arguments are
-    parsed. Add options with ``parser.add_argument(...)``; use a ``--<plugin>-`` prefix to
-    stay clear of other plugins. Parsed values reach :func:`progresskit_configure` as
-    ``config.options``. Not called for library use.
+    Called once for each of those commands while the command line is built, after plugins
+    are loaded and before arguments are parsed; every plugin's implementation is called.
+    Add options with ``parser.add_argument(...)``; use a ``--<plugin>-`` prefix to stay clear
+    of other plugins (a clash is argparse's error). Parsed values reach
+    :func:`progresskit_configure` as ``config.options``. Not called for library use.
 
     :param parser: the argument group "plugin options" of the command being built.
     :return: ``None``.
@@ -55,9 +91,10 @@ def progresskit_addoption(parser: argparse._ArgumentGroup) -> None:
 def progresskit_addconfig(schema: ConfigSchema) -> None:
     """Declare the configuration keys this plugin reads.
 
-    Called once per plugin, right after that plugin is registered, with a schema that
-    records the plugin as the keys' owner. Declare each key with
-    ``schema.add(key, types, default=..., help=...)``.
+    Called plugin by plugin: once for each plugin, right after it is registered, with a
+    schema that records the plugin as the keys' owner. Declare each key with
+    ``schema.add(key, types, default=..., help=...)``; a key another plugin declared already
+    is a :class:`~progresskit.errors.ConfigError` naming both. Cannot be a hook wrapper.
     A YAML file or a config mapping holding a key that no plugin declared, or a value of a
     declared key of the wrong type, is rejected with an error naming the file, the key and
     what was expected. Keys are top-level (``epochs``, ``early_stopping``), as seed 001's
@@ -73,9 +110,10 @@ def progresskit_configure(config: Config) -> None:
     """React to the loaded, validated configuration.
 
     Called once per :class:`~progresskit.plugin.config.Config` after validation and before any
-    run is tracked: by the CLI for its command, by library entry points that load a
-    config file. Raise :class:`~progresskit.errors.ConfigError` to refuse a value that
-    the key's type alone cannot judge.
+    run is tracked: for each config file and config mapping a query or command uses (the
+    CLI's, a library call's). Every plugin's implementation is called. Raise
+    :class:`~progresskit.errors.ConfigError` to refuse a value that the key's type alone
+    cannot judge.
 
     :param config: values, the file they came from and parsed command-line options.
     :return: ``None``.
@@ -97,13 +135,16 @@ def progresskit_detect_runner(target: Target) -> str | None:
     is true (a single explicit target, never a scan, where a parent's config applies to
     every directory below it).
 
-    Not *firstresult*: every plugin is asked. No claim is a
-    :class:`~progresskit.errors.NoTrackerError` listing the files seen, the config keys and
-    every plugin's :func:`progresskit_describe_runner`; two different claims are an
-    :class:`~progresskit.errors.AmbiguousRunnerError` naming both. Never guess.
+    Called plugin by plugin, in load order: every plugin is asked and each claim names its
+    plugin. No claim is a :class:`~progresskit.errors.NoTrackerError` listing the files
+    seen, the config keys and every plugin's :func:`progresskit_describe_runner`; two
+    different runner types claimed are an :class:`~progresskit.errors.AmbiguousRunnerError`
+    naming the plugins. Never guess. Cannot be a hook wrapper.
 
     :param target: the directory, its entries and the config that applies to it.
-    :return: the runner type claimed (e.g. ``"trainer"``), or ``None`` to decline.
+    :return: the runner type claimed (a non-empty ``str``, e.g. ``"trainer"``), or ``None``
+        to decline. Anything else is a :class:`~progresskit.errors.PluginError` naming the
+        plugin.
     """
 
 
@@ -115,7 +156,9 @@ def progresskit_make_tracker(
 
     Called after detection (or with the pinned ``runner_type``), once per run; the tracker
     is kept and asked again on later queries, so it may cache what it read.
-    *firstresult*: the first non-``None`` answer wins.
+    *firstresult*: the first non-``None`` answer in call order wins, so a third-party plugin
+    providing a builtin's runner type is used instead of the builtin. No answer at all is a
+    :class:`~progresskit.errors.NoTrackerError` naming the loaded runner types.
 
     :param runner_type: the type chosen for this run.
     :param work_dir: the run's directory.
@@ -129,9 +172,10 @@ def progresskit_make_tracker(
 def progresskit_describe_runner() -> RunnerDescription | None:
     """Say what this plugin's tracker expects to find, for diagnostics.
 
-    Called when detection fails and by ``progresskit plugins``. The text is shown verbatim
-    in the "no tracker claims this directory" error, so make it specific
-    (``"epoch_0/ directory, or 'epochs' in config"``).
+    Called plugin by plugin, in load order: when detection finds no tracker, when no
+    plugin provides a pinned runner type, and by ``progresskit plugins``. The text is shown
+    verbatim in the "no tracker claims this directory" error, so make it specific
+    (``"epoch_0/ directory, or 'epochs' in config"``). Cannot be a hook wrapper.
 
     :return: a :class:`~progresskit.plugin.tracker.RunnerDescription`, or ``None`` for plugins
         that provide no tracker.
@@ -147,8 +191,8 @@ def progresskit_resolve_target(target: str, config: Mapping[str, Any]) -> list[R
     as every path when you handle URLs. Once a target is yours, never decline it because
     it cannot be read: raise :class:`~progresskit.errors.ProgresskitError` with a specific
     message (``"http://host:8188: does not answer like a ComfyUI server: ..."``), which the
-    command reports with exit code 2. *firstresult*: the first non-``None`` answer wins and
-    the target is not looked up on disk.
+    command reports with exit code 2. *firstresult*: the first non-``None`` answer in call
+    order wins and the target is not looked up on disk.
 
     :param target: the target exactly as given on the command line.
     :param config: the validated config in force where the command runs.
@@ -165,8 +209,9 @@ def progresskit_process_info(work_dirs: Sequence[str]) -> Mapping[str, ProcessIn
     """Find the processes working on the given runs.
 
     Called once per status query with every run's work dir, when the caller did not supply
-    process information itself (seed 001's ``config_to_process_info``). Results of all
-    implementations are merged; for the same work dir the first answer wins.
+    process information itself (seed 001's ``config_to_process_info``). Every
+    implementation is called and the answers are merged; for the same work dir the first
+    answer in call order wins (a third-party source before the builtin ``psutil``).
 
     :param work_dirs: absolute paths of the runs' work dirs.
     :return: a mapping from work dir (as given) to the process found, or ``None``.
@@ -183,7 +228,7 @@ def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
     scheduler's cancel command) implements it; the builtin ``local_process`` plugin, which
     runs last, stops the local process in ``run.process_info``: SIGTERM to its process
     group, SIGKILL to what is left after ``grace_seconds``.
-    *firstresult*: the first non-``None`` answer wins.
+    *firstresult*: the first non-``None`` answer in call order wins.
 
     :param run: the run's latest status, as the server last saw it.
     :param grace_seconds: how long the job may take to exit cleanly before it is killed.
@@ -200,9 +245,11 @@ def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
 def progresskit_sink_types() -> Sequence[SinkType] | None:
     """Provide output sink types that a config's ``sinks:`` list may select by name.
 
-    Called once when the plugin manager is built. A sink type names its options (checked
-    like config keys) and builds a sink from validated options; see
-    :class:`~progresskit.plugin.sink.SinkType`.
+    Called plugin by plugin, in load order: once per plugin manager, the first time a
+    config's sinks are built, and by ``progresskit plugins``. A sink type names its options
+    (checked like config keys) and builds a sink from validated options; see
+    :class:`~progresskit.plugin.sink.SinkType`. Two plugins providing the same name is a
+    :class:`~progresskit.errors.PluginError`. Cannot be a hook wrapper.
 
     :return: the sink types this plugin provides, or ``None``.
     """

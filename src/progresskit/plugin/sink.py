@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from progresskit.errors import ConfigError
-from progresskit.formats.change import Change
 from progresskit.model.core import RunStatus
 from progresskit.plugin.config import ConfigKey, ConfigSchema
+
+if TYPE_CHECKING:
+    # The change document loads the converter (cattrs): a watch needs it, a query does not.
+    from progresskit.formats.change import Change
 
 __all__ = ["Sink", "SinkType", "build_sinks", "emit_changes"]
 

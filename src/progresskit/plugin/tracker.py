@@ -6,15 +6,15 @@ import fnmatch
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypedDict
 
 import attrs
 
 from progresskit.formats.fileio import StatKey, is_racy, stat_key
 from progresskit.model.core import ProgressInfo
 
-__all__ = ["BaseProgressTracker", "RunnerDescription", "Target", "list_entries"]
+__all__ = ["BaseProgressTracker", "HistoryArgs", "RunnerDescription", "Target", "list_entries"]
 
 
 def list_entries(path: str) -> dict[str, bool]:
@@ -61,19 +61,50 @@ class RunnerDescription:
     expects: str
 
 
+class HistoryArgs(TypedDict):
+    """What names a run in the ETA history: ``estimate_run``'s keyword arguments of the same
+    names (see :meth:`BaseProgressTracker.history_args`)."""
+
+    runner_type: str
+    work_dir: str
+    config: Mapping[str, Any]
+
+
 class BaseProgressTracker(ABC):
     """A tracker for one run. Subclasses read their source; this class caches the result.
 
+    A subclass declares what it handles as class attributes (:attr:`runner_type`,
+    :attr:`expected_files`, :attr:`log_pattern`) and implements :meth:`calculate_progress`.
+    Seed 001's ``get_runner_type()``, ``get_expected_files()`` and ``get_log_pattern()``
+    answer from those attributes; a tracker whose answer depends on its config overrides
+    the method instead.
+
     The cache is invalidated by the files the tracker reads, not by a timer: subclasses
     list them in :meth:`fingerprint`, and :meth:`get_progress` recomputes only when one of
-    them changed (or changed too recently for its timestamp to be trusted).
+    them changed (or changed too recently for its timestamp to be trusted). A tracker whose
+    source is not files sets :attr:`reuse_seconds` instead.
     """
+
+    #: The runner type this tracker handles (``"trainer"``, ``"evaluator"``, ...). Required.
+    runner_type: ClassVar[str]
+    #: The files, relative to the work dir, whose presence marks completion (per epoch, for
+    #: trainers); the default :meth:`fingerprint` stats them.
+    expected_files: ClassVar[Sequence[str]] = ()
+    #: Glob, relative to the work dir, of the log files whose writes are signs of life.
+    log_pattern: ClassVar[str] = "*.log"
+    #: ``None``: the answer is reused while :meth:`fingerprint` is unchanged. A number of
+    #: seconds, for a source that is not files (a server, whose jobs change while nothing
+    #: on disk does): the answer is reused that long after it was read, and the fingerprint
+    #: is not consulted.
+    reuse_seconds: ClassVar[float | None] = None
 
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
         self.work_dir = os.fspath(work_dir)
         self.config: Mapping[str, Any] = dict(config or {})
         self._cache: ProgressInfo | None = None
         self._cache_key: tuple[StatKey | None, ...] | None = None
+        #: When (monotonic clock) the cached answer was computed; for :attr:`reuse_seconds`.
+        self._computed_at = 0.0
         self._listing: dict[str, bool] = {}
         self._listing_key: StatKey | None = None
         self._listing_trusted = False
@@ -84,17 +115,17 @@ class BaseProgressTracker(ABC):
 
     # -- what a tracker must say (seed 001's API) ----------------------------------------
 
-    @abstractmethod
     def get_runner_type(self) -> str:
-        """The runner type this tracker handles (``"trainer"``, ``"evaluator"``, ...)."""
+        """The runner type this tracker handles: :attr:`runner_type`."""
+        return self.runner_type
 
-    @abstractmethod
     def get_expected_files(self) -> list[str]:
-        """The files whose presence marks completion (per epoch, for trainers)."""
+        """The files whose presence marks completion: :attr:`expected_files`."""
+        return list(self.expected_files)
 
-    @abstractmethod
     def get_log_pattern(self) -> str:
-        """Glob, relative to the work dir, of the log files whose writes are signs of life."""
+        """The glob of the log files that are signs of life: :attr:`log_pattern`."""
+        return self.log_pattern
 
     @abstractmethod
     def calculate_progress(self) -> ProgressInfo:
@@ -107,6 +138,16 @@ class BaseProgressTracker(ABC):
     def is_complete(self) -> bool:
         """Whether the run has completed (by default: progress reached 100%)."""
         return self.get_progress().progress_percentage >= 100.0
+
+    def history_args(self) -> HistoryArgs:
+        """This run's runner type, work dir and config, for
+        ``estimate_run(observations, total, **self.history_args(), ...)`` in
+        :meth:`calculate_progress` (docs/eta.md)."""
+        return {
+            "runner_type": self.get_runner_type(),
+            "work_dir": self.work_dir,
+            "config": self.config,
+        }
 
     # -- caching --------------------------------------------------------------------------
 
@@ -124,22 +165,29 @@ class BaseProgressTracker(ABC):
         )
 
     def get_progress(self, force_refresh: bool = False) -> ProgressInfo:
-        """Progress, from the cache when nothing the tracker reads has changed."""
+        """Progress, from the cache when nothing the tracker reads has changed (or, with
+        :attr:`reuse_seconds`, when it was read less than that long ago)."""
         if (
             self._cache is not None
             and not force_refresh
-            and (self._pinned or self.fingerprint() == self._cache_key)
+            and (self._pinned or self._cache_is_fresh())
         ):
             return self._cache
         read_at = time.time_ns()
         progress = self.calculate_progress()
-        # Taken after the read, because what the fingerprint covers may depend on what was
-        # read (the trainer's first incomplete epoch). A file changed during the read has an
-        # mtime after read_at, so it is racy and the result is not cached.
-        key = self.fingerprint()
-        self._cache = progress
-        self._cache_key = None if is_racy(key, read_at) else key
+        self._cache, self._computed_at = progress, time.monotonic()
+        if self.reuse_seconds is None:
+            # Taken after the read, because what the fingerprint covers may depend on what
+            # was read (the trainer's first incomplete epoch). A file changed during the read
+            # has an mtime after read_at, so it is racy and the result is not cached.
+            key = self.fingerprint()
+            self._cache_key = None if is_racy(key, read_at) else key
         return progress
+
+    def _cache_is_fresh(self) -> bool:
+        if self.reuse_seconds is not None:
+            return time.monotonic() - self._computed_at < self.reuse_seconds
+        return self.fingerprint() == self._cache_key
 
     # -- signs of life --------------------------------------------------------------------
 
@@ -158,6 +206,16 @@ class BaseProgressTracker(ABC):
                 listing = {}
             self.adopt_listing(key, listing, trusted=not is_racy((key,), read_at))
         return self._listing
+
+    def listing_key(self) -> StatKey | None:
+        """The work dir's stat key when :meth:`entries` last listed it; ``None`` before the
+        first listing and while the work dir is missing.
+
+        A tracker whose answer depends on the listing (new epoch or checkpoint directories)
+        puts it first in its :meth:`fingerprint`, after calling :meth:`entries`: it costs no
+        ``stat`` of its own.
+        """
+        return self._listing_key
 
     def adopt_listing(
         self, key: StatKey | None, entries: dict[str, bool], *, trusted: bool

@@ -10,9 +10,10 @@ The code being tracked creates an :class:`EventEmitter` and reports what it does
     events.target_complete("ret_5m", "success", models_trained=3, best_auc=0.65)
     events.run_complete("success")
 
-Wire format (docs/multistage.md): one JSON object per line, with ``event_type``, ``run_id``
-and an ISO-8601 UTC ``timestamp`` besides the event's own fields, exactly as the seed's
-``TrainingEventEmitter`` writes them, so logs written by either are read by the same tracker.
+Wire format: :mod:`progresskit.formats.events` (docs/multistage.md), exactly as the seed's
+``TrainingEventEmitter`` writes it, so logs written by either are read by the same tracker.
+The seed's module-level functions (``init_training_events``, ``emit_progress``, ...) are in
+:mod:`progresskit.compat.foxml`.
 
 Destinations: a Unix socket when one listens (``progresskit listen`` is the receiver), else
 an append to the event file. The emitter never raises into the training loop: a failed
@@ -21,44 +22,23 @@ delivery is logged once per streak of failures and counted in :attr:`EventEmitte
 
 from __future__ import annotations
 
-import json
-import logging
-import math
 import os
 import socket
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from typing import Any
 
-from progresskit.model.core import Cause
+from progresskit.formats import events as wire
+from progresskit.producer import logger
 from progresskit.producer.heartbeat import Heartbeat, producer_heartbeat
 
-__all__ = [
-    "ENV_EVENT_FILE",
-    "ENV_EVENT_SOCKET",
-    "EventEmitter",
-    "TrainingEventEmitter",
-    "append_bytes",
-    "emit_error",
-    "emit_progress",
-    "emit_run_complete",
-    "emit_stage_change",
-    "emit_target_complete",
-    "get_emitter",
-    "get_training_emitter",
-    "init_events",
-    "init_training_events",
-]
+TYPE_CHECKING = False  # typing's, without importing typing: see progresskit/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
-logger = logging.getLogger(__name__)
+    from progresskit.model.core import Cause
 
-#: Environment variables naming the destinations; the seed's names are honoured after ours.
-ENV_EVENT_FILE = "PROGRESSKIT_EVENT_FILE"
-ENV_EVENT_SOCKET = "PROGRESSKIT_EVENT_SOCKET"
-_SEED_ENV_FILE = "FOXML_TRAINING_EVENT_FILE"
-_SEED_ENV_SOCKET = "FOXML_TRAINING_EVENT_SOCKET"
+__all__ = ["EventEmitter", "append_bytes"]
 
 #: A socket that refused us is tried again after this many seconds, not on every event: a
 #: refused connect is cheap, but a training loop may emit thousands of events a second.
@@ -88,42 +68,6 @@ def append_bytes(path: str, data: bytes) -> None:
             view = view[written:]
     finally:
         os.close(fd)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by ``None``: NaN is not JSON, and the seed's
-    dashboard (serde_json) would reject the whole event."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """JSON fallback: numpy/torch scalars (``.item()``), other numbers (``Decimal``), else text.
-
-    Training code passes ``best_auc=np.float32(...)`` as often as a float; it must arrive
-    as a number, or the reader rejects the event.
-    """
-    item = getattr(value, "item", None)
-    if callable(item):
-        result = item()
-        if isinstance(result, (int, float, str, bool)) or result is None:
-            return result
-    if hasattr(value, "__float__"):
-        return float(value)
-    return str(value)
-
-
-def _encode(event: Mapping[str, Any]) -> bytes:
-    try:
-        text = json.dumps(event, allow_nan=False, default=_plain)
-    except ValueError:
-        text = json.dumps(_finite(json.loads(json.dumps(event, default=_plain))), allow_nan=False)
-    return (text + "\n").encode("utf-8")
 
 
 class EventEmitter:
@@ -156,10 +100,12 @@ class EventEmitter:
         expect_every: float | None = None,
     ) -> None:
         self.run_id = str(run_id)
-        file_ = event_file if event_file is not None else _env(ENV_EVENT_FILE, _SEED_ENV_FILE)
-        sock = socket_path if socket_path is not None else _env(ENV_EVENT_SOCKET, _SEED_ENV_SOCKET)
-        self.event_file: str | None = os.fspath(file_) if file_ else None
-        self.socket_path: str | None = os.fspath(sock) if sock else None
+        if event_file is None:
+            event_file = _env(wire.ENV_EVENT_FILE, wire.SEED_ENV_EVENT_FILE)
+        if socket_path is None:
+            socket_path = _env(wire.ENV_EVENT_SOCKET, wire.SEED_ENV_EVENT_SOCKET)
+        self.event_file: str | None = os.fspath(event_file) if event_file else None
+        self.socket_path: str | None = os.fspath(socket_path) if socket_path else None
         #: Events that reached no destination.
         self.failures = 0
         #: Events delivered (to the socket or the file).
@@ -179,12 +125,12 @@ class EventEmitter:
         )
         if self.event_file is None and self.socket_path is None:
             self._fail(
-                f"no event destination: pass event_file= or set {ENV_EVENT_FILE} "
-                f"(or {ENV_EVENT_SOCKET}); events of run {self.run_id!r} are dropped",
+                f"no event destination: pass event_file= or set {wire.ENV_EVENT_FILE} "
+                f"(or {wire.ENV_EVENT_SOCKET}); events of run {self.run_id!r} are dropped",
                 count=False,
             )
 
-    # -- the events (seed 002's fields) ---------------------------------------------------
+    # -- the events (seed 002's fields: progresskit.formats.events) ------------------------
 
     def progress(
         self,
@@ -196,25 +142,14 @@ class EventEmitter:
     ) -> None:
         """Report progress within ``stage``: ``progress_pct`` in [0, 100] of that stage."""
         self._emit(
-            {
-                "event_type": "progress",
-                "stage": stage,
-                "progress_pct": progress_pct,
-                "current_target": current_target,
-                "targets_complete": targets_complete,
-                "targets_total": targets_total,
-            }
+            wire.progress_event(
+                stage, progress_pct, current_target, targets_complete, targets_total
+            )
         )
 
     def stage_change(self, previous_stage: str | None, new_stage: str) -> None:
         """Report leaving ``previous_stage`` (done) for ``new_stage``."""
-        self._emit(
-            {
-                "event_type": "stage_change",
-                "previous_stage": previous_stage,
-                "new_stage": new_stage,
-            }
-        )
+        self._emit(wire.stage_change_event(previous_stage, new_stage))
 
     def target_complete(
         self,
@@ -229,37 +164,19 @@ class EventEmitter:
         ``metrics`` is an extension of the seed's event: more numbers about the target,
         written as a ``metrics`` object (readers of the seed's shape ignore it).
         """
-        event: dict[str, Any] = {
-            "event_type": "target_complete",
-            "target": target,
-            "status": status,
-            "models_trained": models_trained,
-            "best_auc": best_auc,
-        }
-        if metrics:
-            event["metrics"] = dict(metrics)
-        self._emit(event)
+        self._emit(wire.target_complete_event(target, status, models_trained, best_auc, metrics))
 
     def run_complete(self, status: str = "success") -> None:
         """Report the end of the run (``status``: success, failed, cancelled)."""
-        self._emit({"event_type": "run_complete", "status": status})
-        if self._heartbeat is not None:
-            ending = _LEASE_ENDINGS.get(status)
-            if ending is not None:
-                self._heartbeat.close(*ending)
+        self._emit(wire.run_complete_event(status))
+        if self._heartbeat is not None and status in wire.RUN_OUTCOMES:
+            self._heartbeat.close(*_lease_ending(status))
 
     def error(
         self, error_message: str, error_type: str = "unknown", recoverable: bool = True
     ) -> None:
         """Report an error; ``recoverable=False`` means the run cannot go on."""
-        self._emit(
-            {
-                "event_type": "error",
-                "error_message": error_message,
-                "error_type": error_type,
-                "recoverable": recoverable,
-            }
-        )
+        self._emit(wire.error_event(error_message, error_type, recoverable))
 
     # The seed's method names, so code written against TrainingEventEmitter runs unchanged.
     emit_progress = progress
@@ -289,9 +206,8 @@ class EventEmitter:
             self._heartbeat.beat()
         with self._lock:
             try:
-                fields["run_id"] = self.run_id
-                fields["timestamp"] = datetime.now(timezone.utc).isoformat()
-                data = _encode(fields)
+                wire.stamp(fields, self.run_id)
+                data = wire.encode_event(fields)
                 if self._send(data):
                     self._delivered()
                 elif self.event_file is None:
@@ -335,7 +251,7 @@ class EventEmitter:
             sock.close()
             self.last_error = f"event socket {self.socket_path}: {exc.strerror or exc}"
             self._next_connect = now + SOCKET_RETRY_SECONDS
-            logger.debug("%s; using the event file", self.last_error)
+            logger(__name__).debug("%s; using the event file", self.last_error)
             return False
         self._socket, self._socket_pid = sock, os.getpid()
         return True
@@ -359,15 +275,18 @@ class EventEmitter:
             # Once per streak: a full disk must not flood the training log with one warning
             # per event. A later success re-arms the warning.
             self._failing = True
-            logger.warning("%s (further failures are counted, not logged)", message)
+            logger(__name__).warning("%s (further failures are counted, not logged)", message)
 
 
-#: run_complete's status -> how the lease ends (other words leave the lease held).
-_LEASE_ENDINGS: Mapping[str, tuple[str, Cause | None]] = {
-    "success": ("finished", None),
-    "failed": ("failed", Cause("error", message="run_complete reported failed")),
-    "cancelled": ("cancelled", Cause("cancel", message="run_complete reported cancelled")),
-}
+def _lease_ending(outcome: str) -> tuple[str, Cause | None]:
+    """How the lease ends on ``run_complete(outcome)``, ``outcome`` one of ``RUN_OUTCOMES``."""
+    from progresskit.model.core import Cause  # loaded with the lease: see producer.heartbeat
+
+    if outcome == "failed":
+        return "failed", Cause("error", message="run_complete reported failed")
+    if outcome == "cancelled":
+        return "cancelled", Cause("cancel", message="run_complete reported cancelled")
+    return "finished", None
 
 
 def _env(*names: str) -> str | None:
@@ -376,67 +295,3 @@ def _env(*names: str) -> str | None:
         if value:
             return value
     return None
-
-
-#: The seed's class name, for code that imports it by that name.
-TrainingEventEmitter = EventEmitter
-
-_emitter: EventEmitter | None = None
-
-
-def init_events(
-    run_id: str,
-    event_file: str | os.PathLike[str] | None = None,
-    socket_path: str | os.PathLike[str] | None = None,
-    *,
-    work_dir: str | os.PathLike[str] | None = None,
-    expect_every: float | None = None,
-) -> EventEmitter:
-    """Create the process-wide emitter used by the ``emit_*`` functions, and return it."""
-    global _emitter
-    if _emitter is not None:
-        _emitter.close()
-    _emitter = EventEmitter(
-        run_id, event_file, socket_path, work_dir=work_dir, expect_every=expect_every
-    )
-    return _emitter
-
-
-def get_emitter() -> EventEmitter | None:
-    """The process-wide emitter, if :func:`init_events` was called."""
-    return _emitter
-
-
-#: The seed's names for the two functions above.
-init_training_events = init_events
-get_training_emitter = get_emitter
-
-
-def emit_progress(stage: str, progress_pct: float, **kwargs: Any) -> None:
-    """:meth:`EventEmitter.progress` on the process-wide emitter (no-op without one)."""
-    if _emitter is not None:
-        _emitter.progress(stage, progress_pct, **kwargs)
-
-
-def emit_stage_change(previous_stage: str | None, new_stage: str) -> None:
-    """:meth:`EventEmitter.stage_change` on the process-wide emitter (no-op without one)."""
-    if _emitter is not None:
-        _emitter.stage_change(previous_stage, new_stage)
-
-
-def emit_target_complete(target: str, status: str, **kwargs: Any) -> None:
-    """:meth:`EventEmitter.target_complete` on the process-wide emitter (no-op without one)."""
-    if _emitter is not None:
-        _emitter.target_complete(target, status, **kwargs)
-
-
-def emit_run_complete(status: str = "success") -> None:
-    """:meth:`EventEmitter.run_complete` on the process-wide emitter (no-op without one)."""
-    if _emitter is not None:
-        _emitter.run_complete(status)
-
-
-def emit_error(error_message: str, error_type: str = "unknown", recoverable: bool = True) -> None:
-    """:meth:`EventEmitter.error` on the process-wide emitter (no-op without one)."""
-    if _emitter is not None:
-        _emitter.error(error_message, error_type, recoverable)

@@ -1,4 +1,5 @@
-"""Brush's ``training_status.json`` (seed 000): its fields, and a writer for Python trainers.
+"""A writer of Brush's ``training_status.json`` (seed 000; the document is
+:mod:`progresskit.formats.statusfile`) for Python trainers.
 
 A trainer that publishes this file can be watched by anything that reads Brush's
 ``--save-status`` output: the ``progresskit-brush`` plugin, or the seed's own scripts.
@@ -11,99 +12,35 @@ atomically replaces the file, so a reader never sees half of one.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import json
-import logging
 import math
 import operator
 import os
-import re
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from time import monotonic
 from types import TracebackType
-from typing import Any
 
 from progresskit.formats.fileio import atomic_write_text
-from progresskit.model.core import Cause
-from progresskit.model.vocabulary import SOURCE_VOCABULARIES
+from progresskit.formats.jsonio import dumps
+from progresskit.formats.statusfile import (
+    COMPLETED,
+    DEFAULT_STATUS_FILENAME,
+    ERROR,
+    STATUS_VALUES,
+    format_timestamp,
+)
+from progresskit.producer import logger
 from progresskit.producer.heartbeat import Heartbeat, producer_heartbeat
 
-__all__ = [
-    "DEFAULT_STATUS_FILENAME",
-    "LIVE_STATUSES",
-    "STATUS_FIELDS",
-    "STATUS_VALUES",
-    "StatusFileWriter",
-    "format_timestamp",
-    "parse_timestamp",
-]
+TYPE_CHECKING = False  # typing's, without importing typing: see progresskit/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
-log = logging.getLogger(__name__)
+__all__ = ["StatusFileWriter"]
 
-#: Brush's default ``--status-filename``.
-DEFAULT_STATUS_FILENAME = "training_status.json"
-#: Brush's six ``status`` values, in the order a run meets them.
-STATUS_VALUES: tuple[str, ...] = tuple(SOURCE_VOCABULARIES["brush"])
-#: The statuses of a live process; each is also the phase it is in.
-LIVE_STATUSES = ("starting", "training", "evaluating", "exporting")
-COMPLETED, ERROR = "completed", "error"
 _TRAINING = "training"
-#: The seed's fields in the seed's order, then the one progresskit adds: the reason for
-#: ``error``, which Brush lists as not implemented.
-STATUS_FIELDS = (
-    "current_iteration",
-    "total_iterations",
-    "progress_percentage",
-    "elapsed_time_seconds",
-    "estimated_remaining_seconds",
-    "current_splat_count",
-    "last_eval_psnr",
-    "last_eval_ssim",
-    "export_path",
-    "current_export_file",
-    "status",
-    "last_updated",
-    "error_message",
-)
-
-_TIMESTAMP = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:[Zz]|([+-])(\d{2}):?(\d{2}))?"
-)
-
-
-def format_timestamp(unix_time: float) -> str:
-    """``unix_time`` as Brush writes ``last_updated``: UTC, whole seconds, ``Z`` suffix."""
-    moment = dt.datetime.fromtimestamp(unix_time, dt.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(text: str) -> float:
-    """An ISO-8601 / RFC 3339 date-time as Unix time.
-
-    Accepts what Rust's chrono and Python write: a ``Z`` or ``+HH:MM`` offset, and any
-    number of fractional digits (chrono writes nanoseconds, which Python 3.10's
-    ``fromisoformat`` refuses). A time without an offset is taken as UTC, Brush's zone.
-    Raises ``ValueError`` saying what was expected.
-    """
-    match = _TIMESTAMP.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"expected an ISO-8601 date-time like 2025-06-28T09:34:56Z, got {text!r}")
-    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
-    offset = dt.timedelta(0)
-    if sign is not None:
-        offset = dt.timedelta(hours=int(off_h), minutes=int(off_m))
-        offset = -offset if sign == "-" else offset
-    try:
-        moment = dt.datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second),
-            tzinfo=dt.timezone(offset),
-        )
-    except ValueError as exc:
-        raise ValueError(f"invalid date-time {text!r}: {exc}") from exc
-    return moment.timestamp() + (float(f"0.{fraction}") if fraction else 0.0)
 
 
 # -- checks of the values a trainer passes -------------------------------------------------
@@ -344,6 +281,8 @@ class StatusFileWriter:
             self._fast_status = None
         if self._heartbeat is not None:
             if final == ERROR:
+                from progresskit.model.core import Cause  # loaded with the lease
+
                 self._heartbeat.close("failed", Cause("error", message=message))
             else:
                 self._heartbeat.close()
@@ -404,7 +343,7 @@ class StatusFileWriter:
                 # The trainer passed a bad iteration on the fast path; it hears of it on its
                 # next status change, flush or close. The file keeps the last good state.
                 if str(exc) != self._thread_problem:
-                    log.warning("status file %s not updated: %s", self._path, exc)
+                    logger(__name__).warning("status file %s not updated: %s", self._path, exc)
                 self._thread_problem = str(exc)
 
     def _document(self) -> dict[str, Any]:
@@ -433,7 +372,7 @@ class StatusFileWriter:
             "export_path": fields["export_path"],
             "current_export_file": fields["current_export_file"],
             "status": self._status,
-            "last_updated": format_timestamp(dt.datetime.now(dt.timezone.utc).timestamp()),
+            "last_updated": format_timestamp(time.time()),
         }
         if fields["error_message"] is not None:
             document["error_message"] = fields["error_message"]
@@ -443,14 +382,16 @@ class StatusFileWriter:
         """Write the current state (the caller holds the lock). A bad iteration raises
         ``ValueError``; a failed write is logged and remembered, never raised."""
         document = self._document()
-        text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+        text = dumps(document, indent=2) + "\n"
         try:
             atomic_write_text(self._path, text)
         except OSError as exc:
             # Logged once per kind of failure (the message names a random temp file).
             last = self.last_write_error
             if last is None or (type(last), last.errno) != (type(exc), exc.errno):
-                log.warning("cannot write status file %s: %s", self._path, exc.strerror or exc)
+                logger(__name__).warning(
+                    "cannot write status file %s: %s", self._path, exc.strerror or exc
+                )
             self.last_write_error = exc
             return
         self.last_write_error = None

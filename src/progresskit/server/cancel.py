@@ -73,7 +73,7 @@ def cancel(pm: PluginManager, run: RunStatus, grace_seconds: float) -> None:
     if not run.status.is_active:
         raise CancelRefused(f"run {run.work_dir} is {run.status.value}: nothing to cancel")
     try:
-        done = pm.hook.progresskit_cancel(run=run, grace_seconds=grace_seconds)
+        done = pm.hooks.cancel(run, grace_seconds)
     except ProgresskitError as exc:
         raise CancelRefused(str(exc)) from None
     if not done:

@@ -8,16 +8,16 @@ path ever comes from a URL.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
 from typing import Any
 
+from progresskit.formats import jsonio
 from progresskit.model.converter import unstructure
 from progresskit.model.core import RunStatus
 
-__all__ = ["RUN_ID_PATTERN", "dumps", "finite", "history_point", "run_id", "run_view"]
+__all__ = ["RUN_ID_PATTERN", "dumps", "history_point", "run_id", "run_view"]
 
 #: What every run id looks like; anything else is an unknown run without a lookup.
 RUN_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
@@ -28,21 +28,10 @@ def run_id(work_dir: str) -> str:
     return hashlib.sha256(work_dir.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def finite(value: Any) -> Any:
-    """``value`` with every NaN or infinity replaced by ``None``: JSON has no such numbers,
-    and a diverged loss must not break the stream for every client."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
-
-
 def dumps(document: Any) -> str:
-    """``document`` (JSON-ready data) as compact JSON text."""
-    return json.dumps(finite(document), separators=(",", ":"), allow_nan=False)
+    """``document`` (JSON-ready data) as compact JSON text; a NaN or an infinity is
+    ``null``, so a diverged loss never breaks the stream for every client."""
+    return jsonio.dumps(document, compact=True)
 
 
 def _name(work_dir: str, root: str) -> str:

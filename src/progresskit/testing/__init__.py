@@ -2,8 +2,8 @@
 
 - :class:`TrackerConformance`: the conformance suite a tracker plugin runs against itself;
 - fixtures (``progresskit_run_dir``, ``progresskit_config``, ``progresskit_cli``,
-  ``progresskit_plugin_manager``), enabled in every pytest session by the ``pytest11``
-  entry point of progresskit (:mod:`progresskit.testing.plugin`);
+  ``progresskit_plugin_manager``, ``progresskit_history``), enabled in every pytest session
+  by the ``pytest11`` entry point of progresskit (:mod:`progresskit.testing.plugin`);
 - the same helpers as plain functions (:func:`make_run_dir`, :func:`run_cli`, ...);
 - hypothesis strategies in :mod:`progresskit.testing.strategies` (needs ``hypothesis``).
 

@@ -30,10 +30,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from progresskit.engine.detection import claims, detect, make_tracker
+from progresskit.engine.detection import detect, make_tracker
 from progresskit.engine.session import Tracking
 from progresskit.errors import AmbiguousRunnerError, NoTrackerError, ProgresskitError
-from progresskit.model.converter import structure, to_json, unstructure
+from progresskit.formats.jsonio import to_json
+from progresskit.model.converter import structure, unstructure
 from progresskit.model.core import ProgressInfo, RunStatus, Status
 from progresskit.plugin.manager import PluginManager, get_plugin_manager
 from progresskit.plugin.tracker import BaseProgressTracker, Target, list_entries
@@ -243,8 +244,7 @@ class TrackerConformance:
                 f"checkpoint-*/ directories\"; users see it when no tracker claims a directory",
                 pytrace=False,
             )
-        callers = pm.get_hookcallers(pm.get_plugin(self.registered_name())) or ()
-        hooks = {caller.name for caller in callers}
+        hooks = set(pm.hooks.implemented(self.registered_name()))
         missing = {"progresskit_detect_runner", "progresskit_make_tracker"} - hooks
         if missing:
             pytest.fail(f"a tracker plugin must implement {sorted(missing)}", pytrace=False)
@@ -253,9 +253,7 @@ class TrackerConformance:
         pm = self.own_plugin_manager()
         run = self._sample(tmp_path, "valid_run")
         config = self.tracked_config(pm)
-        answer = pm.hook.progresskit_make_tracker(
-            runner_type=_NOT_A_RUNNER_TYPE, work_dir=str(run), config=config
-        )
+        answer = pm.hooks.make_tracker(_NOT_A_RUNNER_TYPE, str(run), config)
         if answer is not None:
             pytest.fail(
                 f"progresskit_make_tracker(runner_type='{_NOT_A_RUNNER_TYPE}') returned "
@@ -310,7 +308,7 @@ class TrackerConformance:
             list_entries(str(run)),
             use_config=False,
         )
-        if self._runner_type() not in claims(pm, ghost):
+        if self._runner_type() not in pm.hooks.detect_runner(ghost):
             pytest.fail(
                 f"progresskit_detect_runner() claims the sample valid run {run} but not the "
                 f"same listing under a path that does not exist: it reads the file system. "
@@ -326,7 +324,8 @@ class TrackerConformance:
         # config may decide (as for one explicit target).
         bare = pm.schema.validate({}, "defaults")
         for config, use_config in ((self.tracked_config(pm), False), (bare, True)):
-            found = claims(pm, Target(str(foreign), config, list_entries(str(foreign)), use_config))
+            listing = list_entries(str(foreign))
+            found = pm.hooks.detect_runner(Target(str(foreign), config, listing, use_config))
             if found:
                 pytest.fail(
                     f"progresskit_detect_runner() claimed the foreign directory {foreign} "
@@ -345,7 +344,7 @@ class TrackerConformance:
             (self.tracked_config(pm), False, "on file evidence (use_config=False)"),
             (bare, True, "with no config keys set"),
         ):
-            found = claims(pm, Target(str(empty), config, {}, use_config))
+            found = pm.hooks.detect_runner(Target(str(empty), config, {}, use_config))
             if found:
                 pytest.fail(
                     f"progresskit_detect_runner() claimed an empty directory {what} as "

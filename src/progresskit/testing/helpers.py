@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata as md
 import io
 import json
 import os
@@ -19,7 +18,13 @@ import yaml
 
 from progresskit.errors import PluginError
 from progresskit.plugin.config import CONFIG_FILENAME
-from progresskit.plugin.manager import ENTRY_POINT_GROUP, PluginManager, get_plugin_manager
+from progresskit.plugin.manager import (
+    CORE_PLUGIN,
+    ENTRY_POINT_GROUP,
+    PluginManager,
+    get_plugin_manager,
+    plugin_names,
+)
 
 __all__ = [
     "CliResult",
@@ -90,8 +95,9 @@ def write_config(directory: str | os.PathLike[str], values: Mapping[str, Any]) -
 
 
 def installed_plugin_names() -> list[str]:
-    """Names of every plugin installed in the ``progresskit`` entry-point group."""
-    return sorted({ep.name for ep in md.entry_points(group=ENTRY_POINT_GROUP)})
+    """Names of every plugin that can be chosen: the builtins but the core, and every
+    plugin installed in the ``progresskit`` entry-point group."""
+    return sorted(set(plugin_names()) - {CORE_PLUGIN})
 
 
 def plugin_manager(
@@ -100,7 +106,7 @@ def plugin_manager(
 ) -> PluginManager:
     """A fresh plugin manager with only the chosen plugins loaded.
 
-    ``only`` names installed entry-point plugins to load (``None``: every installed one;
+    ``only`` names builtin or installed entry-point plugins to load (``None``: every one;
     ``()``: none but the core); ``extra_plugins`` are (name, module or object) pairs
     registered after them, e.g. a plugin under test that is not installed.
     """
@@ -108,7 +114,7 @@ def plugin_manager(
     clashes = sorted({name for name, _ in extra_plugins} & set(installed))
     if clashes:
         raise PluginError(
-            f"extra plugin name(s) {clashes} are taken by installed entry-point plugins; "
+            f"extra plugin name(s) {clashes} are taken by builtin or installed plugins; "
             f"register the object under another name"
         )
     if only is None:
@@ -118,9 +124,9 @@ def plugin_manager(
         missing = sorted(wanted - set(installed))
         if missing:
             raise PluginError(
-                f"plugin(s) {missing} are not installed in the '{ENTRY_POINT_GROUP}' "
-                f"entry-point group (installed: {installed}); install the distribution "
-                f"(pip install -e .) or pass the module through extra_plugins"
+                f"plugin(s) {missing} are not installed (neither builtin nor in the "
+                f"'{ENTRY_POINT_GROUP}' entry-point group; installed: {installed}); install "
+                f"the distribution (pip install -e .) or pass the module through extra_plugins"
             )
         disabled = [name for name in installed if name not in wanted]
     return get_plugin_manager(disabled=disabled, extra_plugins=extra_plugins)

@@ -12,6 +12,9 @@ Fixtures (each a factory, so a test can make as many as it needs):
     (``.ret``, ``.stdout``, ``.stderr``, ``.json()``).
 ``progresskit_plugin_manager(only=None, extra_plugins=())``
     a fresh plugin manager with only the chosen plugins loaded.
+``progresskit_history``
+    not a factory: the path of this test's own, empty ETA history database
+    (``$PROGRESSKIT_HISTORY`` points there for the test's duration).
 
 Disable the plugin with ``-p no:progresskit``.
 """
@@ -23,11 +26,13 @@ from pathlib import Path
 
 import pytest
 
+from progresskit.engine.history import HISTORY_ENV
 from progresskit.testing import helpers
 
 __all__ = [
     "progresskit_cli",
     "progresskit_config",
+    "progresskit_history",
     "progresskit_plugin_manager",
     "progresskit_run_dir",
 ]
@@ -61,3 +66,18 @@ def progresskit_cli() -> Callable[..., helpers.CliResult]:
 def progresskit_plugin_manager() -> Callable[..., object]:
     """Factory: ``progresskit_plugin_manager(only=["trainer"])``."""
     return helpers.plugin_manager
+
+
+@pytest.fixture
+def progresskit_history(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The path of this test's own ETA history database, not yet created.
+
+    ``$PROGRESSKIT_HISTORY`` points at it until the test ends (the CLI run in a subprocess
+    inherits it), so the runs one test finishes never become another test's prior and
+    a test suite never writes to the user's history.
+    """
+    path = tmp_path_factory.mktemp("history") / "history.sqlite3"
+    monkeypatch.setenv(HISTORY_ENV, str(path))
+    return path

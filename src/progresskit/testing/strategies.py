@@ -22,6 +22,16 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from progresskit.formats.events import (
+    RUN_OUTCOMES,
+    TARGET_OUTCOMES,
+    error_event,
+    progress_event,
+    run_complete_event,
+    stage_change_event,
+    stamp,
+    target_complete_event,
+)
 from progresskit.model.core import (
     CAUSE_KINDS,
     Cause,
@@ -171,62 +181,40 @@ def run_statuses(
 
 _event_times = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
-).map(lambda d: d.isoformat())
+).map(lambda d: d.timestamp())
+
+
+def _stamped(event: dict[str, Any], run_id: str, at: float) -> dict[str, Any]:
+    stamp(event, run_id, at)
+    return event
 
 
 def training_events(
     run_id: st.SearchStrategy[str] | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """One multi-stage training event as a JSON object, in the wire format that
-    :class:`~progresskit.EventEmitter` writes (docs/multistage.md): ``event_type``,
-    ``run_id``, an ISO-8601 UTC ``timestamp`` and the event's own fields.
+    :class:`~progresskit.EventEmitter` writes (:mod:`progresskit.formats.events`):
+    ``event_type``, the event's own fields, ``run_id`` and an ISO-8601 UTC ``timestamp``.
     """
-    common = {"run_id": run_id if run_id is not None else names(), "timestamp": _event_times}
     optional_name = st.none() | names()
-    return st.one_of(
-        st.fixed_dictionaries(
-            {
-                "event_type": st.just("progress"),
-                "stage": names(),
-                "progress_pct": percentages(),
-                "current_target": optional_name,
-                "targets_complete": st.integers(0, 10_000),
-                "targets_total": st.integers(0, 10_000),
-                **common,
-            }
+    events = st.one_of(
+        st.builds(
+            progress_event,
+            names(),
+            percentages(),
+            optional_name,
+            st.integers(0, 10_000),
+            st.integers(0, 10_000),
         ),
-        st.fixed_dictionaries(
-            {
-                "event_type": st.just("stage_change"),
-                "previous_stage": optional_name,
-                "new_stage": names(),
-                **common,
-            }
+        st.builds(stage_change_event, optional_name, names()),
+        st.builds(
+            target_complete_event,
+            names(),
+            st.sampled_from(TARGET_OUTCOMES),
+            st.integers(0, 1000),
+            st.none() | st.floats(min_value=0, max_value=1),
         ),
-        st.fixed_dictionaries(
-            {
-                "event_type": st.just("target_complete"),
-                "target": names(),
-                "status": st.sampled_from(["success", "failed", "skipped"]),
-                "models_trained": st.integers(0, 1000),
-                "best_auc": st.none() | st.floats(min_value=0, max_value=1),
-                **common,
-            }
-        ),
-        st.fixed_dictionaries(
-            {
-                "event_type": st.just("run_complete"),
-                "status": st.sampled_from(["success", "failed", "cancelled"]),
-                **common,
-            }
-        ),
-        st.fixed_dictionaries(
-            {
-                "event_type": st.just("error"),
-                "error_message": st.text(min_size=1, max_size=40),
-                "error_type": names(),
-                "recoverable": st.booleans(),
-                **common,
-            }
-        ),
+        st.builds(run_complete_event, st.sampled_from(RUN_OUTCOMES)),
+        st.builds(error_event, st.text(min_size=1, max_size=40), names(), st.booleans()),
     )
+    return st.builds(_stamped, events, run_id if run_id is not None else names(), _event_times)

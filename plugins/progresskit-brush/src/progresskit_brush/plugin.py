@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
-from progresskit import hookimpl
-from progresskit.plugin.config import ConfigSchema, ensure
-from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
-from progresskit.producer.statusfile import DEFAULT_STATUS_FILENAME
+from progresskit import ConfigSchema, Target, TrackerSpec, ensure, hookimpl
+from progresskit.formats.statusfile import DEFAULT_STATUS_FILENAME
 from progresskit_brush.tracker import (
     DEFAULT_REREAD_DELAY,
-    RUNNER_TYPE,
     BrushProgressTracker,
     status_file_candidates,
 )
@@ -64,29 +59,19 @@ def _under_export_path(target: Target) -> bool:
     return any(os.path.isfile(p) for p in status_file_candidates(target.path, target.config)[1:])
 
 
-@hookimpl
-def progresskit_detect_runner(target: Target) -> str | None:
-    filename = target.config.get("status_filename") or DEFAULT_STATUS_FILENAME
-    if target.has_file(filename) or _under_export_path(target):
-        return RUNNER_TYPE
-    # A single explicit target whose config names Brush's files: a run not started yet.
+def _claims(target: Target) -> bool:
     config = target.config
-    if target.use_config and (config.get("status_filename") or config.get("export_path")):
-        return RUNNER_TYPE
-    return None
+    filename = config.get("status_filename") or DEFAULT_STATUS_FILENAME
+    if target.has_file(filename) or _under_export_path(target):
+        return True
+    # A single explicit target whose config names Brush's files: a run not started yet.
+    return bool(target.use_config and (config.get("status_filename") or config.get("export_path")))
 
 
-@hookimpl
-def progresskit_make_tracker(
-    runner_type: str, work_dir: str, config: Mapping[str, Any]
-) -> BaseProgressTracker | None:
-    return BrushProgressTracker(work_dir, config) if runner_type == RUNNER_TYPE else None
-
-
-@hookimpl
-def progresskit_describe_runner() -> RunnerDescription:
-    return RunnerDescription(
-        RUNNER_TYPE,
-        f"{DEFAULT_STATUS_FILENAME} file (or config 'status_filename'), in the directory or "
-        "under config 'export_path'",
-    )
+tracker = TrackerSpec(
+    BrushProgressTracker,
+    claim=_claims,
+    expects=f"{DEFAULT_STATUS_FILENAME} file (or config 'status_filename'), in the directory "
+    "or under config 'export_path'",
+)
+progresskit_detect_runner, progresskit_make_tracker, progresskit_describe_runner = tracker.hooks

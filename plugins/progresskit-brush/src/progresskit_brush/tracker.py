@@ -18,12 +18,17 @@ from typing import Any, TypeVar
 
 import attrs
 
-from progresskit.engine.history import estimate_run
-from progresskit.formats.fileio import StatKey, read_json, stat_key
-from progresskit.model.core import ProgressInfo, Status
-from progresskit.model.vocabulary import canonical_status
-from progresskit.plugin.tracker import BaseProgressTracker
-from progresskit.producer.statusfile import (
+from progresskit import (
+    BaseProgressTracker,
+    ProgressInfo,
+    StatKey,
+    Status,
+    canonical_status,
+    estimate_run,
+    read_json,
+    stat_key,
+)
+from progresskit.formats.statusfile import (
     DEFAULT_STATUS_FILENAME,
     LIVE_STATUSES,
     STATUS_VALUES,
@@ -103,6 +108,10 @@ class _Document:
 class BrushProgressTracker(BaseProgressTracker):
     """Progress of a Brush run from its status file."""
 
+    runner_type = RUNNER_TYPE
+    expected_files = (DEFAULT_STATUS_FILENAME,)
+    log_pattern = LOG_PATTERN
+
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
         super().__init__(work_dir, config)
         self._filename: str = self.config.get("status_filename") or DEFAULT_STATUS_FILENAME
@@ -127,14 +136,8 @@ class BrushProgressTracker(BaseProgressTracker):
         """The status file this tracker reads."""
         return self._path
 
-    def get_runner_type(self) -> str:
-        return RUNNER_TYPE
-
     def get_expected_files(self) -> list[str]:
         return [self._filename]
-
-    def get_log_pattern(self) -> str:
-        return LOG_PATTERN
 
     def is_complete(self) -> bool:
         progress = self.get_progress()
@@ -288,9 +291,7 @@ class BrushProgressTracker(BaseProgressTracker):
         estimate = estimate_run(
             self._observed,
             progress.total_steps,
-            runner_type=RUNNER_TYPE,
-            work_dir=self.work_dir,
-            config=self.config,
+            **self.history_args(),
             finished=reported is Status.FINISHED,
         )
         if estimate.seconds is None and remaining is not None and remaining >= 0:

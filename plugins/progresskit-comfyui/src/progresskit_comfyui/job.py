@@ -9,8 +9,7 @@ from typing import Any
 
 import attrs
 
-from progresskit.model.core import Status
-from progresskit.model.vocabulary import canonical_status
+from progresskit import Status, canonical_status
 from progresskit_comfyui.protocol import (
     ErrorInfo,
     HistoryEntry,

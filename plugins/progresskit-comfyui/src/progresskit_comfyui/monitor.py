@@ -25,8 +25,7 @@ from typing import Any
 import attrs
 from websockets.exceptions import WebSocketException
 
-from progresskit.engine.eta import Estimate
-from progresskit.engine.history import estimate_run
+from progresskit import Estimate, estimate_run, record_finished_runs
 from progresskit_comfyui.backoff import Backoff
 from progresskit_comfyui.client import ComfyUIClient
 from progresskit_comfyui.job import RUNNER_TYPE, JobState, ProgressStatus, ProgressUpdate
@@ -131,6 +130,11 @@ class StatusMonitor:
         application's id: ComfyUI would hand it this monitor's socket instead of theirs.
     :param backoff: reconnection delays; ``sleep`` waits them (both injectable for tests),
         ``clock`` (monotonic) and ``wall_clock`` (Unix time) are injectable too.
+    :param record_history: record each completed job's pace into progresskit's ETA history
+        as it completes (the default: a long-running monitor is where the history learns
+        from). ``False`` leaves the records to the caller: a status query of progresskit's
+        engine commits them when its session records (the command line), a library query
+        drops them.
     """
 
     def __init__(
@@ -150,6 +154,7 @@ class StatusMonitor:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         statistics_window: int = 1000,
+        record_history: bool = True,
     ):
         for name, value in (
             ("poll_interval", poll_interval),
@@ -167,6 +172,7 @@ class StatusMonitor:
         self.max_retained = max_retained
         self.http_timeout = http_timeout
         self.use_websocket = use_websocket
+        self.record_history = record_history
         self.client_id = client_id or f"progresskit-{uuid.uuid4().hex[:12]}"
         self.backoff = backoff or Backoff()
         self._clock, self._wall, self._sleep = clock, wall_clock, sleep
@@ -639,7 +645,8 @@ class StatusMonitor:
             return
         points = list(marks or [(job.started_wall, 0.0)])
         points.append((job.started_wall + job.generation_time, 1.0))
-        self._estimate(job, points, finished=True)
+        with record_finished_runs() if self.record_history else contextlib.nullcontext():
+            self._estimate(job, points, finished=True)
 
     @staticmethod
     def _estimate(

@@ -10,45 +10,59 @@ Two ways in:
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
 import os
 import statistics
-import time
 from collections.abc import Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from progresskit.engine.rules import decide_status
-from progresskit.errors import RunnerDetectionError
-from progresskit.model.core import CompletedItem, ProgressInfo, RunStatus, Status
-from progresskit.plugin.config import ConfigSchema, ensure
-from progresskit.plugin.hookspec import hookimpl
-from progresskit.plugin.tracker import BaseProgressTracker, RunnerDescription, Target
+from progresskit import (
+    BaseProgressTracker,
+    CompletedItem,
+    ConfigSchema,
+    ProgressInfo,
+    RunnerDetectionError,
+    RunStatus,
+    Status,
+    Target,
+    TrackerSpec,
+    apply_rules,
+    ensure,
+    hookimpl,
+)
 from progresskit_comfyui.job import RUNNER_TYPE, ProgressStatus, ProgressUpdate
 from progresskit_comfyui.protocol import ComfyUIError, normalise_url
 
 T = TypeVar("T")
-#: Seconds a tracker reuses what it read: one status query asks for progress, completion
-#: and activity in turn, and that must be one look at the server, not three.
-_REUSE_SECONDS = 1.0
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine`` to its end from synchronous code, even code that an event loop
     called (the tracker API is synchronous): then on a thread of its own."""
+    # Imported when a server is asked, not by every command that loads the plugins.
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coroutine)
     with ThreadPoolExecutor(1, thread_name_prefix="comfyui") as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        # In this context: the query's ETA-history block must see the jobs that finished.
+        return pool.submit(contextvars.copy_context().run, asyncio.run, coroutine).result()
+
+
+#: The defaults of this plugin's config keys, declared with them (progresskit_addconfig).
+DEFAULT_HISTORY_ITEMS = 20
+DEFAULT_LISTEN_SECONDS = 0.5
+DEFAULT_TIMEOUT = 10.0
 
 
 def _options(config: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "history_items": int(config.get("comfyui_history_items", 20)),
-        "listen_seconds": float(config.get("comfyui_listen_seconds", 0.5)),
-        "timeout": float(config.get("comfyui_timeout", 10.0)),
+        "history_items": int(config.get("comfyui_history_items", DEFAULT_HISTORY_ITEMS)),
+        "listen_seconds": float(config.get("comfyui_listen_seconds", DEFAULT_LISTEN_SECONDS)),
+        "timeout": float(config.get("comfyui_timeout", DEFAULT_TIMEOUT)),
     }
 
 
@@ -101,21 +115,21 @@ def progress_info(update: ProgressUpdate, observed_at: float) -> ProgressInfo:
 
 def run_status(key: str, work_dir: str, progress: ProgressInfo, config: Mapping[str, Any],
                now: float) -> RunStatus:
-    """The core's status rules applied to one ComfyUI job."""
+    """The core's status rules, with the limits ``config`` sets, applied to one ComfyUI job."""
     if progress.reported_status is Status.UNKNOWN:
         return RunStatus(key, work_dir, progress, Status.UNKNOWN, None,
                          progress.details.get("detail") or "the server reports no status",
                          progress.last_update_time)
-    status, reason = decide_status(
+    decision = apply_rules(
+        config,
         progress,
         complete=progress.reported_status is Status.FINISHED,
         last_activity=progress.last_update_time,
         process=None,
         now=now,
-        sleep_time=float(config.get("sleep_time") or 86400),
-        outdated_days=float(config.get("outdated_days") or 30),
     )
-    return RunStatus(key, work_dir, progress, status, None, reason, progress.last_update_time)
+    return RunStatus(key, work_dir, progress, decision.status, None, decision.reason,
+                     progress.last_update_time)
 
 
 # -- a work dir's jobs ------------------------------------------------------------------------
@@ -181,33 +195,27 @@ class ComfyUIJobsTracker(BaseProgressTracker):
     """A work dir standing for jobs on a ComfyUI server (``comfyui_url``,
     ``comfyui_prompt_ids``)."""
 
+    runner_type = RUNNER_TYPE
+    expected_files = ()  # completion is the server's word, not a file
+    log_pattern = "comfyui*.log"
+    # Nothing on disk changes when the server's jobs do, so the file fingerprint cannot
+    # tell when to look again. One status query asks for progress, completion and activity
+    # in turn, and that must be one look at the server, not three.
+    reuse_seconds = 1.0
+
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
         super().__init__(work_dir, config)
+        if not self.config.get("comfyui_url") or not self.config.get("comfyui_prompt_ids"):
+            # Only a pinned runner_type gets here: detection claims on these two keys.
+            raise RunnerDetectionError(
+                f"{self.work_dir}: runner type 'comfyui' needs 'comfyui_url' and "
+                f"'comfyui_prompt_ids' in its config"
+            )
         self.url = normalise_url(str(self.config["comfyui_url"]))
         self.prompt_ids = [str(p) for p in self.config["comfyui_prompt_ids"]]
-        self._read_at: float | None = None
-
-    def get_runner_type(self) -> str:
-        return RUNNER_TYPE
-
-    def get_expected_files(self) -> list[str]:
-        return []  # completion is the server's word, not a file
-
-    def get_log_pattern(self) -> str:
-        return "comfyui*.log"
 
     def is_complete(self) -> bool:
         return self.get_progress().reported_status is Status.FINISHED
-
-    def get_progress(self, force_refresh: bool = False) -> ProgressInfo:
-        # Nothing on disk changes when the server's jobs do, so the file fingerprint cannot
-        # tell when to look again; reuse one look for the rest of this query instead.
-        fresh = self._read_at is not None and time.monotonic() - self._read_at < _REUSE_SECONDS
-        if self._cache is not None and fresh and not force_refresh:
-            return self._cache
-        self._cache = self.calculate_progress()
-        self._read_at = time.monotonic()
-        return self._cache
 
     def calculate_progress(self) -> ProgressInfo:
         """Raises :class:`ComfyUIError` when the server cannot say: the run is then shown as
@@ -222,7 +230,9 @@ class ComfyUIJobsTracker(BaseProgressTracker):
         return combine(snapshot.updates, snapshot.taken_at)
 
 
-async def cancel_prompts(server: str, prompt_ids: Sequence[str], timeout: float = 10.0) -> int:
+async def cancel_prompts(
+    server: str, prompt_ids: Sequence[str], timeout: float = DEFAULT_TIMEOUT
+) -> int:
     """Interrupt the running and delete the pending prompts among ``prompt_ids``; how many.
 
     Raises :class:`ComfyUIError` when the server cannot be asked or none of the prompts is
@@ -266,47 +276,32 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
                                       "expects a non-empty list of prompt id strings"))
     schema.add("comfyui_job_type", (str, type(None)),
                help="Job type for ETA statistics (default: the workflow's node classes).")
-    schema.add("comfyui_history_items", int, default=20,
+    schema.add("comfyui_history_items", int, default=DEFAULT_HISTORY_ITEMS,
                help="Finished prompts read from /history: listed for a server URL target, and "
                "the past completion times the ETA is based on.",
                check=lambda v: ensure(0 <= v <= 10000, "must be between 0 and 10000"))
-    schema.add("comfyui_listen_seconds", float, default=0.5,
+    schema.add("comfyui_listen_seconds", float, default=DEFAULT_LISTEN_SECONDS,
                help="How long to follow /ws for node-level progress of a running prompt.",
                check=lambda v: ensure(0 <= v <= 60, "must be between 0 and 60 seconds"))
-    schema.add("comfyui_timeout", float, default=10.0,
+    schema.add("comfyui_timeout", float, default=DEFAULT_TIMEOUT,
                help="Seconds to wait for a ComfyUI reply before giving up.",
                check=lambda v: ensure(v > 0, "must be > 0"))
 
 
-@hookimpl
-def progresskit_detect_runner(target: Target) -> str | None:
+def _claims(target: Target) -> bool:
     config = target.config
-    if target.use_config and config.get("comfyui_url") and config.get("comfyui_prompt_ids"):
-        return RUNNER_TYPE
-    return None
-
-
-@hookimpl
-def progresskit_make_tracker(
-    runner_type: str, work_dir: str, config: Mapping[str, Any]
-) -> BaseProgressTracker | None:
-    if runner_type != RUNNER_TYPE:
-        return None
-    if not config.get("comfyui_url") or not config.get("comfyui_prompt_ids"):
-        raise RunnerDetectionError(
-            f"{work_dir}: runner type 'comfyui' needs 'comfyui_url' and 'comfyui_prompt_ids' "
-            f"in its config"
-        )
-    return ComfyUIJobsTracker(work_dir, config)
-
-
-@hookimpl
-def progresskit_describe_runner() -> RunnerDescription:
-    return RunnerDescription(
-        RUNNER_TYPE,
-        "'comfyui_url' and 'comfyui_prompt_ids' in config; or an http(s):// URL of a ComfyUI "
-        "server as the target",
+    return bool(
+        target.use_config and config.get("comfyui_url") and config.get("comfyui_prompt_ids")
     )
+
+
+tracker = TrackerSpec(
+    ComfyUIJobsTracker,
+    claim=_claims,
+    expects="'comfyui_url' and 'comfyui_prompt_ids' in config; or an http(s):// URL of a "
+    "ComfyUI server as the target",
+)
+progresskit_detect_runner, progresskit_make_tracker, progresskit_describe_runner = tracker.hooks
 
 
 @hookimpl

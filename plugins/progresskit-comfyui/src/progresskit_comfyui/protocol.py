@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from progresskit.errors import ProgresskitError
+from progresskit import ProgresskitError
 
 __all__ = [
     "ComfyUIError",

@@ -42,7 +42,8 @@ async def snapshot_server(
     Raises :class:`ComfyUIError` when the server is unreachable or is not ComfyUI, and
     when a requested prompt is in neither its queue nor its history.
     """
-    monitor = StatusMonitor(url, http_timeout=timeout, use_websocket=False)
+    # One look is part of a status query: the query's session decides what is recorded.
+    monitor = StatusMonitor(url, http_timeout=timeout, use_websocket=False, record_history=False)
     try:
         client = monitor.client(url)
         version = await client.system_stats()

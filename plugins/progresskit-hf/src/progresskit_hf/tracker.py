@@ -97,20 +97,15 @@ class _State:
 class HFTrainerTracker(BaseProgressTracker):
     """Progress of a transformers Trainer output directory."""
 
+    runner_type = RUNNER_TYPE
+    expected_files = (STATE_FILE,)
+    # The Trainer writes no log file of its own; launch scripts commonly tee to *.log.
+    log_pattern = "*.log"
+
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
         super().__init__(work_dir, config)
         #: The state file the last computation used (its changes must invalidate it too).
         self._used: str | None = None
-
-    def get_runner_type(self) -> str:
-        return RUNNER_TYPE
-
-    def get_expected_files(self) -> list[str]:
-        return [STATE_FILE]
-
-    def get_log_pattern(self) -> str:
-        # The Trainer writes no log file of its own; launch scripts commonly tee to *.log.
-        return "*.log"
 
     def is_complete(self) -> bool:
         progress = self.get_progress()
@@ -125,7 +120,7 @@ class HFTrainerTracker(BaseProgressTracker):
         # what is read (and timed), the older ones are never rewritten by the Trainer.
         entries = self.entries()
         join = os.path.join
-        keys: list[StatKey | None] = [self._listing_key, stat_key(join(self.work_dir, STATE_FILE))]
+        keys: list[StatKey | None] = [self.listing_key(), stat_key(join(self.work_dir, STATE_FILE))]
         for _step, name in checkpoints(entries)[-(RATE_WINDOW + 1) :]:
             keys.append(stat_key(join(self.work_dir, name, STATE_FILE)))
         if self._used is not None:

@@ -1,6 +1,6 @@
 """The Hugging Face Trainer plugin (plugins/progresskit-hf), a third party in every respect.
 
-Its sample is a real ``trainer_state.json`` (tests/data/hf/README.md); later checkpoints
+Its sample is a real ``trainer_state.json`` (tests/data/README.md); later checkpoints
 are derived from it with entries of the shapes transformers logs.
 """
 
@@ -23,9 +23,9 @@ from progresskit import Status
 from progresskit.engine.session import Tracking
 from progresskit.testing import CliResult, TrackerConformance, make_run_dir, plugin_manager
 
-ROOT = Path(__file__).resolve().parent.parent
-REAL_STATE = ROOT / "tests" / "data" / "hf" / "checkpoint-100_trainer_state.json"
-PLUGIN_SRC = ROOT / "plugins" / "progresskit-hf" / "src" / "progresskit_hf"
+DIST = Path(__file__).resolve().parent.parent
+REAL_STATE = DIST / "tests" / "data" / "checkpoint-100_trainer_state.json"
+PLUGIN_SRC = DIST / "src" / "progresskit_hf"
 #: The real run: 0.8 epoch at step 100.
 STEPS_PER_EPOCH = 125
 

@@ -1,7 +1,7 @@
 """The monitor against a loopback ComfyUI replaying real captured sessions.
 
 Every request goes through the plugin's real HTTP and WebSocket client; the server side
-replays what ComfyUI 0.3.64 said (see tests/comfyui_replay.py).
+replays what ComfyUI 0.3.64 said (see comfyui_replay.py).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from progresskit_comfyui import (
 )
 
 from comfyui_replay import ReplayThread
+from progresskit import record_finished_runs
 from progresskit.engine.history import store_for
 from progresskit.model.core import Status
 
@@ -308,6 +310,22 @@ def test_a_completed_job_teaches_the_next_ones_eta_through_the_run_history(
             assert 0 < running.eta_seconds <= 3 * OK_SECONDS / SPEED
 
     run(scenario)
+
+
+def test_a_monitor_that_does_not_record_leaves_its_jobs_to_the_callers_block(
+    replay: ReplayThread, progresskit_history: Path
+) -> None:
+    async def complete_one(job_id: int) -> None:
+        async with StatusMonitor(replay.url, poll_interval=0.1, record_history=False) as monitor:
+            await until(lambda: replay.server.sockets, what="the monitor's /ws")
+            monitor.monitor_job(job_id, submit(replay, "ok", monitor.client_id), "image")
+            await until_status(monitor, job_id, ProgressStatus.COMPLETED)
+
+    run(lambda: complete_one(1))
+    assert not progresskit_history.exists()
+    with record_finished_runs():  # e.g. the status query of a session that records
+        run(lambda: complete_one(2))
+    assert len(store_for().runs("comfyui", "image")) == 1  # type: ignore[union-attr]
 
 
 # -- cancel -----------------------------------------------------------------------------------

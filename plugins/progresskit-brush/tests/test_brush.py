@@ -22,9 +22,10 @@ from progresskit_brush.tracker import BrushProgressTracker
 from progresskit import ConfigError, NoTrackerError, ProcessInfo, Status, StatusFileWriter
 from progresskit.engine.detection import detect
 from progresskit.engine.session import Tracking
+from progresskit.formats.statusfile import STATUS_VALUES, format_timestamp, parse_timestamp
 from progresskit.model.vocabulary import canonical_status
 from progresskit.plugin.manager import PluginManager, get_plugin_manager
-from progresskit.producer.statusfile import STATUS_VALUES, format_timestamp, parse_timestamp
+from progresskit.testing import CliResult
 
 #: The seed's example document, verbatim.
 SEED_DOCUMENT: dict[str, Any] = {
@@ -485,38 +486,38 @@ def test_whatever_the_writer_accepts_the_tracker_reads_back(
 
 
 def test_plugins_lists_brush_with_its_distribution(
-    cli: Callable[..., Any], isolated_cwd: Path
+    progresskit_cli: Callable[..., CliResult], tmp_path: Path
 ) -> None:
-    result = cli("plugins", "--json")
-    assert result.returncode == 0, result.stderr
-    brush = next(p for p in json.loads(result.stdout) if p["name"] == "brush")
+    result = progresskit_cli("plugins", "--json", cwd=tmp_path, in_process=False)
+    assert result.ret == 0, result.stderr
+    brush = next(p for p in result.json() if p["name"] == "brush")
     dist = md.distribution("progresskit-brush")
     assert brush["distribution"] == dist.metadata["Name"]
     assert brush["version"] == dist.version
     assert brush["origin"] == "entry point"
     assert brush["runner_types"] == ["brush"]
-    table = cli("plugins")
+    table = progresskit_cli("plugins", cwd=tmp_path, in_process=False)
     assert f"({dist.metadata['Name']} {dist.version})" in table.stdout
 
 
 def test_status_of_a_brush_run_from_the_cli(
-    cli: Callable[..., Any], isolated_cwd: Path, tmp_path: Path
+    progresskit_cli: Callable[..., CliResult], tmp_path: Path
 ) -> None:
     run = write_status(tmp_path / "run", age=10)
-    result = cli("status", "--json", str(run))
-    assert result.returncode == 0, result.stderr
-    [row] = json.loads(result.stdout)["runs"]
+    result = progresskit_cli("status", "--json", str(run), cwd=tmp_path, in_process=False)
+    assert result.ret == 0, result.stderr
+    [row] = result.json()["runs"]
     assert row["status"] == "running"
     assert row["progress"]["runner_type"] == "brush"
     assert row["progress"]["completed_steps"] == 1500
 
 
 def test_without_the_plugin_a_brush_run_fails_fast(
-    cli: Callable[..., Any], isolated_cwd: Path, tmp_path: Path
+    progresskit_cli: Callable[..., CliResult], tmp_path: Path
 ) -> None:
     run = write_status(tmp_path / "run")
-    result = cli("-p", "no:brush", "status", str(run))
-    assert result.returncode == 2
+    result = progresskit_cli("-p", "no:brush", "status", str(run), cwd=tmp_path, in_process=False)
+    assert result.ret == 2
     assert "Cannot detect runner type for work_dir" in result.stderr
     assert "training_status.json" in result.stderr
     assert "No installed tracker claims this directory" in result.stderr

@@ -1,5 +1,9 @@
-"""The ``progresskit serve`` command. Importing this module needs no server dependency, so
-the CLI can list the command and explain the missing extra when it is run."""
+"""Serve the runs under ROOT until Ctrl-C or SIGTERM: JSON API, WebSocket stream,
+Prometheus metrics and a dashboard (docs/serve.md). Needs the 'server' extra.
+
+Importing this module needs no server dependency, so the command can explain a missing
+extra when it is run.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,20 @@ import os
 import socket
 import sys
 
+from progresskit.cli.options import EXIT_OK, check_option
 from progresskit.engine.monitor import Monitor
 from progresskit.errors import ProgresskitError
+from progresskit.plugin.config import ensure
 from progresskit.plugin.manager import PluginManager
+from progresskit.server.settings import ServeSettings
 
 __all__ = ["DEFAULT_PORT", "add_serve_arguments", "run_serve"]
 
 #: Seed 003's StatusMonitor port.
 DEFAULT_PORT = 8329
+# The server's own defaults, read off a settings object rather than repeated here.
+DEFAULT_GRACE = ServeSettings(token="").grace_seconds
+DEFAULT_PING_INTERVAL = ServeSettings(token="").ping_interval
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -50,16 +60,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace",
         type=float,
-        default=10.0,
+        default=DEFAULT_GRACE,
         metavar="SECONDS",
-        help="time a cancelled job gets to exit before it is killed (default: 10)",
+        help=f"time a cancelled job gets to exit before it is killed (default: {DEFAULT_GRACE:g})",
     )
     parser.add_argument(
         "--ping-interval",
         type=float,
-        default=15.0,
+        default=DEFAULT_PING_INTERVAL,
         metavar="SECONDS",
-        help="silence after which WebSocket clients get a ping message (default: 15)",
+        help="silence after which WebSocket clients get a ping message "
+        f"(default: {DEFAULT_PING_INTERVAL:g})",
     )
 
 
@@ -98,6 +109,10 @@ def _say(message: str) -> None:
 
 def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
     """Serve the runs under ``args.root`` until SIGINT or SIGTERM."""
+    check_option("--grace", args.grace, lambda v: ensure(v >= 0, "must be >= 0 seconds"))
+    check_option(
+        "--ping-interval", args.ping_interval, lambda v: ensure(v > 0, "must be > 0 seconds")
+    )
     try:
         import uvicorn
 
@@ -108,8 +123,6 @@ def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
             f"progresskit serve needs the 'server' extra (missing module {exc.name!r}): "
             "pip install 'progresskit[server]'"
         ) from None
-    if args.grace < 0 or args.ping_interval <= 0:
-        raise ProgresskitError("--grace must be >= 0 and --ping-interval > 0 seconds")
     token, generated = resolve_token(args.token_file, os.environ)
     monitor = Monitor(args.root, config_path=args.config, pm=pm, sinks=[], options=args)
     loopback = _is_loopback(args.host)
@@ -152,4 +165,4 @@ def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     uvicorn.Server(config).run(sockets=[sock])
-    return 0
+    return EXIT_OK

@@ -4,9 +4,10 @@ through the real command in a subprocess against the replay server."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import sqlite3
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,10 +21,13 @@ import yaml
 from progresskit_comfyui.protocol import ComfyUIError, parse_history
 
 from comfyui_replay import ReplayThread, capture
+from progresskit import record_finished_runs
+from progresskit.engine.history import HistoryStore
 from progresskit.engine.session import Tracking
 from progresskit.plugin.manager import get_plugin_manager
+from progresskit.testing import CliResult
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
+Cli = Callable[..., CliResult]
 
 RUNNING = "23a703c2-da46-4b83-9fec-20c63b10c7ad"
 PENDING = ["b8cd6b1f-3a6b-4f92-bed6-a28f2d01949f", "9d1598f7-8769-46e7-80eb-7aa6da1455bf"]
@@ -43,6 +47,12 @@ def server() -> Iterator[ReplayThread]:
     replay.close()
 
 
+@pytest.fixture
+def cli(progresskit_cli: Cli) -> Cli:
+    """The command in a subprocess, as a user's shell runs it."""
+    return functools.partial(progresskit_cli, in_process=False)
+
+
 def runs_by_prompt(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {run["config"].rsplit("#", 1)[1]: run for run in document["runs"]}
 
@@ -50,7 +60,7 @@ def runs_by_prompt(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_status_of_a_server_url_lists_its_jobs(server: ReplayThread, cli: Cli,
                                                tmp_path: Path) -> None:
     result = cli("status", server.url, "--json", cwd=tmp_path)
-    assert result.returncode == 1, result.stderr  # one job failed
+    assert result.ret == 1, result.stderr  # one job failed
     document = json.loads(result.stdout)
     assert document["errors"] == []
     runs = runs_by_prompt(document)
@@ -79,7 +89,7 @@ def test_status_of_a_server_url_lists_its_jobs(server: ReplayThread, cli: Cli,
 
 def test_status_of_a_server_as_a_table(server: ReplayThread, cli: Cli, tmp_path: Path) -> None:
     result = cli("status", server.url, cwd=tmp_path)
-    assert result.returncode == 1, result.stderr
+    assert result.ret == 1, result.stderr
     for word in ("running", "pending", "finished", "failed", "cancelled", "comfyui"):
         assert word in result.stdout
 
@@ -98,7 +108,7 @@ def test_a_url_that_is_not_comfyui_is_a_clear_error(cli: Cli, tmp_path: Path) ->
         result = cli("status", url, "--json", cwd=tmp_path)
     finally:
         httpd.shutdown()
-    assert result.returncode == 2
+    assert result.ret == 2
     error = json.loads(result.stdout)["errors"][0]
     assert error.startswith(f"{url}: not a usable ComfyUI server")
     assert "/system_stats: HTTP 404" in error
@@ -111,7 +121,7 @@ def test_an_unreachable_url_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     result = cli("status", f"http://127.0.0.1:{port}", cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.ret == 2
     assert "not a usable ComfyUI server" in result.stderr
     assert "ConnectError" in result.stderr
 
@@ -128,7 +138,7 @@ def test_a_work_dir_tracks_the_prompts_its_config_names(server: ReplayThread, cl
                                                         tmp_path: Path) -> None:
     work_dir = _work_dir(tmp_path, server.url, SUCCESS)
     result = cli("status", str(work_dir), "--json", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.ret == 0, result.stderr
     (run,) = json.loads(result.stdout)["runs"]
     assert run["status"] == "finished"
     progress = run["progress"]
@@ -147,7 +157,7 @@ def test_a_work_dir_with_a_running_and_a_failed_prompt(server: ReplayThread, cli
     (work_dir / "progresskit.yaml").write_text(yaml.safe_dump(
         {"comfyui_url": server.url, "comfyui_prompt_ids": [SUCCESS[0], FAILED]}))
     result = cli("status", str(work_dir), "--json", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.ret == 1
     run = json.loads(result.stdout)["runs"][0]
     assert run["status"] == "failed"
     assert FAILED in run["progress"]["error_message"]
@@ -158,7 +168,7 @@ def test_a_work_dir_naming_unknown_prompts_is_unknown_with_the_reason(
 ) -> None:
     work_dir = _work_dir(tmp_path, server.url, ["00000000-0000-0000-0000-000000000000"])
     result = cli("status", str(work_dir), "--json", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.ret == 1
     run = json.loads(result.stdout)["runs"][0]
     assert run["status"] == "unknown"
     assert "in neither the queue nor the history" in run["reason"]
@@ -170,7 +180,7 @@ def test_bad_comfyui_config_values_are_refused(cli: Cli, tmp_path: Path) -> None
     (work_dir / "progresskit.yaml").write_text(yaml.safe_dump(
         {"comfyui_url": "localhost:8188", "comfyui_prompt_ids": ["x"]}))
     result = cli("status", str(work_dir), cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.ret == 2
     assert "comfyui_url" in result.stderr and "not an http(s):// URL" in result.stderr
 
 
@@ -186,10 +196,10 @@ def test_the_cancel_hook_stops_a_servers_running_and_pending_prompts() -> None:
         running, pending = post("long"), post("ok")
         pm = get_plugin_manager()
         runs = {r.config.rsplit("#", 1)[1]: r
-                for r in pm.hook.progresskit_resolve_target(target=replay.url, config={})}
+                for r in pm.hooks.resolve_target(replay.url, {}) or ()}
         assert (runs[running].status.value, runs[pending].status.value) == ("running", "pending")
-        assert pm.hook.progresskit_cancel(run=runs[pending], grace_seconds=1.0) is True
-        assert pm.hook.progresskit_cancel(run=runs[running], grace_seconds=1.0) is True
+        assert pm.hooks.cancel(runs[pending], 1.0) is True
+        assert pm.hooks.cancel(runs[running], 1.0) is True
         requests = replay.server.requests
         assert ("POST", "/queue", {"delete": [pending]}) in requests
         assert ("POST", "/interrupt", {"prompt_id": running}) in requests
@@ -198,10 +208,10 @@ def test_the_cancel_hook_stops_a_servers_running_and_pending_prompts() -> None:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         after = {r.config.rsplit("#", 1)[1]: r.status.value
-                 for r in pm.hook.progresskit_resolve_target(target=replay.url, config={})}
+                 for r in pm.hooks.resolve_target(replay.url, {}) or ()}
         assert after == {running: "cancelled"}  # the deleted prompt left no trace
         with pytest.raises(ComfyUIError, match="nothing to cancel"):
-            pm.hook.progresskit_cancel(run=runs[running], grace_seconds=1.0)
+            pm.hooks.cancel(runs[running], 1.0)
     finally:
         replay.close()
 
@@ -209,12 +219,43 @@ def test_the_cancel_hook_stops_a_servers_running_and_pending_prompts() -> None:
 def test_the_plugin_works_when_called_from_inside_an_event_loop(server: ReplayThread) -> None:
     # The tracker API is synchronous; an async application may still call it.
     async def inside() -> list[Any]:
-        runs: list[Any] = get_plugin_manager().hook.progresskit_resolve_target(
-            target=server.url, config={"comfyui_listen_seconds": 0.0})
-        return runs
+        runs = get_plugin_manager().hooks.resolve_target(
+            server.url, {"comfyui_listen_seconds": 0.0})
+        return list(runs or ())
 
     runs = asyncio.run(inside())
     assert len(runs) == 7
+
+
+def test_finished_jobs_are_recorded_only_by_a_query_that_records(
+    server: ReplayThread, progresskit_history: Path, tmp_path: Path
+) -> None:
+    pm = get_plugin_manager()
+    work_dir = _work_dir(tmp_path, server.url, SUCCESS)
+    # Library queries (a session, a server URL through the plugin hook) write nothing.
+    assert Tracking(pm).status(str(work_dir), discover_processes=False).status.value == "finished"
+    assert len(pm.hooks.resolve_target(server.url, {"comfyui_listen_seconds": 0.0}) or ()) == 7
+    assert not progresskit_history.exists()
+    # The command line's kind of session records the jobs that completed, once.
+    for _ in range(2):
+        Tracking(pm, record_history=True).status(str(work_dir), discover_processes=False)
+    recorded = HistoryStore(progresskit_history).runs("comfyui", "image")
+    assert sorted(r.run_key.rsplit("@", 1)[0].rsplit("/", 1)[1] for r in recorded) == sorted(
+        SUCCESS)
+
+
+def test_jobs_finished_in_a_query_from_an_event_loop_reach_its_history_block(
+    server: ReplayThread, progresskit_history: Path
+) -> None:
+    # From inside an event loop the plugin asks the server on a thread of its own: the
+    # block that records must still see the jobs that finished.
+    async def inside() -> None:
+        with record_finished_runs():
+            get_plugin_manager().hooks.resolve_target(server.url, {"comfyui_listen_seconds": 0.0})
+
+    asyncio.run(inside())
+    count = sqlite3.connect(progresskit_history).execute("SELECT COUNT(*) FROM runs").fetchone()
+    assert count == (len(SUCCESS),)
 
 
 def test_a_work_dir_tracker_asks_the_server_once_per_query(server: ReplayThread,

@@ -1,4 +1,4 @@
-"""A loopback ComfyUI that replays what a real ComfyUI 0.3.64 said (tests/data/comfyui).
+"""A loopback ComfyUI that replays what a real ComfyUI 0.3.64 said (tests/data).
 
 Every reply and event is a captured one: the ``/ws`` message sequences of real prompts
 (success, run-time failure, a long prompt that runs until interrupted, a prompt posted
@@ -13,8 +13,8 @@ posted with; of a prompt posted without one, every socket gets ``progress``,
 ``progress_state`` and previews, and nobody gets ``execution_*``.
 
 Run it in a thread (:class:`ReplayThread`) for tests, or as a process for the benchmark:
-``python tests/comfyui_replay.py --servers 2 --speed 100 --send-log FILE`` prints one
-``PORT`` line per server and serves until stdin closes (``--hold``: runs nothing until a
+``python comfyui_replay.py --servers 2 --speed 100 --send-log FILE`` (from this folder) prints
+one ``PORT`` line per server and serves until stdin closes (``--hold``: runs nothing until a
 first line arrives on stdin).
 """
 
@@ -35,7 +35,7 @@ from typing import Any, TextIO
 
 from aiohttp import WSMsgType, web
 
-CAPTURES = Path(__file__).parent / "data" / "comfyui" / "captures"
+CAPTURES = Path(__file__).parent / "data" / "captures"
 
 #: Events a prompt posted without a client id still sends to every socket.
 _BROADCAST_WITHOUT_CLIENT = {"progress", "progress_state"}

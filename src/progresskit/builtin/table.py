@@ -1,27 +1,21 @@
-"""Turning run statuses into what people and programs read: a table, a JSON document."""
+"""The status table people read: ``progresskit status`` and ``watch`` on a terminal, and the
+``stdout`` sink's ``table`` format. Imports rich: loaded only where a table is printed.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from progresskit.engine.rules import format_duration
-from progresskit.model.converter import JSON_FORMAT_VERSION, unstructure
 from progresskit.model.core import RunStatus, Status
 
-__all__ = [
-    "STATUS_STYLE",
-    "render_table",
-    "status_document",
-    "status_summary",
-    "status_table",
-]
+__all__ = ["STATUS_STYLE", "render_table", "status_summary", "status_table"]
 
 #: Colour and a symbol per status: the word is always printed, colour is never the only cue.
 STATUS_STYLE: dict[Status, tuple[str, str]] = {
@@ -123,15 +117,3 @@ def status_table(runs: Sequence[RunStatus], now: float | None = None) -> Table:
             run.reason or "",
         )
     return table
-
-
-def status_document(runs: Sequence[RunStatus], now: float | None = None) -> dict[str, Any]:
-    """The stable machine format of ``progresskit status --json`` (docs/cli.md)."""
-    counts = Counter(run.status.value for run in runs)
-    return {
-        "format": "progresskit.status",
-        "version": JSON_FORMAT_VERSION,
-        "generated_at": now or time.time(),
-        "summary": {"total": len(runs), "by_status": dict(sorted(counts.items()))},
-        "runs": [unstructure(run) for run in runs],
-    }

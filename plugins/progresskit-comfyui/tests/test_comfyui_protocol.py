@@ -1,4 +1,4 @@
-"""Parsing what ComfyUI 0.3.64 really answered (tests/data/comfyui/captures)."""
+"""Parsing what ComfyUI 0.3.64 really answered (tests/data/captures)."""
 
 from __future__ import annotations
 

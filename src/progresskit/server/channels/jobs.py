@@ -1,18 +1,24 @@
 """Seed 003's WebSocket: changes told as StatusMonitor ``progress_update`` messages.
 
 Seed 003's front end connects to the bare ``ws://HOST:8329`` and reads
-``{"type": "progress_update", "data": {job_id, status, progress_percent, ...}}``; it may send
-``{"type": "get_job_progress", "job_id": ...}``. This module builds those messages from a run.
+``{"type": "progress_update", "data": {job_id, status, progress_percent, ...}}`` for every
+change from then on; it may send ``{"type": "get_job_progress", "job_id": ...}``.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 from progresskit.model.core import RunStatus, Status
+from progresskit.server.channels import Channel
+from progresskit.server.hub import News
+from progresskit.server.streams import Client
+from progresskit.server.views import dumps
 
-__all__ = ["progress_update"]
+__all__ = ["JobsChannel", "progress_update"]
 
 #: The canonical statuses in seed 003's ProgressStatus words. Seed 003 has no word for a
 #: cancelled job; the ComfyUI plugin added "cancelled", used here too.
@@ -52,3 +58,29 @@ def progress_update(job_id: str, run: RunStatus, at: float) -> dict[str, Any]:
             "error_message": progress.error_message,
         },
     }
+
+
+class JobsChannel(Channel):
+    """Seed 003's StatusMonitor socket, at the bare address its clients open."""
+
+    path = "/"
+
+    def publish(self, news: News) -> None:
+        if news.change.kind == "removed" or not self.clients:
+            return
+        self.clients.broadcast(dumps(progress_update(news.rid, news.change.run, news.change.at)))
+
+    def answer(self, client: Client, text: str | None) -> str:
+        try:
+            message = json.loads(text or "")
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or message.get("type") != "get_job_progress":
+            return self.error('expected {"type": "get_job_progress", "job_id": ID}')
+        job_id = message.get("job_id")
+        entry = self.hub.get(job_id) if isinstance(job_id, str) else None
+        if entry is None:
+            return self.error(
+                f"get_job_progress: no job with id {job_id!r}; ids come from GET /api/runs"
+            )
+        return dumps(progress_update(entry.view["id"], entry.run, time.time()))
