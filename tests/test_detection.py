@@ -65,13 +65,19 @@ def test_missing_directory(tmp_path: Path) -> None:
 
 
 def test_two_claims_are_ambiguous_and_pinning_resolves(tmp_path: Path) -> None:
+    # The native API fails fast; seed 001's API (detect_runner_type) follows the seed's
+    # order instead, where evaluation_scores.json is asked first (docs/compat-pylon.md).
     run = make_trainer_run(tmp_path / "r", 1)
     make_evaluator_run(run, scores={"acc": 1.0})
+    pm = get_plugin_manager()
     with pytest.raises(AmbiguousRunnerError) as info:
-        detect_runner_type(run)
+        detect(pm, str(run), pm.schema.validate({}, "t"))
     assert "'trainer'" in str(info.value) and "'evaluator'" in str(info.value)
     assert "runner_type" in str(info.value)
-    assert detect_runner_type(run, {"runner_type": "evaluator"}) == "evaluator"
+    pinned = pm.schema.validate({"runner_type": "trainer"}, "t")
+    assert detect(pm, str(run), pinned) == "trainer"
+    assert detect_runner_type(run) == "evaluator"
+    assert detect_runner_type(run, {"runner_type": "trainer"}) == "trainer"
 
 
 def test_pinning_an_unknown_type_fails_when_the_tracker_is_made(tmp_path: Path) -> None:

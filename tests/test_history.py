@@ -163,6 +163,19 @@ def test_query_without_history_does_not_create_the_store(progresskit_history: Pa
     assert not progresskit_history.exists()
 
 
+def test_an_estimate_without_a_history_file_does_not_load_sqlite(tmp_path: Path) -> None:
+    # sqlite3 is loaded where a database is opened, not by every status query.
+    code = textwrap.dedent(f"""
+        import os, sys
+        os.environ[{HISTORY_ENV!r}] = {str(tmp_path / "none.sqlite3")!r}
+        from progresskit.engine.history import estimate_run
+        estimate_run([(0.0, 0.0), (60.0, 1.0)], 10, runner_type="trainer", work_dir="/x")
+        print("sqlite3" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_history_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(HISTORY_ENV, "off")
     with record_finished_runs():

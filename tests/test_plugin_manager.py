@@ -4,7 +4,6 @@ wrappers refused on per-plugin hooks, and every hook call through the typed faca
 from __future__ import annotations
 
 import ast
-import importlib.metadata as md
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from progresskit import (
 )
 from progresskit.builtin import DEFAULT_PLUGINS
 from progresskit.engine.detection import detect, make_tracker
+from progresskit.plugin import entrypoints
 from progresskit.plugin.hooks import PER_PLUGIN_HOOKS
 from progresskit.plugin.manager import PluginManager
 
@@ -73,7 +73,7 @@ def test_a_checkout_without_package_metadata_still_has_its_trackers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No entry points at all: what a checkout on sys.path without `pip install` sees.
-    monkeypatch.setattr(md, "entry_points", lambda **_: md.EntryPoints(()))
+    monkeypatch.setattr(entrypoints, "entry_points", lambda group: [])
     pm = get_plugin_manager()
     config = pm.schema.validate({"epochs": 3}, "progresskit.yaml")
     assert detect(pm, str(make_trainer_run(tmp_path / "r", 1)), config) == "trainer"
@@ -119,6 +119,28 @@ def test_two_distributions_with_one_entry_point_name_are_refused(site: Path) -> 
     _distribution(site, "pk_one", {"same": ""})
     _distribution(site, "pk_two", {"same": ""})
     with pytest.raises(PluginError, match=r"plugin 'same' .*pk_two.* distribution pk_one"):
+        get_plugin_manager()
+
+
+def test_a_module_hook_under_another_name_is_found_and_a_misspelt_one_refused(
+    site: Path,
+) -> None:
+    # The manager skips a module's names that cannot be hooks (imports, constants) without
+    # pluggy's lookup; a function marked with specname, and any progresskit_* name, are
+    # still pluggy's to judge.
+    source = (
+        "from progresskit import hookimpl\n"
+        "LIMIT = 3\n"
+        "@hookimpl(specname='progresskit_addconfig')\n"
+        "def declare(schema):\n"
+        "    schema.add('pk_named_limit', int, default=LIMIT, help='a limit')\n"
+    )
+    _distribution(site, "pk_named", {"named": source})
+    pm = get_plugin_manager()
+    assert pm.hooks.implemented("named") == ["progresskit_addconfig"]
+    assert pm.schema.validate({}, "x")["pk_named_limit"] == 3
+    _distribution(site, "pk_typo", {"typo": "def progresskit_addconfg(schema):\n    pass\n"})
+    with pytest.raises(PluginError, match="plugin 'typo' implements an unknown hook"):
         get_plugin_manager()
 
 

@@ -18,7 +18,9 @@ CONSUMER_LIBRARIES = {
 }
 #: Layers above the producer (docs/architecture.md).
 CONSUMER_LAYERS = {"plugin", "engine", "builtin", "compat", "server", "cli", "testing"}
-PRODUCER_IMPORT = "from progresskit import EventEmitter, StatusFileWriter, heartbeat"
+PRODUCER_IMPORT = (
+    "from progresskit import EventEmitter, Progress, StatusFileWriter, heartbeat, track"
+)
 
 
 def modules_after(code: str, *args: str) -> set[str]:
@@ -61,6 +63,12 @@ def test_using_the_producer_loads_nothing_of_the_consumer_side(tmp_path: Path) -
         with StatusFileWriter(os.path.join(work, "training_status.json"),
                               total_iterations=10, interval=0) as status:
             status.update(3)
+        progress = track(range(3), run_dir=os.path.join(work, "loop"), desc="epoch")
+        for epoch in progress:
+            with Progress(total=2, run_dir=os.path.join(work, "loop")) as batches:
+                batches.update(2)
+                batches.set(loss=0.5)
+                batches.stage("eval")
         with EventEmitter("run", event_file=os.path.join(work, "events.jsonl")) as events:
             events.progress("training", 30.0)
             events.run_complete("failed")
@@ -69,3 +77,4 @@ def test_using_the_producer_loads_nothing_of_the_consumer_side(tmp_path: Path) -
     assert consumer_side(loaded) == []
     lease = json.loads((tmp_path / ".progresskit-lease.json").read_text())
     assert lease["state"] == "failed" and lease["producers"] == ["events"]
+    assert json.loads((tmp_path / "loop" / "progresskit-progress.json").read_text())["steps"] == 3

@@ -24,7 +24,7 @@ from progresskit.formats.statusfile import (
     parse_timestamp,
 )
 from progresskit.model.vocabulary import SOURCE_VOCABULARIES
-from progresskit.producer import statusfile
+from progresskit.producer import _throttle
 
 TESTS = Path(__file__).parent
 #: The keys of the seed's example document, in its order.
@@ -53,13 +53,14 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> None:
 def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, dict[str, Any]]]:
     """Every write the writer makes: (monotonic time, document). Writes still happen."""
     writes: list[tuple[float, dict[str, Any]]] = []
-    real = statusfile.atomic_write_text
+    # The writer's one write path, shared with Progress (producer/_throttle.py).
+    real = _throttle.atomic_write_text
 
     def recording(path: str | os.PathLike[str], text: str) -> None:
         real(path, text)
         writes.append((time.monotonic(), json.loads(text)))
 
-    monkeypatch.setattr(statusfile, "atomic_write_text", recording)
+    monkeypatch.setattr(_throttle, "atomic_write_text", recording)
     return writes
 
 

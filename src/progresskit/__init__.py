@@ -51,6 +51,8 @@ _EXPORTS: dict[str, str] = {
     "StatusFileWriter": "progresskit.producer.statusfile",
     "Heartbeat": "progresskit.producer.heartbeat",
     "heartbeat": "progresskit.producer.heartbeat",
+    "Progress": "progresskit.producer.track",
+    "track": "progresskit.producer.track",
     # plugin API
     "hookimpl": "progresskit.plugin.hookspec",
     "PluginManager": "progresskit.plugin.manager",
@@ -79,6 +81,15 @@ _EXPORTS: dict[str, str] = {
     "get_all_run_status": "progresskit.compat.pylon",
     "get_run_status": "progresskit.compat.pylon",
     "get_work_dir": "progresskit.compat.pylon",
+    "EvaluatorProgressTracker": "progresskit.compat.pylon",
+    "TrainerProgressTracker": "progresskit.compat.pylon",
+    "check_epoch_finished": "progresskit.compat.pylon",
+    "check_file_loadable": "progresskit.compat.pylon",
+    "config_to_process_info": "progresskit.compat.pylon",
+    "get_epoch_last_update": "progresskit.compat.pylon",
+    "get_log_last_update": "progresskit.compat.pylon",
+    "get_session_progress": "progresskit.compat.pylon",
+    "parse_config": "progresskit.compat.pylon",
 }
 
 __all__ = [
@@ -92,6 +103,7 @@ __all__ = [
     "ConfigError",
     "ConfigSchema",
     "Estimate",
+    "EvaluatorProgressTracker",
     "EventEmitter",
     "FormatError",
     "Heartbeat",
@@ -100,6 +112,7 @@ __all__ = [
     "PluginError",
     "PluginManager",
     "ProcessInfo",
+    "Progress",
     "ProgressInfo",
     "ProgresskitError",
     "RunStatus",
@@ -113,21 +126,29 @@ __all__ = [
     "Target",
     "TrackerSpec",
     "Tracking",
+    "TrainerProgressTracker",
     "__version__",
     "apply_rules",
     "atomic_write_text",
     "canonical_status",
+    "check_epoch_finished",
+    "check_file_loadable",
+    "config_to_process_info",
     "create_progress_tracker",
     "detect_runner_type",
     "ensure",
     "estimate_run",
     "get_all_run_status",
+    "get_epoch_last_update",
+    "get_log_last_update",
     "get_plugin_manager",
     "get_run_status",
+    "get_session_progress",
     "get_work_dir",
     "heartbeat",
     "hookimpl",
     "load_progress_file",
+    "parse_config",
     "read_json",
     "record_finished_runs",
     "scan",
@@ -135,6 +156,7 @@ __all__ = [
     "status",
     "structure",
     "to_json",
+    "track",
     "unstructure",
 ]
 
@@ -156,11 +178,20 @@ if TYPE_CHECKING:
     from typing import Any
 
     from progresskit.compat.pylon import (
+        EvaluatorProgressTracker,
+        TrainerProgressTracker,
+        check_epoch_finished,
+        check_file_loadable,
+        config_to_process_info,
         create_progress_tracker,
         detect_runner_type,
         get_all_run_status,
+        get_epoch_last_update,
+        get_log_last_update,
         get_run_status,
+        get_session_progress,
         get_work_dir,
+        parse_config,
     )
     from progresskit.engine.eta import Estimate
     from progresskit.engine.history import estimate_run, record_finished_runs
@@ -199,3 +230,4 @@ if TYPE_CHECKING:
     from progresskit.producer.emitter import EventEmitter
     from progresskit.producer.heartbeat import Heartbeat, heartbeat
     from progresskit.producer.statusfile import StatusFileWriter
+    from progresskit.producer.track import Progress, track

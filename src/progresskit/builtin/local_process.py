@@ -11,15 +11,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import threading
 import time
-
-import psutil
+from typing import TYPE_CHECKING
 
 from progresskit.errors import ProgresskitError
 from progresskit.model.core import RunStatus
 from progresskit.plugin.hookspec import hookimpl
+
+if TYPE_CHECKING:
+    # Imported by the functions that cancel: every command loads this plugin, few cancel.
+    import signal
+
+    import psutil
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,8 @@ _POLL_SECONDS = 0.05
 def _targets(pid: int) -> tuple[int | None, list[psutil.Process]]:
     """The process group to signal (``None``: signal processes one by one) and the
     processes expected to end."""
+    import psutil
+
     proc = psutil.Process(pid)
     members = [proc, *proc.children(recursive=True)]
     try:
@@ -48,6 +54,8 @@ def _targets(pid: int) -> tuple[int | None, list[psutil.Process]]:
 
 
 def _signal(group: int | None, members: list[psutil.Process], sig: signal.Signals) -> None:
+    import psutil
+
     if group is not None:
         try:
             os.killpg(group, sig)
@@ -61,6 +69,8 @@ def _signal(group: int | None, members: list[psutil.Process], sig: signal.Signal
 
 
 def _alive(proc: psutil.Process) -> bool:
+    import psutil
+
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -89,6 +99,8 @@ def _escalate(
     if not alive:
         return
     log.warning("%s did not exit within %gs of SIGTERM: sending SIGKILL", what, grace)
+    import signal
+
     _signal(group, alive, signal.SIGKILL)
     _still_alive(alive, 5.0)
 
@@ -101,18 +113,23 @@ def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
     if info.host is not None and info.host != os.uname().nodename:
         return None  # another host's process: not ours to signal
     what = f"process {info.pid} of run {run.work_dir}"
+    import signal
+
+    import psutil
+
     try:
-        proc = psutil.Process(info.pid)
+        proc = psutil.Process(info.process_id)
         started = proc.create_time()
     except psutil.NoSuchProcess:
         raise ProgresskitError(f"{what} has already exited") from None
-    if info.start_time is not None and abs(started - info.start_time) > _START_TOLERANCE:
+    expected = info.started_at
+    if expected is not None and abs(started - expected) > _START_TOLERANCE:
         raise ProgresskitError(
             f"{what}: that pid now belongs to another process (started {started:.0f}, "
-            f"expected {info.start_time:.0f}); not signalled"
+            f"expected {expected:.0f}); not signalled"
         )
     try:
-        group, members = _targets(info.pid)
+        group, members = _targets(info.process_id)
         _signal(group, members, signal.SIGTERM)
     except psutil.NoSuchProcess:
         raise ProgresskitError(f"{what} has already exited") from None

@@ -1,15 +1,21 @@
-"""Local process discovery with psutil: which processes work on which run.
+"""Local process discovery: which processes work on which run.
 
 A process works on a run when its working directory is the run's work dir (or below it),
 or one of its command-line arguments names the work dir or a path inside it.
+
+On Linux the processes are read from ``/proc`` directly, with psutil's reading of each
+field (name, command line, working directory, user, start time), and only as far as a
+process needs reading: most are kernel threads or onlookers, told apart by their command
+line and name alone. Importing psutil and asking it for every field of every process would
+cost ``progresskit status`` more than reading the run. Elsewhere psutil reads them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-
-import psutil
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 
 from progresskit.model.core import ProcessInfo
 from progresskit.plugin.hookspec import hookimpl
@@ -57,27 +63,177 @@ def _owner(path: str, dirs: Mapping[str, str]) -> str | None:
     return None
 
 
+#: (pid, command line, working directory, owner) of a process that may work on a run: one
+#: with a command line and not an onlooker. ``owner()`` gives (user, start time), or
+#: ``None`` when the process has gone meanwhile.
+Candidate = tuple[int, list[str], str | None, Callable[[], tuple[str | None, float] | None]]
+
+
 @hookimpl
 def progresskit_process_info(work_dirs: Sequence[str]) -> dict[str, ProcessInfo]:
     dirs = {os.path.abspath(d): d for d in work_dirs}
     found: dict[str, ProcessInfo] = {}
-    me = os.getpid()
-    attrs = ["pid", "name", "username", "cmdline", "create_time", "cwd"]
-    for proc in psutil.process_iter(attrs):
-        info = proc.info
-        if info["pid"] == me or not info["cmdline"] or info["name"] in _ONLOOKERS:
-            continue
-        cwd = info["cwd"] or "/"
-        args = [os.path.abspath(os.path.join(cwd, a)) for a in info["cmdline"][1:] if "/" in a]
+    for pid, cmdline, cwd_or_none, owner in candidates():
+        cwd = cwd_or_none or "/"
+        args = [os.path.abspath(os.path.join(cwd, a)) for a in cmdline[1:] if "/" in a]
         # The cwd counts only when it is the run itself, not somewhere inside it.
         for run in [dirs.get(cwd)] + [_owner(a, dirs) for a in args]:
             if run is not None and run not in found:
+                known = owner()
+                if known is None:
+                    break  # it has exited: it works on nothing
                 found[run] = ProcessInfo(
-                    pid=info["pid"],
-                    user=info["username"],
-                    cmd=" ".join(info["cmdline"]),
-                    start_time=info["create_time"],
+                    pid=pid,
+                    user=known[0],
+                    cmd=" ".join(cmdline),
+                    start_time=known[1],
                     host=os.uname().nodename,
                 )
                 break
     return found
+
+
+def candidates() -> Iterator[Candidate]:
+    """Every process but this one that has a command line and is no onlooker, by pid."""
+    if _PROC is not None:
+        return _proc_candidates(_PROC)
+    return _psutil_candidates()
+
+
+def _psutil_candidates() -> Iterator[Candidate]:
+    import psutil
+
+    me = os.getpid()
+    fields = ["pid", "name", "username", "cmdline", "create_time", "cwd"]
+    for proc in psutil.process_iter(fields):
+        info = proc.info
+        if info["pid"] == me or not info["cmdline"] or info["name"] in _ONLOOKERS:
+            continue
+        yield info["pid"], info["cmdline"], info["cwd"], partial(
+            _known, info["username"], info["create_time"]
+        )
+
+
+def _known(user: str | None, started: float) -> tuple[str | None, float]:
+    return user, started
+
+
+#: Where Linux shows its processes; ``None`` elsewhere (psutil reads them there).
+_PROC = "/proc" if sys.platform.startswith("linux") and os.path.isdir("/proc/self") else None
+#: The kernel truncates a process name to this many characters (TASK_COMM_LEN - 1).
+_COMM_LENGTH = 15
+_ENCODING = sys.getfilesystemencoding()
+_ERRORS = sys.getfilesystemencodeerrors()
+
+
+class _Gone(Exception):
+    """The process exited while it was being read."""
+
+
+def _proc_candidates(proc: str) -> Iterator[Candidate]:
+    me = os.getpid()
+    for pid in sorted(int(name) for name in os.listdir(proc) if name.isdigit()):
+        if pid == me:
+            continue
+        base = f"{proc}/{pid}"
+        try:
+            cmdline = _cmdline(base)
+            if not cmdline or _name(base, cmdline) in _ONLOOKERS:
+                continue
+            cwd = _cwd(base)
+        except (_Gone, PermissionError):
+            # psutil: a vanished process is skipped; an unreadable command line is None,
+            # so the process is skipped too.
+            continue
+        yield pid, cmdline, cwd, partial(_user_and_start, base)
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except (FileNotFoundError, ProcessLookupError):
+        raise _Gone(path) from None
+
+
+def _cmdline(base: str) -> list[str]:
+    """psutil's ``cmdline()``: NUL-separated, or space-separated for a process that
+    rewrote its own (setproctitle); empty for a kernel thread or a zombie."""
+    data = _read(f"{base}/cmdline").decode(_ENCODING, _ERRORS)
+    if not data:
+        return []
+    separator = "\x00" if data.endswith("\x00") else " "
+    if data.endswith(separator):
+        data = data[:-1]
+    cmdline = data.split(separator)
+    if separator == "\x00" and len(cmdline) == 1 and " " in data:
+        cmdline = data.split(" ")
+    return cmdline
+
+
+def _stat_fields(base: str) -> tuple[str, list[bytes]]:
+    """The name and the fields after it of ``/proc/PID/stat`` (the name may hold spaces
+    and parentheses: it runs from the first ``(`` to the last ``)``)."""
+    data = _read(f"{base}/stat")
+    end = data.rfind(b")")
+    return data[data.find(b"(") + 1 : end].decode(_ENCODING, _ERRORS), data[end + 2 :].split()
+
+
+def _name(base: str, cmdline: list[str]) -> str:
+    """psutil's ``name()``: the kernel's name, or the program's file name when the kernel's
+    is its truncation ("gnome-keyring-d" for "gnome-keyring-daemon")."""
+    name = _stat_fields(base)[0]
+    if len(name) >= _COMM_LENGTH and cmdline:
+        extended = os.path.basename(cmdline[0])
+        if extended.startswith(name):
+            return extended
+    return name
+
+
+def _cwd(base: str) -> str | None:
+    """psutil's ``cwd()``: ``None`` when not ours to read, ``""`` when the kernel has none."""
+    try:
+        path = os.readlink(f"{base}/cwd")
+    except PermissionError:
+        return None
+    except (FileNotFoundError, ProcessLookupError):
+        if not os.path.lexists(base):
+            raise _Gone(base) from None
+        return ""
+    # What follows a NUL is garbage; " (deleted)" is the kernel's note on a removed dir.
+    path = path.split("\x00")[0]
+    if path.endswith(" (deleted)") and not os.path.exists(path):
+        path = path[: -len(" (deleted)")]
+    return path
+
+
+def _user_and_start(base: str) -> tuple[str | None, float] | None:
+    """psutil's ``username()`` (of the real uid) and ``create_time()``; ``None`` when
+    the process has exited."""
+    import pwd
+
+    try:
+        fields = _stat_fields(base)[1]
+        try:
+            status = _read(f"{base}/status")
+        except PermissionError:
+            user = None
+        else:
+            line = status[status.index(b"\nUid:") + 1 :].split(b"\n", 1)[0]
+            uid = int(line.split()[1])
+            try:
+                user = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                user = str(uid)  # a uid the system cannot name
+    except _Gone:
+        return None
+    started = float(fields[19]) / os.sysconf("SC_CLK_TCK") + _boot_time()
+    return user, started
+
+
+def _boot_time() -> float:
+    with open("/proc/stat", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"btime"):
+                return float(line.split()[1])
+    raise OSError("/proc/stat: no btime line")

@@ -1,5 +1,9 @@
 """The status table people read: ``progresskit status`` and ``watch`` on a terminal, and the
-``stdout`` sink's ``table`` format. Imports rich: loaded only where a table is printed.
+``stdout`` sink's ``table`` format.
+
+rich lays the table out. Its import costs ``progresskit status`` more than reading a run,
+so :func:`plain_table` gives, without rich, the very text rich prints to a pipe when the
+table is plain (no markup, no wide characters, no cell to fold); any other table is rich's.
 """
 
 from __future__ import annotations
@@ -7,15 +11,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from progresskit.engine.rules import format_duration
 from progresskit.model.core import RunStatus, Status
 
-__all__ = ["STATUS_STYLE", "render_table", "status_summary", "status_table"]
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+__all__ = ["STATUS_STYLE", "plain_table", "render_table", "status_summary", "status_table"]
 
 #: Colour and a symbol per status: the word is always printed, colour is never the only cue.
 STATUS_STYLE: dict[Status, tuple[str, str]] = {
@@ -82,6 +87,63 @@ def _eta(run: RunStatus, now: float) -> str:
     return text
 
 
+_COLUMNS = ("run", "type", "status", "progress", "done", "ETA", "last update", "reason")
+#: The characters whose width rich counts as one cell and that its markup and emoji codes
+#: leave as they are: printable ASCII but ``[`` (markup) and ``:`` (``:emoji:`` codes), and
+#: the table's own symbols and bar.
+_PLAIN = frozenset(
+    [chr(c) for c in range(0x20, 0x7F) if chr(c) not in "[:"]
+    + [symbol for _, symbol in STATUS_STYLE.values()]
+    + ["█", "░"]
+)
+
+
+def _cells(run: RunStatus, now: float) -> tuple[str, ...]:
+    """A run's row: the text of each of :data:`_COLUMNS`."""
+    _, symbol = STATUS_STYLE[run.status]
+    last = "-" if run.last_activity is None else f"{format_duration(now - run.last_activity)} ago"
+    pct = run.progress.progress_percentage
+    return (
+        run.config,
+        run.progress.runner_type,
+        f"{symbol} {run.status.value}",
+        f"{_bar(pct)} {pct:5.1f}%",
+        _amount(run),
+        _eta(run, now),
+        last,
+        run.reason or "",
+    )
+
+
+def plain_table(runs: Sequence[RunStatus], now: float, width: int) -> str | None:
+    """What :func:`render_table` prints, summary included, on a console of ``width``
+    columns that is no terminal (no colour: a pipe, a file), computed without rich; ``None``
+    when only rich can say (a cell with markup, an emoji code or a character other than
+    plain ASCII and the table's symbols, or a table wider than ``width``)."""
+    rows = [_cells(run, now) for run in runs]
+    summary = status_summary(runs)
+    texts = [*_COLUMNS, *(cell for row in rows for cell in row), summary]
+    if not all(_PLAIN.issuperset(text) for text in texts) or len(summary) > width:
+        return None
+    widths = [max(len(row[i]) for row in (_COLUMNS, *rows)) for i in range(len(_COLUMNS))]
+    last = len(widths) - 1
+    # rich's table without its edge: one space of padding each side of a cell but the
+    # outer ones, a one-character rule between columns.
+    padded = [w + (i > 0) + (i < last) for i, w in enumerate(widths)]
+    if sum(padded) + last > width:
+        return None  # rich would shrink and fold columns
+
+    def line(cells: Sequence[str], rule: str) -> str:
+        return rule.join(
+            " " * (i > 0) + cell.ljust(widths[i]) + " " * (i < last)
+            for i, cell in enumerate(cells)
+        )
+
+    lines = [line(_COLUMNS, "┃"), "╇".join("━" * w for w in padded)]
+    lines += [line(row, "│") for row in rows]
+    return "\n".join([*lines, summary, ""])
+
+
 def render_table(runs: Sequence[RunStatus], console: Console, now: float | None = None) -> None:
     """One row per run: status word (with colour and symbol), bar, amount, ETA, last update."""
     console.print(status_table(runs, now))
@@ -96,24 +158,15 @@ def status_summary(runs: Sequence[RunStatus]) -> str:
 
 def status_table(runs: Sequence[RunStatus], now: float | None = None) -> Table:
     """The table :func:`render_table` prints, for callers that lay it out themselves."""
+    from rich.table import Table
+    from rich.text import Text
+
     now = now or time.time()
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("run", "type", "status", "progress", "done", "ETA", "last update", "reason"):
+    for column in _COLUMNS:
         table.add_column(column, overflow="fold")
     for run in runs:
-        style, symbol = STATUS_STYLE[run.status]
-        last = (
-            "-" if run.last_activity is None else f"{format_duration(now - run.last_activity)} ago"
-        )
-        pct = run.progress.progress_percentage
-        table.add_row(
-            run.config,
-            run.progress.runner_type,
-            Text(f"{symbol} {run.status.value}", style=style),
-            f"{_bar(pct)} {pct:5.1f}%",
-            _amount(run),
-            _eta(run, now),
-            last,
-            run.reason or "",
-        )
+        cells = _cells(run, now)
+        style, _ = STATUS_STYLE[run.status]
+        table.add_row(*cells[:2], Text(cells[2], style=style), *cells[3:])
     return table

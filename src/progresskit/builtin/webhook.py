@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
 import urllib.parse
@@ -65,17 +62,25 @@ def _default_spool_dir(url: str) -> str:
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state"
     )
+    # hashlib and hmac (OpenSSL's start-up) are loaded by a webhook, not by every command.
+    import hashlib
+
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
     return os.path.join(state, "progresskit", "webhook", digest)
 
 
 def sign(secret: bytes, body: bytes) -> str:
     """The signature header's value for ``body``: ``sha256=<hex HMAC-SHA256>``."""
+    import hashlib
+    import hmac
+
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 def verify(secret: bytes, body: bytes, header: str | None) -> bool:
     """Whether ``header`` (the signature header as received) signs ``body`` with ``secret``."""
+    import hmac
+
     return header is not None and hmac.compare_digest(sign(secret, body), header)
 
 
@@ -139,6 +144,7 @@ class WebhookSink:
     def _check_reachable(self) -> None:
         """Connect (and, for https, shake hands): a wrong host, port or certificate is a
         start-up error. No request is sent: a probe would be an event the receiver sees."""
+        import socket
         import ssl
 
         try:
@@ -229,6 +235,8 @@ class WebhookSink:
             # A request still hangs on a slow endpoint: cut it, its event stays spooled.
             connection = self._connection
             if connection is not None and connection.sock is not None:
+                import socket
+
                 with contextlib.suppress(OSError):
                     connection.sock.shutdown(socket.SHUT_RDWR)
             self._thread.join(1.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,16 +26,20 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNHEALTHY",
     "EXIT_USAGE",
+    "PIPED_WIDTH",
     "Override",
     "add_overrides",
     "check_option",
     "console",
     "disabled_plugins",
     "overrides",
+    "plain_stdout",
     "print_error",
 ]
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
+#: The width of what is printed to a pipe or a file.
+PIPED_WIDTH = 160
 
 
 def disabled_plugins(flags: Sequence[str], explicit: Path | None) -> list[str]:
@@ -123,7 +128,26 @@ def console() -> Console:
 
     out = Console()
     # Piped output is read by people too (CI logs, `| less`): don't fold rows at 80 columns.
-    return out if out.is_terminal else Console(width=160)
+    return out if out.is_terminal else Console(width=PIPED_WIDTH)
+
+
+def plain_stdout() -> bool:
+    """Whether :func:`console` would print to no terminal, without colour, in UTF-8, so that
+    text laid out as rich lays it out may be written to standard output as it is (rich's
+    own test, :attr:`rich.console.Console.is_terminal`, needs rich: this one does not, and
+    says False whenever the environment asks rich for anything else)."""
+    if sys.platform == "win32" or "FORCE_COLOR" in os.environ:
+        return False
+    if os.environ.get("TTY_COMPATIBLE") == "1":
+        return False
+    stdout = sys.stdout
+    try:
+        if stdout is None or stdout.isatty():
+            return False
+    except ValueError:  # closed
+        return False
+    encoding = (getattr(stdout, "encoding", None) or "").lower().replace("-", "")
+    return encoding == "utf8"
 
 
 def print_error(message: str) -> None:

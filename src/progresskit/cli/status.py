@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -18,10 +19,12 @@ from progresskit.cli.options import (
     EXIT_OK,
     EXIT_UNHEALTHY,
     EXIT_USAGE,
+    PIPED_WIDTH,
     Override,
     add_overrides,
     console,
     overrides,
+    plain_stdout,
     print_error,
 )
 from progresskit.engine.session import Tracking
@@ -84,9 +87,14 @@ def run_status(pm: PluginManager, args: argparse.Namespace) -> int:
         print(jsonio.dumps(document, indent=2))
     else:
         if runs:
-            from progresskit.builtin.table import render_table
+            from progresskit.builtin.table import plain_table, render_table
 
-            render_table(runs, console(), now)
+            # Piped, a plain table is written as rich would lay it out, without loading rich.
+            text = plain_table(runs, now, PIPED_WIDTH) if plain_stdout() else None
+            if text is None:
+                render_table(runs, console(), now)
+            else:
+                sys.stdout.write(text)
         for message in invalid:
             print_error(message)
     if invalid:

@@ -7,12 +7,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from progresskit.errors import AmbiguousRunnerError, NoTrackerError
+from progresskit.formats.lease import LEASE_FILENAME
 from progresskit.plugin.manager import PluginManager
 from progresskit.plugin.tracker import BaseProgressTracker, Target, list_entries
 
-__all__ = ["claims", "detect", "make_tracker"]
+__all__ = ["LEASE_ONLY_RUNNER", "claims", "detect", "make_tracker"]
 
 _MAX_LISTED = 40
+#: The runner type of a directory whose only evidence is a liveness lease (a job that calls
+#: heartbeat() and writes nothing progresskit reads): a run, of liveness only.
+LEASE_ONLY_RUNNER = "heartbeat"
 
 
 def claims(pm: PluginManager, target: Target) -> dict[str, list[str]]:
@@ -52,6 +56,8 @@ def detect(
         found = pm.hooks.detect_runner(Target(work_dir, config, entries, use_config=True))
     if len(found) == 1:
         return next(iter(found))
+    if not found and _lease_only(pm, work_dir, config, entries, allow_config):
+        return LEASE_ONLY_RUNNER
     if not found:
         raise NoTrackerError(_no_match_message(pm, work_dir, config, entries))
     described = "; ".join(
@@ -60,6 +66,30 @@ def detect(
     raise AmbiguousRunnerError(
         f"Ambiguous runner type for work_dir: {work_dir}: claimed as {described}. "
         f"Pin one with 'runner_type: <type>' in {work_dir}/progresskit.yaml or the config."
+    )
+
+
+def _lease_only(
+    pm: PluginManager,
+    work_dir: str,
+    config: Mapping[str, Any],
+    entries: Mapping[str, bool],
+    config_asked: bool,
+) -> bool:
+    """Whether an unclaimed ``work_dir`` is a run by its lease alone.
+
+    The lease is the weakest evidence: every producer leaves one. So it counts only when
+    neither the files nor the config claim the directory (the config is asked here when the
+    caller did not, so that a run its config identifies keeps its runner type), and only
+    while a loaded plugin provides :data:`LEASE_ONLY_RUNNER` (``-p no:heartbeat`` turns it
+    off).
+    """
+    if entries.get(LEASE_FILENAME) is not False:  # absent, or a directory of that name
+        return False
+    if not any(d.runner_type == LEASE_ONLY_RUNNER for d in pm.runner_descriptions()):
+        return False
+    return config_asked or not pm.hooks.detect_runner(
+        Target(work_dir, config, entries, use_config=True)
     )
 
 

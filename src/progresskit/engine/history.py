@@ -28,16 +28,20 @@ import json
 import logging
 import math
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from progresskit.engine.eta import PROFILE_BINS, Basis, Estimate, Prior, estimate, rate_profile
+
+if TYPE_CHECKING:
+    # Loaded where a database is opened: a query with no history file yet (a first run, or
+    # history off) never needs it.
+    import sqlite3
 
 __all__ = [
     "HISTORY_ENV",
@@ -118,6 +122,13 @@ _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """What a failing store raises; evaluated only once an exception is being matched."""
+    import sqlite3
+
+    return (sqlite3.Error, OSError)
+
+
 def _warn_once(path: Path, what: str, exc: BaseException) -> None:
     key = (str(path), what)
     with _warned_lock:
@@ -151,6 +162,8 @@ class HistoryStore:
             return None
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        import sqlite3
+
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         self._local.conn = conn
         if create:
@@ -166,6 +179,8 @@ class HistoryStore:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
+                import sqlite3
+
                 raise sqlite3.DatabaseError(
                     f"schema version {version} is newer than this progresskit ({SCHEMA_VERSION})"
                 )
@@ -213,7 +228,7 @@ class HistoryStore:
                 conn.execute("ROLLBACK")
                 raise
             return added
-        except (sqlite3.Error, OSError) as exc:
+        except _store_errors() as exc:
             _warn_once(self.path, "record a finished run", exc)
             return 0
 
@@ -263,7 +278,7 @@ class HistoryStore:
             with self._lock:
                 self._priors[key] = (version, prior)
             return prior
-        except (sqlite3.Error, OSError) as exc:
+        except _store_errors() as exc:
             _warn_once(self.path, "read history", exc)
             return None
 

@@ -21,6 +21,13 @@ import attrs
 from progresskit.engine.detection import detect, make_tracker
 from progresskit.engine.history import record_finished_runs
 from progresskit.engine.liveness import observe
+from progresskit.engine.logs import (
+    DEFAULT_TAIL_KB,
+    LOG_RUNNER_TYPE,
+    LogTail,
+    fill_from_log,
+    log_globs,
+)
 from progresskit.engine.rules import apply_rules
 from progresskit.errors import (
     ConfigError,
@@ -105,6 +112,8 @@ class Tracking:
         self._nearest: dict[str, str | None] = {}
         self._dirs: dict[str, _DirState] = {}
         self._trackers: dict[str, _Tracked] = {}
+        #: Work dir -> its console logs, for what its tracker leaves unknown (engine/logs.py).
+        self._logs: dict[str, LogTail] = {}
         #: Work dir -> (lease file's stat key, the lease or why it could not be read).
         self._leases: dict[str, tuple[StatKey, Lease | str]] = {}
         #: When the query being answered began (see :meth:`_query`); None between queries.
@@ -237,6 +246,7 @@ class Tracking:
                 runner_type=tracker.get_runner_type(),
                 process=process,
             )
+        progress = self._with_log(tracker, progress)
         lease, renewed_at, problem = self._lease(tracker.work_dir)
         check = None if lease is None else observe(lease, renewed_at)
         decision = apply_rules(
@@ -263,6 +273,22 @@ class Tracking:
             activity,
             decision.cause,
         )
+
+    def _with_log(self, tracker: BaseProgressTracker, progress: ProgressInfo) -> ProgressInfo:
+        """``progress`` with what it leaves unknown filled from the run's console log: the
+        one place where a structured tracker's answer and a log are combined (docs/logs.md).
+        Costs one ``stat`` per log while the logs are unchanged."""
+        if tracker.get_runner_type() == LOG_RUNNER_TYPE:
+            return progress  # its whole answer is the log's already
+        globs = log_globs(tracker.config, (tracker.get_log_pattern(),))
+        if globs is None:
+            return progress
+        tail = self._logs.get(tracker.work_dir)
+        if tail is None or tail.globs != globs:
+            kb = int(tracker.config.get("log_tail_kb", DEFAULT_TAIL_KB))
+            tail = self._logs[tracker.work_dir] = LogTail(tracker.work_dir, globs, kb)
+        newest = tail.newest(tracker.entries())
+        return progress if newest is None else fill_from_log(progress, newest[1], newest[0])
 
     def _lease(self, work_dir: str) -> tuple[Lease | None, float, str | None]:
         """The run's lease, the time of its last renewal, and why it was ignored (if it was).

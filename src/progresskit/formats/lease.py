@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import sys
 from typing import Any
 
@@ -81,7 +80,7 @@ class Lease:
     state: str = attrs.field(default="running", validator=attrs.validators.in_(LEASE_STATES))
     ended_at: float | None = None
     cause: Cause | None = None
-    #: Which producers hold it: ``heartbeat``, ``statusfile``, ``events``.
+    #: Which producers hold it: ``heartbeat``, ``statusfile``, ``events``, ``progress``.
     producers: tuple[str, ...] = ()
 
 
@@ -108,7 +107,11 @@ def dump_lease(lease: Lease) -> str:
 
 def this_host() -> str:
     """The host name leases record and compare: the kernel's node name (``platform.node()``)."""
-    return os.uname().nodename if hasattr(os, "uname") else socket.gethostname()
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket  # Windows: no uname; socket is loaded only there
+
+    return socket.gethostname()
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

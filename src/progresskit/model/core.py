@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -211,16 +212,97 @@ class ProgressInfo:
         result: dict[str, Any] = unstructure(self)
         return result
 
+    def __getitem__(self, name: str) -> Any:
+        # Pylon V2-V3's ProgressInfo was a TypedDict: progress["completed_epochs"].
+        if name not in attrs.fields_dict(ProgressInfo):
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in attrs.fields_dict(ProgressInfo)
+
+
+#: ``ps -o lstart`` as Pylon's system monitor keeps it: ``'Mon Jan  1 10:00:00 2024'``.
+_LSTART_FORMAT = "%a %b %d %H:%M:%S %Y"
+
+
+def _start_time(value: Any) -> float | str | None:
+    # Pylon's monitor stores ps's text as it printed it; that text is kept (its callers
+    # show and compare it), and :attr:`ProcessInfo.started_at` parses it.
+    if value is None or isinstance(value, str):
+        return value
+    return float(value)
+
+
+def _pid(value: Any) -> int | str:
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ValueError(f"pid must be a process id, got {value!r}")
+        return value  # Pylon's text, kept as given
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"pid must be an int or a string of digits, got {value!r}")
+    return value
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
 
 @attrs.frozen
 class ProcessInfo:
-    """A process believed to be working on a run (seed 001's fields plus the host)."""
+    """A process believed to be working on a run (seed 001's fields plus the host).
 
-    pid: int
-    user: str | None = None
-    cmd: str | None = None
-    start_time: float | None = attrs.field(default=None, converter=_float_or_none)
+    Pylon's system monitor builds it from ``ps`` text: ``pid`` a string of digits and
+    ``start_time`` as ``ps -o lstart`` prints it. Both are kept as given; :attr:`process_id`
+    and :attr:`started_at` are the numbers, whichever shape was given.
+    """
+
+    pid: int | str = attrs.field(converter=_pid)
+    user: str | None = attrs.field(default=None, converter=_text_or_none)
+    cmd: str | None = attrs.field(default=None, converter=_text_or_none)
+    start_time: float | str | None = attrs.field(default=None, converter=_start_time)
     host: str | None = None
+
+    @property
+    def process_id(self) -> int:
+        """The pid as a number."""
+        return int(self.pid)
+
+    @property
+    def started_at(self) -> float | None:
+        """The start time as Unix time: ``None`` when unknown or not a time we can read."""
+        if not isinstance(self.start_time, str):
+            return self.start_time
+        text = " ".join(self.start_time.split())
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            # ps prints local time, so mktime (local) and not calendar.timegm.
+            return time.mktime(time.strptime(text, _LSTART_FORMAT))
+        except (ValueError, OverflowError):
+            return None
+
+    def __getitem__(self, name: str) -> Any:
+        # Pylon's records were TypedDicts before they were dataclasses: process['cmd'].
+        if name not in _PROCESS_KEYS:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _PROCESS_KEYS
+
+    def to_dict(self) -> dict[str, Any]:
+        """Pylon's JSON-ready shape (pid, user, cmd, start_time as given), plus ``host``
+        when known."""
+        result: dict[str, Any] = {key: getattr(self, key) for key in _PROCESS_KEYS}
+        if self.host is not None:
+            result["host"] = self.host
+        return result
+
+
+_PROCESS_KEYS = ("pid", "user", "cmd", "start_time")
 
 
 #: The values of :attr:`Cause.kind`.
@@ -276,3 +358,14 @@ class RunStatus:
     last_activity: float | None = attrs.field(default=None, converter=_float_or_none)
     #: Why the run ended (or crashed), when known: see :class:`Cause`.
     cause: Cause | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Seed 001's JSON-ready shape, as Pylon's viewers serialise a run: ``config``,
+        ``work_dir``, ``progress`` and ``process_info`` as dicts, ``status`` as its word."""
+        return {
+            "config": self.config,
+            "work_dir": self.work_dir,
+            "progress": self.progress.to_dict(),
+            "status": self.status.value,
+            "process_info": None if self.process_info is None else self.process_info.to_dict(),
+        }

@@ -68,6 +68,13 @@ SOURCE_VOCABULARIES: Mapping[str, Mapping[str, Status]] = {
         "failed": S.FAILED,
         "cancelled": S.CANCELLED,
     },
+    # progresskit's own progresskit-progress.json "state" (formats/progressfile.py).
+    "progress": {
+        "running": S.RUNNING,
+        "finished": S.FINISHED,
+        "failed": S.FAILED,
+        "cancelled": S.CANCELLED,
+    },
 }
 
 

@@ -14,12 +14,12 @@ taken as implementations too, so a misspelt hook name is reported instead of ign
 
 **Load order.** The plugin manager registers the builtins first, in the order of
 ``progresskit.builtin.DEFAULT_PLUGINS``: ``core`` (the core's config keys), ``trainer``,
-``evaluator``, ``multi_stage``, ``json_file``, ``stdout``, ``webhook``, ``psutil``,
-``local_process``. Then every entry-point plugin, sorted by distribution name, then
-entry-point name; then the ``extra_plugins`` given to ``get_plugin_manager()``.
-``progresskit plugins --json`` shows each plugin's ``load_order``. ``-p no:NAME`` and the
-``disable_plugins:`` config key skip the plugin NAME, builtin or not (``core`` cannot be
-disabled).
+``evaluator``, ``multi_stage``, ``progress``, ``heartbeat``, ``log``, ``json_file``,
+``stdout``, ``webhook``, ``psutil``, ``local_process``. Then every entry-point plugin, sorted by
+distribution name, then entry-point name; then the ``extra_plugins`` given to
+``get_plugin_manager()``. ``progresskit plugins --json`` shows each plugin's
+``load_order``. ``-p no:NAME`` and the ``disable_plugins:`` config key skip the plugin
+NAME, builtin or not (``core`` cannot be disabled).
 
 **Names are unique.** An entry point whose name is taken, by a builtin or by another
 distribution's entry point, is refused with a ``PluginError`` naming both: a plugin never

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata as md
 from collections.abc import Iterable, Mapping, Sequence
+from types import FunctionType, MethodType, ModuleType
 from typing import cast
 
 import attrs
@@ -24,7 +24,7 @@ import pluggy
 
 from progresskit import __version__
 from progresskit.errors import PluginError
-from progresskit.plugin import hookspec
+from progresskit.plugin import entrypoints, hookspec
 from progresskit.plugin.config import ConfigSchema
 from progresskit.plugin.hooks import Hooks
 from progresskit.plugin.sink import SinkType
@@ -47,6 +47,8 @@ CORE_PLUGIN = "core"
 _BUILTIN_PACKAGE = "progresskit.builtin"
 _DISTRIBUTION = "progresskit"
 _HOOK_PREFIX = "progresskit_"
+#: What pluggy takes for a hook implementation (``specname=`` lets it have any name).
+_HOOKABLE = (FunctionType, MethodType, staticmethod, classmethod)
 
 
 def _builtin_plugins() -> tuple[tuple[str, str], ...]:
@@ -55,20 +57,14 @@ def _builtin_plugins() -> tuple[tuple[str, str], ...]:
     return cast("tuple[tuple[str, str], ...]", package.DEFAULT_PLUGINS)
 
 
-def _entry_points(group: str) -> list[md.EntryPoint]:
+def _entry_points(group: str) -> list[entrypoints.EntryPoint]:
     """The third-party plugins of ``group``, by distribution name, then entry-point name.
 
     Entry points of progresskit's own distribution are left out: its builtins are registered
     in code, and an install made before they were still lists them as entry points.
     """
-    found = [ep for ep in md.entry_points(group=group) if _dist_of(ep)[0] != _DISTRIBUTION]
-    return sorted(found, key=lambda ep: (_dist_of(ep)[0] or "", ep.name))
-
-
-def _dist_of(ep: md.EntryPoint) -> tuple[str | None, str | None]:
-    if ep.dist is None:
-        return None, None
-    return ep.dist.name, ep.dist.version
+    found = [ep for ep in entrypoints.entry_points(group) if ep.distribution != _DISTRIBUTION]
+    return sorted(found, key=lambda ep: (ep.distribution or "", ep.name))
 
 
 def plugin_names(group: str = ENTRY_POINT_GROUP) -> list[str]:
@@ -107,6 +103,15 @@ class PluginManager(pluggy.PluginManager):
         self._origins: dict[str, tuple[str, str | None, str | None]] = {}
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        if (
+            isinstance(plugin, ModuleType)
+            and not name.startswith(_HOOK_PREFIX)
+            and not isinstance(plugin.__dict__.get(name), _HOOKABLE)
+        ):
+            # Most names of a plugin module are imports and constants, none of them a hook
+            # (pluggy takes functions only); its static lookup of each would be a third of
+            # the manager's start-up.
+            return None
         opts = super().parse_hookimpl_opts(plugin, name)
         # Like pytest: an unmarked ``progresskit_*`` function is an implementation, so a
         # misspelt hook name is reported by check_pending() instead of silently ignored.
@@ -181,7 +186,7 @@ class PluginManager(pluggy.PluginManager):
         for ep in _entry_points(group):
             if self.is_blocked(ep.name):
                 continue
-            dist, version = _dist_of(ep)
+            dist, version = ep.distribution, ep.version
             where = f"plugin '{ep.name}' ({ep.value}, from distribution {dist} {version})"
             if self.has_plugin(ep.name):
                 origin, other, _ = self._origins[ep.name]

@@ -12,17 +12,13 @@ atomically replaces the file, so a reader never sees half of one.
 from __future__ import annotations
 
 import contextlib
-import math
-import operator
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from time import monotonic
 from types import TracebackType
 
-from progresskit.formats.fileio import atomic_write_text
 from progresskit.formats.jsonio import dumps
 from progresskit.formats.statusfile import (
     COMPLETED,
@@ -32,6 +28,7 @@ from progresskit.formats.statusfile import (
     format_timestamp,
 )
 from progresskit.producer import logger
+from progresskit.producer._throttle import check_count, check_finite, publish, start_flushing
 from progresskit.producer.heartbeat import Heartbeat, producer_heartbeat
 
 TYPE_CHECKING = False  # typing's, without importing typing: see progresskit/__init__.py
@@ -46,26 +43,6 @@ _TRAINING = "training"
 # -- checks of the values a trainer passes -------------------------------------------------
 
 
-def _count(name: str, value: Any, minimum: int = 0) -> int:
-    try:
-        number = operator.index(value)  # int, numpy/torch integer scalars; not float or bool
-    except TypeError:
-        number = None
-    if number is None or isinstance(value, bool) or number < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return number
-
-
-def _finite(name: str, value: Any) -> float:
-    number = None
-    if not isinstance(value, (bool, str, bytes)):
-        with contextlib.suppress(TypeError, ValueError):
-            number = float(value)  # int, float, numpy/torch scalars
-    if number is None or not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return number
-
-
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, got {type(value).__name__} {value!r}")
@@ -78,30 +55,13 @@ def _optional(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
 
 #: The fields ``set(**fields)`` sets, each with its check (None clears a field).
 _SETTABLE: Mapping[str, Callable[[str, Any], Any]] = {
-    "total_iterations": lambda name, value: _count(name, value, minimum=1),
-    "current_splat_count": _optional(_count),
-    "last_eval_psnr": _optional(_finite),
-    "last_eval_ssim": _optional(_finite),
+    "total_iterations": lambda name, value: check_count(name, value, minimum=1),
+    "current_splat_count": _optional(check_count),
+    "last_eval_psnr": _optional(check_finite),
+    "last_eval_ssim": _optional(check_finite),
     "export_path": _optional(_text),
     "current_export_file": _optional(_text),
 }
-
-
-def _flush_periodically(ref: weakref.ReferenceType[StatusFileWriter], stop: threading.Event,
-                        interval: float) -> None:
-    # Holds the writer only while flushing, so a writer nobody closed can still be collected.
-    while not stop.wait(interval):
-        writer = ref()
-        if writer is None:
-            return
-        writer._flush_from_thread()
-        del writer
-
-
-def _stop_thread(stop: threading.Event, thread: threading.Thread | None) -> None:
-    stop.set()
-    if thread is not None and thread is not threading.current_thread():
-        thread.join()
 
 
 class StatusFileWriter:
@@ -145,7 +105,7 @@ class StatusFileWriter:
         export_path: str | None = None,
         expect_every: float | None = None,
     ) -> None:
-        interval = _finite("interval", interval)
+        interval = check_finite("interval", interval)
         if interval < 0:
             raise ValueError(f"interval must be >= 0 seconds, got {interval!r}")
         self._path = os.fspath(path)
@@ -184,19 +144,12 @@ class StatusFileWriter:
             producer="statusfile",
         )
         self._write_locked()
-        self._stop = threading.Event()
-        thread = None
-        if interval > 0:
-            thread = threading.Thread(
-                target=_flush_periodically,
-                args=(weakref.ref(self), self._stop, interval),
-                name=f"progresskit-statusfile:{os.path.basename(self._path)}",
-                daemon=True,
-            )
-            thread.start()
-        # Stops the thread when the writer is collected or at interpreter exit, so that it
-        # is never killed half way through replacing the file.
-        self._finalizer = weakref.finalize(self, _stop_thread, self._stop, thread)
+        self._finalizer = start_flushing(
+            self,
+            self._flush_from_thread,
+            interval,
+            f"progresskit-statusfile:{os.path.basename(self._path)}",
+        )
 
     # -- what a trainer calls --------------------------------------------------------------
 
@@ -230,7 +183,8 @@ class StatusFileWriter:
         if unknown:
             raise TypeError(
                 f"set() got unknown field(s) {', '.join(unknown)}; settable fields: "
-                f"{', '.join(_SETTABLE)}"
+                f"{', '.join(_SETTABLE)} (Brush's status file; for any metrics, such as "
+                "loss or lr, use progresskit.Progress)"
             )
         checked = {name: _SETTABLE[name](name, value) for name, value in fields.items()}
         with self._lock:
@@ -312,7 +266,7 @@ class StatusFileWriter:
             raise ValueError(f"StatusFileWriter for {self._path} is closed")
 
     def _check_iteration(self) -> int:
-        iteration = _count("current_iteration", self._iteration)
+        iteration = check_count("current_iteration", self._iteration)
         self._good_iteration = iteration
         return iteration
 
@@ -383,18 +337,11 @@ class StatusFileWriter:
         ``ValueError``; a failed write is logged and remembered, never raised."""
         document = self._document()
         text = dumps(document, indent=2) + "\n"
-        try:
-            atomic_write_text(self._path, text)
-        except OSError as exc:
-            # Logged once per kind of failure (the message names a random temp file).
-            last = self.last_write_error
-            if last is None or (type(last), last.errno) != (type(exc), exc.errno):
-                logger(__name__).warning(
-                    "cannot write status file %s: %s", self._path, exc.strerror or exc
-                )
-            self.last_write_error = exc
+        self.last_write_error = publish(
+            self._path, text, self.last_write_error, "status file", __name__
+        )
+        if self.last_write_error is not None:
             return
-        self.last_write_error = None
         self._thread_problem = None
         if self._heartbeat is not None:
             self._heartbeat.beat()

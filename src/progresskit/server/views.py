@@ -48,8 +48,8 @@ def _name(work_dir: str, root: str) -> str:
 def _created_at(run: RunStatus) -> float | None:
     if run.progress.start_time is not None:
         return run.progress.start_time
-    if run.process_info is not None and run.process_info.start_time is not None:
-        return run.process_info.start_time
+    if run.process_info is not None:
+        return run.process_info.started_at
     return None
 
 

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from progresskit_comfyui.statistics import GenerationStatistics
     from progresskit_comfyui.sync import SyncStatusMonitor
 
+#: The plugin's runner type: ComfyUI jobs are tracked, and kept in the run history, as it.
+#: Here, not in ``job``, so that loading the plugin does not import the job model.
+RUNNER_TYPE = "comfyui"
+
 # Every progresskit command imports this package to load the plugin; httpx and websockets
 # (a third of a second) are imported only when the library names are first used.
 _HOMES = {
@@ -55,6 +59,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "RUNNER_TYPE",
     "Backoff",
     "ComfyUIClient",
     "ComfyUIError",

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from progresskit import Status, canonical_status
+from progresskit_comfyui import RUNNER_TYPE
 from progresskit_comfyui.protocol import (
     ErrorInfo,
     HistoryEntry,
@@ -18,11 +19,7 @@ from progresskit_comfyui.protocol import (
     error_from,
 )
 
-__all__ = ["JobState", "ProgressStatus", "ProgressUpdate"]
-
-
-#: The plugin's runner type: ComfyUI jobs are tracked, and kept in the run history, as it.
-RUNNER_TYPE = "comfyui"
+__all__ = ["RUNNER_TYPE", "JobState", "ProgressStatus", "ProgressUpdate"]
 
 
 class ProgressStatus(str, enum.Enum):

@@ -26,9 +26,10 @@ import attrs
 from websockets.exceptions import WebSocketException
 
 from progresskit import Estimate, estimate_run, record_finished_runs
+from progresskit_comfyui import RUNNER_TYPE
 from progresskit_comfyui.backoff import Backoff
 from progresskit_comfyui.client import ComfyUIClient
-from progresskit_comfyui.job import RUNNER_TYPE, JobState, ProgressStatus, ProgressUpdate
+from progresskit_comfyui.job import JobState, ProgressStatus, ProgressUpdate
 from progresskit_comfyui.protocol import (
     ComfyUIError,
     HistoryEntry,

@@ -14,7 +14,7 @@ import contextvars
 import os
 import statistics
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from progresskit import (
     BaseProgressTracker,
@@ -30,8 +30,13 @@ from progresskit import (
     ensure,
     hookimpl,
 )
-from progresskit_comfyui.job import RUNNER_TYPE, ProgressStatus, ProgressUpdate
-from progresskit_comfyui.protocol import ComfyUIError, normalise_url
+from progresskit_comfyui import RUNNER_TYPE
+
+if TYPE_CHECKING:
+    from progresskit_comfyui.job import ProgressUpdate
+
+# The job model and the protocol (attrs classes, a fifth of what loading every plugin costs)
+# are imported where a ComfyUI run or URL is met, not by every command that loads plugins.
 
 T = TypeVar("T")
 
@@ -135,12 +140,6 @@ def run_status(key: str, work_dir: str, progress: ProgressInfo, config: Mapping[
 # -- a work dir's jobs ------------------------------------------------------------------------
 
 
-_ACTIVE_ORDER = (ProgressStatus.PROCESSING, ProgressStatus.COMPLETING, ProgressStatus.QUEUED,
-                 ProgressStatus.INITIALIZING)
-_ENDED_ORDER = (ProgressStatus.FAILED, ProgressStatus.TIMEOUT, ProgressStatus.CANCELLED,
-                ProgressStatus.UNKNOWN, ProgressStatus.COMPLETED)
-
-
 def combine(updates: Sequence[ProgressUpdate], observed_at: float) -> ProgressInfo:
     """Several jobs of one run as one :class:`ProgressInfo`.
 
@@ -149,9 +148,15 @@ def combine(updates: Sequence[ProgressUpdate], observed_at: float) -> ProgressIn
     """
     if len(updates) == 1:
         return progress_info(updates[0], observed_at)
+    from progresskit_comfyui.job import ProgressStatus
+
+    active_order = (ProgressStatus.PROCESSING, ProgressStatus.COMPLETING,
+                    ProgressStatus.QUEUED, ProgressStatus.INITIALIZING)
+    ended_order = (ProgressStatus.FAILED, ProgressStatus.TIMEOUT, ProgressStatus.CANCELLED,
+                   ProgressStatus.UNKNOWN, ProgressStatus.COMPLETED)
     infos = [progress_info(u, observed_at) for u in updates]
     statuses = {u.status for u in updates}
-    order = _ACTIVE_ORDER if statuses - set(_ENDED_ORDER) else _ENDED_ORDER
+    order = active_order if statuses - set(ended_order) else ended_order
     overall = next(s for s in order if s in statuses)
     running = next((u for u in updates if u.status is ProgressStatus.PROCESSING), None)
     errors = [f"{u.comfyui_prompt_id}: {u.error_message or u.detail or u.status.value}"
@@ -211,6 +216,8 @@ class ComfyUIJobsTracker(BaseProgressTracker):
                 f"{self.work_dir}: runner type 'comfyui' needs 'comfyui_url' and "
                 f"'comfyui_prompt_ids' in its config"
             )
+        from progresskit_comfyui.protocol import normalise_url
+
         self.url = normalise_url(str(self.config["comfyui_url"]))
         self.prompt_ids = [str(p) for p in self.config["comfyui_prompt_ids"]]
 
@@ -239,6 +246,7 @@ async def cancel_prompts(
     queued or running (nothing left to stop).
     """
     from progresskit_comfyui.monitor import StatusMonitor
+    from progresskit_comfyui.protocol import ComfyUIError
 
     monitor = StatusMonitor(server, http_timeout=timeout, use_websocket=False)
     try:
@@ -259,6 +267,8 @@ async def cancel_prompts(
 
 
 def _check_url(value: Any) -> None:
+    from progresskit_comfyui.protocol import normalise_url
+
     try:
         normalise_url(value)
     except ValueError as exc:
@@ -314,6 +324,8 @@ def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
     server = details.get("server")
     prompt_ids = details.get("prompt_ids") or details.get("prompt_id")
     if not server or not prompt_ids:
+        from progresskit_comfyui.protocol import ComfyUIError
+
         raise ComfyUIError(
             f"{run.config}: no ComfyUI server and prompt id recorded for this run; cannot cancel"
         )
@@ -325,9 +337,11 @@ def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
 def progresskit_resolve_target(target: str, config: Mapping[str, Any]) -> list[RunStatus] | None:
     if not target.startswith(("http://", "https://")):
         return None
+    from progresskit_comfyui.protocol import ComfyUIError, normalise_url
+    from progresskit_comfyui.snapshot import snapshot_server
+
     try:
         url = normalise_url(target)
-        from progresskit_comfyui.snapshot import snapshot_server
 
         snapshot = _run_sync(snapshot_server(url, **_options(config)))
     except (ValueError, ComfyUIError) as exc:

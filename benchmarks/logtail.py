@@ -1,0 +1,130 @@
+"""The status of a run known by its growing console log: cost per query vs. the log's size.
+
+Builds, for each size (default 1 MB, 100 MB and 1 GB; sparse, so no disk is used), a run
+directory holding only ``train.log``: NULs up to the size, then bar redraws written by the
+real ``tqdm.format_meter`` (``\\r`` + bar, 200 KiB of them), as a redirected tqdm loop leaves
+its log. Each round appends one redraw (the job goes on), then queries the run. Measured in
+this one run, medians of ``--rounds``:
+
+* baseline: one ``os.stat`` of the log and one 64 KiB read of its end (the issue's unit);
+* tracker:  the ``log`` tracker's query (``get_progress``: stat keys, tail read, parse);
+* status:   the whole library query, ``Tracking.status`` (detection cached, rules, lease).
+
+Printed: each figure, its ratio to the baseline (target: tracker <= 2x), and the ratio of
+the 1 GB figures to the 1 MB ones (target: flat, about 1x).
+
+Usage: python benchmarks/logtail.py [--rounds R] [--sizes-mb 1,100,1000] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from progresskit import Tracking
+from progresskit.builtin.logtail import LogTracker
+
+TAIL = 64 * 1024
+TOTAL = 10**7
+
+
+def redraw(n: int) -> bytes:
+    line = tqdm.format_meter(n, TOTAL, n / 450.0, prefix="train", postfix="loss=0.3100, lr=0.001")
+    return ("\r" + line).encode()
+
+
+def build(run: Path, size: int) -> int:
+    """A log of ``size`` bytes ending in bar redraws; returns the next step."""
+    run.mkdir()
+    log = run / "train.log"
+    bars = bytearray()
+    n = 0
+    while len(bars) < 200 * 1024:
+        bars += redraw(n)
+        n += 1
+    with open(log, "wb") as fh:
+        fh.truncate(max(0, size - len(bars)))
+        fh.seek(0, os.SEEK_END)
+        fh.write(bars)
+    old = time.time() - 10  # out of the racy window, as a run's older files are
+    os.utime(run, (old, old))
+    return n
+
+
+def baseline(log: Path) -> None:
+    size = os.stat(log).st_size
+    with open(log, "rb") as fh:
+        fh.seek(max(0, size - TAIL))
+        fh.read(TAIL)
+
+
+def timed(rounds: int, grow: Callable[[], None], query: Callable[[], object]) -> float:
+    times = []
+    for _ in range(rounds):
+        grow()
+        started = time.perf_counter()
+        query()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure(run: Path, size: int, rounds: int) -> tuple[float, float, float]:
+    """(baseline, tracker, status) medians in seconds, on a log of ``size`` bytes."""
+    step = build(run, size)
+    log = run / "train.log"
+    tracker = LogTracker(str(run), Tracking().config_for(str(run)))
+    tracking = Tracking()
+    with open(log, "ab") as fh:  # the job's own handle, open for the run
+
+        def grow() -> None:
+            nonlocal step
+            fh.write(redraw(step))
+            fh.flush()
+            step += 1
+
+        assert tracker.get_progress().completed_steps == step - 1
+        assert tracking.status(str(run), discover_processes=False).progress.runner_type == "log"
+        base = timed(rounds, grow, lambda: baseline(log))
+        tracked = timed(rounds, grow, tracker.get_progress)
+        whole = timed(rounds, grow, lambda: tracking.status(str(run), discover_processes=False))
+        assert tracker.get_progress().completed_steps == step - 1
+    return base, tracked, whole
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--sizes-mb", default="1,100,1000")
+    parser.add_argument("--dir", type=Path, help="where to build the logs (default: a temp dir)")
+    args = parser.parse_args()
+    sizes = [int(float(s) * 1e6) for s in args.sizes_mb.split(",")]
+    print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    results: dict[int, tuple[float, float, float]] = {}
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        for size in sizes:
+            base, tracked, whole = measure(Path(tmp) / f"run-{size}", size, args.rounds)
+            results[size] = (base, tracked, whole)
+            print(
+                f"log {size / 1e6:7.0f} MB  baseline {base * 1e6:7.1f} us  "
+                f"tracker {tracked * 1e6:7.1f} us = {tracked / base:4.2f}x  "
+                f"status {whole * 1e6:7.1f} us = {whole / base:4.2f}x   "
+                f"(tracker target <= 2x: {'OK' if tracked / base <= 2 else 'MISSED'})"
+            )
+        small, big = results[sizes[0]], results[sizes[-1]]
+        print(
+            f"{sizes[-1] / 1e6:.0f} MB vs {sizes[0] / 1e6:.0f} MB: baseline "
+            f"{big[0] / small[0]:.2f}x, tracker {big[1] / small[1]:.2f}x, "
+            f"status {big[2] / small[2]:.2f}x (flat: about 1x)"
+        )
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

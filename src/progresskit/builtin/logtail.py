@@ -1,0 +1,134 @@
+"""The ``log`` tracker: a run known only by its console log (docs/logs.md).
+
+A directory whose files are all logs (``log_files`` globs: ``*.log``, ``*.out``,
+``slurm-*.out`` by default), apart from hidden files other than a lease and its
+``progresskit.yaml``, is claimed as a run of type ``log``. Its progress is the newest
+progress bar in the tail of its most recently written log (tqdm, rich, Keras; HF Trainer's
+and Lightning's console bars), parsed by :mod:`progresskit.formats.progressbar` and read by
+:class:`progresskit.engine.logs.LogTail`. A directory with anything else in it belongs to
+another tracker (or to none: pin ``runner_type: log``); the session then fills what that
+tracker leaves unknown from the same logs (:func:`progresskit.engine.logs.fill_from_log`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from progresskit.engine.logs import (
+    DEFAULT_LOG_FILES,
+    DEFAULT_TAIL_KB,
+    LOG_RUNNER_TYPE,
+    LogTail,
+    log_globs,
+    progress_from_log,
+)
+from progresskit.formats.fileio import StatKey
+from progresskit.formats.lease import LEASE_FILENAME
+from progresskit.model.core import ProgressInfo, Status
+from progresskit.plugin.config import CONFIG_FILENAME, ConfigSchema
+from progresskit.plugin.hookspec import hookimpl
+from progresskit.plugin.spec import TrackerSpec
+from progresskit.plugin.tracker import BaseProgressTracker, Target
+
+RUNNER_TYPE = LOG_RUNNER_TYPE
+
+
+class LogTracker(BaseProgressTracker):
+    """Progress of a run from the newest progress bar in its console logs."""
+
+    runner_type = RUNNER_TYPE
+
+    def __init__(self, work_dir: str, config: Mapping[str, Any] | None = None):
+        super().__init__(work_dir, config)
+        globs = log_globs(self.config) or DEFAULT_LOG_FILES
+        self.tail = LogTail(
+            self.work_dir, globs, int(self.config.get("log_tail_kb", DEFAULT_TAIL_KB))
+        )
+
+    def fingerprint(self) -> tuple[StatKey | None, ...]:
+        entries = self.entries()
+        return (self.listing_key(), *self.tail.fingerprint(entries))
+
+    def last_log_update(self) -> float | None:
+        # Every log the globs name is a sign of life, not only log_pattern's "*.log".
+        keys = [k for k in self.tail.fingerprint(self.entries()) if k is not None]
+        return max(k[0] for k in keys) / 1e9 if keys else None
+
+    def calculate_progress(self) -> ProgressInfo:
+        entries = self.entries()
+        newest = self.tail.newest(entries)
+        if newest is None:
+            names = self.tail.names(entries)
+            what = ", ".join(names) if names else f"no file matching {list(self.tail.globs)}"
+            return ProgressInfo(
+                runner_type=RUNNER_TYPE,
+                error_message=None if names else f"{self.work_dir}: {what}",
+                warnings=(
+                    *self.tail.problems,
+                    f"no progress bar or traceback in the last {self.tail.tail_bytes // 1024}"
+                    f" KiB of {what}",
+                ),
+            )
+        name, reading, mtime = newest
+        progress = progress_from_log(RUNNER_TYPE, reading, name, mtime)
+        if self.tail.problems:  # another log could not be read: say so, keep the answer
+            warnings = (*progress.warnings, *self.tail.problems)
+            return attrs.evolve(progress, warnings=warnings)
+        return progress
+
+    def is_complete(self) -> bool:
+        progress = self.get_progress()
+        return progress.progress_percentage >= 100.0 or progress.reported_status is Status.FINISHED
+
+
+def _claims(target: Target) -> bool:
+    globs = log_globs(target.config) or DEFAULT_LOG_FILES
+    logs = 0
+    for name, is_dir in target.entries.items():
+        if name == CONFIG_FILENAME or (name.startswith(".") and name != LEASE_FILENAME):
+            continue
+        if is_dir or not any(fnmatch.fnmatchcase(name, g) for g in globs):
+            return False  # anything but logs is another tracker's evidence
+        logs += 1
+    return logs > 0
+
+
+tracker = TrackerSpec(
+    LogTracker,
+    claim=_claims,
+    expects="only console logs (log_files: *.log, *.out, slurm-*.out) holding a progress bar",
+)
+progresskit_detect_runner, progresskit_make_tracker, progresskit_describe_runner = tracker.hooks
+
+
+@hookimpl
+def progresskit_addconfig(schema: ConfigSchema) -> None:
+    schema.add(
+        "log_files",
+        list,
+        default=list(DEFAULT_LOG_FILES),
+        help="Globs, relative to a run's work dir, of its console logs, read for progress "
+        "bars (with the logs its tracker names).",
+        check=_check_globs,
+    )
+    schema.add(
+        "log_tail_kb",
+        int,
+        default=DEFAULT_TAIL_KB,
+        help="KiB read from the end of a console log when it changed (the newest bar).",
+        check=_check_tail,
+    )
+
+
+def _check_globs(value: Any) -> None:
+    if not all(isinstance(g, str) and g and "/" not in g for g in value):
+        raise ValueError(f"expected a list of file-name globs without '/', got {value!r}")
+
+
+def _check_tail(value: Any) -> None:
+    if not 1 <= value <= 65536:
+        raise ValueError(f"expected 1 to 65536 (KiB), got {value!r}")

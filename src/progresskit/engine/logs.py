@@ -1,0 +1,230 @@
+"""Progress from a run's console log: the bounded, incremental read and the one merge rule.
+
+Two users, one piece: the builtin ``log`` tracker (:mod:`progresskit.builtin.logtail`)
+reports a directory whose only evidence is a log holding a bar, and the session
+(:mod:`progresskit.engine.session`) fills what another tracker's answer lacks from the
+run's log with :func:`fill_from_log`: structured files win, the log adds only what they
+left unknown (docs/logs.md).
+
+Reading is bounded: only the last ``log_tail_kb`` KiB of a log are read (64 by default),
+whatever its size. It is incremental: a log whose stat key (mtime, size, inode) is
+unchanged is not read again, so an idle run costs one ``stat`` per log per query.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from progresskit.formats.fileio import StatKey, stat_key
+from progresskit.formats.progressbar import LogReading, parse_log
+from progresskit.model.core import ProgressInfo, Status
+
+__all__ = [
+    "DEFAULT_LOG_FILES",
+    "DEFAULT_TAIL_KB",
+    "LOG_RUNNER_TYPE",
+    "LogTail",
+    "fill_from_log",
+    "log_globs",
+    "progress_from_log",
+    "read_tail",
+]
+
+#: The runner type of a run known by its log alone (the builtin ``log`` tracker's).
+LOG_RUNNER_TYPE = "log"
+#: The globs of a run's log files when the config's ``log_files`` does not say.
+DEFAULT_LOG_FILES: tuple[str, ...] = ("*.log", "*.out", "slurm-*.out")
+#: KiB read from the end of a log.
+DEFAULT_TAIL_KB = 64
+
+
+def read_tail(path: str, max_bytes: int) -> bytes:
+    """The last ``max_bytes`` of ``path``; a first, cut redraw is dropped.
+
+    Raises ``OSError`` when the file cannot be read.
+    """
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        start = max(0, size - max_bytes)
+        fh.seek(start)
+        raw = fh.read(max_bytes)
+    if start > 0:  # the first bytes are the end of a line or redraw cut in the middle
+        cuts = [i for i in (raw.find(b"\n"), raw.find(b"\r")) if i >= 0]
+        raw = raw[min(cuts) + 1 :] if cuts else b""
+    return raw
+
+
+def log_globs(config: Mapping[str, Any], named: Sequence[str] = ()) -> tuple[str, ...] | None:
+    """The globs naming a run's logs: ``named`` (the logs its tracker names) and the config's
+    ``log_files``. ``None`` when the ``log_files`` key is not declared: the log tracker
+    plugin is not loaded (``-p no:log``), so logs are not read for progress."""
+    configured = config.get("log_files")
+    if configured is None:
+        return None
+    return tuple(dict.fromkeys((*named, *configured)))
+
+
+@attrs.define
+class _Read:
+    key: StatKey
+    reading: LogReading
+
+
+class LogTail:
+    """The console logs of one run, each read (its tail) only when its stat key changed."""
+
+    def __init__(self, work_dir: str, globs: Sequence[str], tail_kb: int = DEFAULT_TAIL_KB):
+        self.work_dir = work_dir
+        self.globs = tuple(globs)
+        self.tail_bytes = tail_kb * 1024
+        self._reads: dict[str, _Read] = {}
+        self._listing: Mapping[str, bool] | None = None
+        self._names: list[str] = []
+        #: Problems met reading a log (unreadable file), for the answer's warnings.
+        self.problems: list[str] = []
+
+    def names(self, entries: Mapping[str, bool]) -> list[str]:
+        """The log files among ``entries`` (the work dir's listing), in name order."""
+        if entries is not self._listing:  # a tracker's listing is one object until it changes
+            self._listing = entries
+            self._names = sorted(
+                name
+                for name, is_dir in entries.items()
+                if not is_dir and any(fnmatch.fnmatchcase(name, g) for g in self.globs)
+            )
+        return self._names
+
+    def fingerprint(self, entries: Mapping[str, bool]) -> tuple[StatKey | None, ...]:
+        """Stat keys of the logs: what :meth:`newest` depends on."""
+        return tuple(stat_key(os.path.join(self.work_dir, n)) for n in self.names(entries))
+
+    def newest(self, entries: Mapping[str, bool]) -> tuple[str, LogReading, float] | None:
+        """(log name, reading, mtime) of the most recently written log that shows a bar or
+        ends in a traceback; ``None`` when none does. One ``stat`` per log; a log is read
+        again only when it changed."""
+        self.problems = []
+        found: list[tuple[int, str, LogReading]] = []
+        for name in self.names(entries):
+            path = os.path.join(self.work_dir, name)
+            key = stat_key(path)
+            if key is None:
+                self._reads.pop(name, None)
+                continue
+            known = self._reads.get(name)
+            if known is None or known.key != key:
+                try:
+                    known = _Read(key, parse_log(read_tail(path, self.tail_bytes)))
+                except OSError as exc:
+                    self.problems.append(f"{name}: cannot read log: {exc.strerror or exc}")
+                    continue
+                self._reads[name] = known
+            if known.reading.bar is not None or known.reading.failure is not None:
+                found.append((key[0], name, known.reading))
+        if not found:
+            return None
+        mtime_ns, name, reading = max(found)
+        return name, reading, mtime_ns / 1e9
+
+
+def _percentage(reading: LogReading) -> float | None:
+    bar = reading.bar
+    fraction = None if bar is None else bar.fraction
+    if reading.epochs_total and reading.epochs_done is not None and bar is not None:
+        # Per-epoch bars (Keras, Lightning): the epochs done plus this epoch's share.
+        within = 0.0 if fraction is None or bar.done else fraction
+        return min(100.0, 100.0 * (reading.epochs_done + within) / reading.epochs_total)
+    if reading.epochs_done is not None and not reading.epochs_total:
+        return None  # Lightning's bar counts one epoch of an unknown number of epochs
+    return None if fraction is None else 100.0 * fraction
+
+
+def fill_from_log(progress: ProgressInfo, reading: LogReading, log_name: str) -> ProgressInfo:
+    """``progress`` with the fields it leaves unknown taken from ``reading``: the answer of
+    another tracker, completed by the run's log.
+
+    The one merge rule: a field the tracker set is kept; ``None`` fields (steps, total,
+    stage, the source's ETA, epochs, an error) are taken from the log, and metrics the
+    tracker did not report are added. A traceback that ends the log makes the run failed
+    (cancelled for ``KeyboardInterrupt``) only when the tracker reports no status itself.
+    """
+    return attrs.evolve(progress, **_filled(progress, reading, log_name))
+
+
+def _filled(progress: ProgressInfo, reading: LogReading, log_name: str) -> dict[str, Any]:
+    """The fields :func:`fill_from_log` changes, and their new values."""
+    bar = reading.bar
+    changes: dict[str, Any] = {}
+    if bar is not None:
+        if progress.completed_steps is None:
+            changes["completed_steps"] = int(bar.n)
+        if progress.total_steps is None and bar.total is not None:
+            changes["total_steps"] = int(bar.total)
+        if progress.source_eta_seconds is None and bar.remaining is not None:
+            changes["source_eta_seconds"] = bar.remaining
+        if progress.current_stage is None and bar.desc:
+            changes["current_stage"] = bar.desc
+        if progress.stage_progress_percentage is None and bar.fraction is not None:
+            changes["stage_progress_percentage"] = 100.0 * bar.fraction
+        if progress.elapsed_seconds is None and bar.elapsed is not None:
+            changes["elapsed_seconds"] = bar.elapsed
+        metrics = {**bar.metrics, **progress.metrics}
+        if bar.rate is not None and "rate" not in progress.metrics:
+            metrics["rate"] = bar.rate  # the tool's own items per second
+        changes["metrics"] = metrics
+    inner = reading.inner
+    if inner is not None and progress.current_item is None:
+        changes["current_item"] = inner.desc or "nested bar"
+        if progress.items_total is None and inner.total is not None:
+            changes["items_total"] = int(inner.total)
+            changes["items_completed"] = int(inner.n)
+    if progress.total_epochs is None and reading.epochs_total is not None:
+        changes["total_epochs"] = reading.epochs_total
+    if progress.completed_epochs == 0 and reading.epochs_done:
+        changes["completed_epochs"] = reading.epochs_done
+    if reading.failure is not None and progress.reported_status is None:
+        cancelled = reading.failure_type == "KeyboardInterrupt"
+        changes["reported_status"] = Status.CANCELLED if cancelled else Status.FAILED
+        changes["source_status"] = f"traceback at the end of {log_name}"
+        if progress.error_message is None:
+            changes["error_message"] = f"{log_name}: {reading.failure}"
+    elif reading.finished and progress.reported_status is None:
+        changes["reported_status"] = Status.FINISHED
+        changes["source_status"] = f"{log_name}: training stopped at max_epochs"
+    details = dict(progress.details)
+    details.setdefault("log_file", log_name)
+    changes["details"] = details
+    return changes
+
+
+def progress_from_log(
+    runner_type: str, reading: LogReading, log_name: str, mtime: float
+) -> ProgressInfo:
+    """The whole answer of a run known by its log alone: :func:`fill_from_log` over an
+    empty answer, with the overall percentage and the log's write time as the heartbeat."""
+    percentage = _percentage(reading)
+    warnings: tuple[str, ...] = ()
+    if percentage is None and reading.epochs_done is not None:
+        warnings = (
+            f"{log_name}: the bar counts the steps of one epoch and the number of epochs is "
+            "not shown; overall progress unknown",
+        )
+    elif percentage is None:
+        warnings = (f"{log_name}: the bar shows no total; overall progress unknown",)
+    # One construction, not an empty answer then a filled copy: this runs on every
+    # query of a growing log (benchmarks/logtail.py).
+    return ProgressInfo(
+        runner_type=runner_type,
+        progress_percentage=percentage or 0.0,
+        last_update_time=mtime,
+        warnings=warnings,
+        **_filled(_EMPTY, reading, log_name),
+    )
+
+
+#: What a tracker that knows nothing answers: every field the log may fill is unknown.
+_EMPTY = ProgressInfo()

@@ -1,0 +1,414 @@
+"""Console progress bars in a job's log, read back: pure functions, no I/O of their own.
+
+What a training job prints to its console (a Slurm ``slurm-%j.out``, a ``nohup`` file, a
+``train.log``) usually holds a progress bar. This module parses the *text* of a log's tail
+into a :class:`LogReading`: the newest bar, the epoch shown, and a Python traceback that
+ends the log. The formats, with the captures they were checked on (docs/logs.md):
+
+- **tqdm**'s default ``format_meter``: ``desc: 45%|####5     | 450/1000 [00:10<00:12,
+  44.2it/s, loss=0.31]``; ``s/it`` for slow loops, ``?it/s`` before the first rate, unknown
+  totals (``desc: 50it [00:01, 49.37it/s]``, Lightning's ``0/?``), ``k``/``M``/...
+  ``unit_scale`` (divisor 1000), nested ``leave=False`` bars (drawn below the outer one and
+  followed by a cursor-up, ``ESC[A``), redraws after ``\\r`` without newlines, colours. HF
+  Trainer's and Lightning's TQDM bars are tqdm's (Lightning's with an ``Epoch N`` prefix).
+- **rich.progress** columns written to a file: ``desc ━━━━╸━━━ 67% 0:00:01`` (the default
+  columns), with a ``n/total`` column, elapsed ``•`` remaining, and a rate when present
+  (Lightning's RichProgressBar: ``Epoch 2/2 ━━━ 40/40 0:00:02 • 0:00:00 18.14it/s``).
+- **Keras** ``model.fit``: verbose 1 (``12/100 [==>...] - ETA: 3s - loss: 0.42``, Keras 2;
+  ``17/20 ━━━━ 0s 3ms/step - loss: 2.56``, Keras 3), verbose 2 (``20/20 - 0s - 3ms/step -
+  loss: 2.33``) and the ``Epoch 3/10`` lines before each epoch.
+
+Epochs: an ``Epoch e/E`` line of its own is Keras's, counted from 1; an ``Epoch i`` or
+``Epoch i/last`` in a bar's description is Lightning's, counted from 0 (its rich bar shows
+``Epoch 2/2`` in the third and last of three epochs).
+
+The input is text that may have been cut anywhere: the first, partial segment of a tail and
+a bar still being written are simply not matched. Nothing here raises for what it reads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import attrs
+
+__all__ = [
+    "Bar",
+    "LogReading",
+    "clean",
+    "parse_bar",
+    "parse_log",
+]
+
+# CSI sequences (colours, cursor moves, erase line), OSC sequences (rich's hyperlinks, ended
+# by BEL or ESC \), and the few two-byte escapes terminals use.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_CURSOR_UP = re.compile(r"\x1b\[\d*A")
+# Keras redraws by backspacing over its previous line, then \r.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+_SI = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21, "Y": 1e24}
+_NUM = r"\d+(?:\.\d+)?[kMGTPEZY]?"
+_CLOCK = r"-?(?:\d+:)?\d{1,2}:\d{2}"
+_RATE = (
+    rf"\s*(?:(?P<inv>{_NUM})s/(?P<iunit>[^\s,\]]+)"
+    rf"|(?P<rv>{_NUM}|\?|inf)(?P<runit>[^\s,\]]*?)/s)"
+)
+
+_TQDM_TOTAL = re.compile(
+    rf"^(?:(?P<desc>.*?):\s?)?(?:\s*(?P<pct>\d{{1,3}})%)?\|(?P<bar>[^|]*)\|"
+    rf" (?P<n>{_NUM})/(?P<total>{_NUM}|\?)"
+    rf" \[(?P<elapsed>{_CLOCK})(?:<(?P<remaining>{_CLOCK}|\?))?,{_RATE}(?P<postfix>,.*)?\]\s*$"
+)
+_TQDM_NO_TOTAL = re.compile(
+    rf"^(?:(?P<desc>.*?): )?(?P<n>{_NUM})(?P<unit>[^\s\[\d][^\s\[]*)"
+    rf" \[(?P<elapsed>{_CLOCK}),{_RATE}(?P<postfix>,.*)?\]\s*$"
+)
+_RICH_BAR = "━╸╺─"
+_RICH = re.compile(rf"^(?P<desc>.*?)\s*(?P<bar>[{_RICH_BAR}]+)(?P<rest>(?:\s.*)?)$")
+_KERAS = re.compile(r"^\s*(?P<n>\d+)/(?P<total>\d+|Unknown)(?P<rest>\s.*)?$")
+_KERAS_TIME = re.compile(r"^(?:(?P<h>\d+):)?(?:(?P<m>\d+):)?(?P<s>\d+)(?:s)?$")
+_KERAS_STEP = re.compile(r"(?P<v>\d+(?:\.\d+)?)(?P<u>us|ms|s)/step")
+_KERAS_METRIC = re.compile(r"^(?P<k>[A-Za-z_][\w./-]*): (?P<v>-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)$")
+_EPOCH_LINE = re.compile(r"^\s*Epoch (?P<e>\d+)/(?P<of>\d+)\s*$")
+_EPOCH_DESC = re.compile(r"^Epoch (?P<i>\d+)(?:/(?P<last>\d+))?\b")
+_MAX_EPOCHS_REACHED = re.compile(r"`max_epochs=(?P<n>\d+)` reached")
+_POSTFIX_PAIR = re.compile(r"^\s*(?P<k>[^=\s][^=]*)=(?P<v>-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\s*$")
+_EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?::\s?(?P<msg>.*))?$")
+_TRACEBACK = b"Traceback (most recent call last):"
+#: Lightning's postfix always carries the logger's version number: not a metric.
+_NOT_METRICS = frozenset({"v_num"})
+
+
+@attrs.frozen
+class Bar:
+    """One progress bar state as the tool printed it."""
+
+    #: ``"tqdm"``, ``"rich"`` or ``"keras"``.
+    kind: str
+    #: The bar's description (tqdm's ``desc``, rich's task description); ``""`` when none.
+    desc: str
+    n: float
+    total: float | None
+    #: Items per second, as the tool computed it (``s/it`` inverted); ``None`` when unknown.
+    rate: float | None = None
+    #: The tool's own remaining-time estimate, in seconds.
+    remaining: float | None = None
+    elapsed: float | None = None
+    #: The percentage the bar shows (rich shows no count, only this).
+    percentage: float | None = None
+    metrics: dict[str, float] = attrs.field(factory=dict)
+    #: Drawn below another bar (a nested tqdm bar, a validation bar): not the run's own.
+    nested: bool = False
+
+    @property
+    def done(self) -> bool:
+        """Whether the bar is full."""
+        if self.total:
+            return self.n >= self.total
+        return self.percentage is not None and self.percentage >= 100.0
+
+    @property
+    def fraction(self) -> float | None:
+        """How far the bar is, in [0, 1]; ``None`` for a bar without a total or percentage."""
+        if self.total:
+            return min(1.0, self.n / self.total)
+        return None if self.percentage is None else min(1.0, self.percentage / 100.0)
+
+
+@attrs.frozen
+class LogReading:
+    """What the tail of one log says about its run."""
+
+    #: The newest bar at the top position: the run's own progress.
+    bar: Bar | None = None
+    #: The newest nested bar drawn after it and not cleared since (validation, inner loop).
+    inner: Bar | None = None
+    #: Epochs done and the number of epochs, when the log shows them.
+    epochs_done: int | None = None
+    epochs_total: int | None = None
+    #: The last line of a traceback that ends the log: ``"RuntimeError: ..."``.
+    failure: str | None = None
+    #: The exception's name, for the cause (``KeyboardInterrupt`` is a cancel).
+    failure_type: str | None = None
+    #: The tool said training ended (Lightning's ``max_epochs=N`` reached).
+    finished: bool = False
+
+
+def clean(segment: str) -> str:
+    """``segment`` without escape sequences and control characters."""
+    return _CONTROL.sub("", _ANSI.sub("", segment))
+
+
+def _scaled(text: str) -> float:
+    if text[-1] in _SI:
+        return float(text[:-1]) * _SI[text[-1]]
+    return float(text)
+
+
+def _clock(text: str | None) -> float | None:
+    if text is None or "?" in text or text.startswith("-"):
+        return None  # not estimated yet (tqdm's "?", rich's "-:--:--")
+    seconds = 0.0
+    for part in text.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+def _metrics(postfix: str | None) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for part in (postfix or "").lstrip(",").split(","):
+        pair = _POSTFIX_PAIR.match(part)
+        if pair is not None and pair["k"].strip() not in _NOT_METRICS:
+            found[pair["k"].strip()] = float(pair["v"])
+    return found
+
+
+def _rate(match: re.Match[str]) -> float | None:
+    if match["inv"] is not None:
+        seconds = _scaled(match["inv"])
+        return 1.0 / seconds if seconds > 0 else None
+    if match["rv"] is None or match["rv"] in ("?", "inf"):
+        return None  # not measured yet, or over no time at all
+    return _scaled(match["rv"])
+
+
+def _tqdm(text: str) -> Bar | None:
+    match = _TQDM_TOTAL.match(text)
+    if match is not None:
+        total = None if match["total"] == "?" else _scaled(match["total"])
+        return Bar(
+            "tqdm",
+            (match["desc"] or "").strip(),
+            _scaled(match["n"]),
+            total,
+            rate=_rate(match),
+            remaining=_clock(match["remaining"]),
+            elapsed=_clock(match["elapsed"]),
+            percentage=None if match["pct"] is None else float(match["pct"]),
+            metrics=_metrics(match["postfix"]),
+        )
+    match = _TQDM_NO_TOTAL.match(text)
+    if match is not None:
+        return Bar(
+            "tqdm",
+            (match["desc"] or "").strip(),
+            _scaled(match["n"]),
+            None,
+            rate=_rate(match),
+            elapsed=_clock(match["elapsed"]),
+            metrics=_metrics(match["postfix"]),
+        )
+    return None
+
+
+def _keras_seconds(token: str) -> float | None:
+    match = _KERAS_TIME.match(token.strip())
+    if match is None:
+        return None
+    hours, minutes = int(match["h"] or 0), int(match["m"] or 0)
+    if match["h"] is not None and match["m"] is None:  # "1:02" is minutes:seconds
+        hours, minutes = 0, hours
+    return hours * 3600.0 + minutes * 60.0 + int(match["s"])
+
+
+def _keras(text: str) -> Bar | None:
+    match = _KERAS.match(text)
+    if match is None:
+        return None
+    rest = match["rest"] or ""
+    # A count alone ("1/2 done") is not a bar: Keras always adds a bar or " - " fields.
+    if not ("[" in rest or "━" in rest or " - " in rest):
+        return None
+    n = float(match["n"])
+    total = None if match["total"] == "Unknown" else float(match["total"])
+    fields = [f.strip() for f in rest.split(" - ")]
+    head = fields[0].split()
+    remaining: float | None = None
+    rate: float | None = None
+    metrics: dict[str, float] = {}
+    for field in fields[1:]:
+        metric = _KERAS_METRIC.match(field)
+        if field.startswith("ETA:"):
+            remaining = _keras_seconds(field[4:])
+        elif metric is not None:
+            metrics[metric["k"]] = float(metric["v"])
+    for token in head + fields[1:]:
+        step = _KERAS_STEP.fullmatch(token)
+        if step is not None:
+            seconds = float(step["v"]) / {"us": 1e6, "ms": 1e3, "s": 1.0}[step["u"]]
+            rate = 1.0 / seconds if seconds > 0 else None
+    if remaining is None and total is not None and n < total:
+        # Keras 3 prints the time left right after the bar while the epoch runs.
+        times = [t for t in head if _KERAS_TIME.match(t) and (t.endswith("s") or ":" in t)]
+        remaining = _keras_seconds(times[0]) if times else None
+    return Bar("keras", "", n, total, rate=rate, remaining=remaining, metrics=metrics)
+
+
+def _rich(text: str) -> Bar | None:
+    match = _RICH.match(text)
+    if match is None:
+        return None
+    n: float | None = None
+    total: float | None = None
+    percentage: float | None = None
+    clocks: list[float | None] = []
+    rate: float | None = None
+    tokens = match["rest"].split()
+    for token in tokens:
+        if re.fullmatch(rf"{_NUM}/{_NUM}", token):
+            left, right = token.split("/")
+            n, total = _scaled(left), _scaled(right)
+        elif re.fullmatch(r"\d{1,3}%", token):
+            percentage = float(token[:-1])
+        elif re.fullmatch(rf"{_CLOCK}|-:--:--", token):
+            clocks.append(_clock(token))
+        elif (rated := re.fullmatch(rf"(?P<rv>{_NUM})(?P<runit>[^\s/]*)/s", token)) is not None:
+            rate = _scaled(rated["rv"])
+    if n is None and percentage is None:
+        return None  # a rule or a table border drawn with the same characters
+    # One clock is the default TimeRemainingColumn; two are elapsed • remaining (Lightning).
+    remaining = clocks[-1] if clocks else None
+    elapsed = clocks[0] if len(clocks) > 1 else None
+    if percentage is None and n is not None and total:
+        percentage = 100.0 * n / total
+    if percentage is not None and percentage >= 100.0:
+        remaining = 0.0  # rich shows the elapsed time in that column once a task finished
+    return Bar(
+        "rich",
+        match["desc"].strip(),
+        n if n is not None else 0.0,
+        total,
+        rate=rate,
+        remaining=remaining,
+        elapsed=elapsed,
+        percentage=percentage,
+    )
+
+
+def parse_bar(segment: str) -> Bar | None:
+    """The bar state ``segment`` (one redraw: the text between two ``\\r``/``\\n``) shows."""
+    if "/" not in segment and "%" not in segment and not any(c in segment for c in _RICH_BAR):
+        return None  # no count, percentage or rich bar: not a bar (most log lines)
+    text = clean(segment)
+    bar = _tqdm(text) or _keras(text)
+    if bar is None and any(c in text for c in _RICH_BAR):
+        bar = _rich(text)
+    if bar is not None and _CURSOR_UP.search(segment):
+        bar = attrs.evolve(bar, nested=True)
+    return bar
+
+
+def _segments_from_end(data: bytes) -> Iterator[bytes]:
+    """The redraws of ``data`` (split at ``\r`` and ``\n``), newest first, lazily: the
+    newest bar is usually in the last few hundred bytes of a tail of many kilobytes."""
+    end = len(data)
+    newline = data.rfind(b"\n", 0, end)
+    while end > 0:
+        if newline >= end:
+            newline = data.rfind(b"\n", 0, end)
+        cut = max(data.rfind(b"\r", 0, end), newline)
+        yield data[cut + 1 : end]
+        if cut < 0:
+            return
+        end = cut
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _failure(data: bytes) -> tuple[str, str] | None:
+    """The exception line of the newest traceback, when nothing but bars, blank lines and
+    the traceback's own lines follow it."""
+    start = data.rfind(_TRACEBACK)
+    if start < 0:
+        return None
+    exception: tuple[str, str] | None = None
+    for line in re.split(r"[\r\n]", _text(data[start + len(_TRACEBACK) :])):
+        plain = clean(line).rstrip()
+        if not plain or parse_bar(line) is not None:
+            continue
+        if plain.startswith((" ", "\t")) and exception is None:
+            continue  # a frame, or the source line under it
+        match = _EXCEPTION_LINE.match(plain)
+        if exception is None and match is not None:
+            exception = (plain, match["name"].rsplit(".", 1)[-1])
+        else:
+            return None  # the job carried on after the traceback (a caught, logged one)
+    return exception
+
+
+def _epoch_line(data: bytes) -> tuple[int, int] | None:
+    """The newest ``Epoch e/E`` line of its own (Keras)."""
+    end = len(data)
+    while (found := data.rfind(b"Epoch ", 0, end)) >= 0:
+        if found == 0 or data[found - 1] in b"\r\n":
+            line = re.split(r"[\r\n]", _text(data[found : found + 200]), maxsplit=1)[0]
+            match = _EPOCH_LINE.match(clean(line))
+            if match is not None:
+                return int(match["e"]), int(match["of"])
+        end = found
+    return None
+
+
+def parse_log(data: bytes) -> LogReading:
+    """What the tail ``data`` of a log says: its newest bars, epoch and ending traceback.
+
+    Redraws are read from the end back to the newest bar at the top position; the rest is
+    only searched (as bytes) for the few markers below, and only what they point at is
+    decoded, so the cost hardly depends on how long the tail is.
+    """
+    bar: Bar | None = None
+    inner: Bar | None = None
+    cleared = False
+    for raw in _segments_from_end(data):
+        segment = _text(raw)
+        found = parse_bar(segment)
+        if found is None:
+            if not cleared and inner is None and _CURSOR_UP.search(segment):
+                # tqdm clears a closed nested bar with spaces and a cursor-up
+                cleared = not clean(segment).strip()
+            continue
+        if not found.nested:
+            bar = found
+            break
+        if inner is None and not cleared:
+            inner = found
+    # Each marker is looked for only where it can matter: a search of the whole tail costs
+    # about as much as reading it (benchmarks/logtail.py).
+    reached = None
+    lightning = bar is not None and _EPOCH_DESC.match(bar.desc) is not None
+    marker = data.rfind(b"`max_epochs=") if lightning else -1
+    if marker >= 0:
+        reached = _MAX_EPOCHS_REACHED.match(_text(data[marker : marker + 40]))
+    keras = bar is not None and bar.kind == "keras"
+    epochs_done, epochs_total = _epochs(bar, _epoch_line(data) if keras else None, reached)
+    failure = _failure(data)
+    return LogReading(
+        bar=bar,
+        inner=inner,
+        epochs_done=epochs_done,
+        epochs_total=epochs_total,
+        failure=None if failure is None else failure[0],
+        failure_type=None if failure is None else failure[1],
+        finished=reached is not None,
+    )
+
+
+def _epochs(
+    bar: Bar | None, epoch_line: tuple[int, int] | None, reached: re.Match[str] | None
+) -> tuple[int | None, int | None]:
+    if epoch_line is not None:  # Keras: "Epoch 3/10" before the third epoch's bar
+        current, of = epoch_line
+        done = current if bar is not None and bar.kind == "keras" and bar.done else current - 1
+        return max(0, done), of
+    described = None if bar is None else _EPOCH_DESC.match(bar.desc)
+    if described is None or bar is None:
+        return None, None
+    index = int(described["i"])  # Lightning counts epochs from 0
+    total: int | None = None if described["last"] is None else int(described["last"]) + 1
+    if reached is not None:
+        total = int(reached["n"])
+    return index + (1 if bar.done else 0), total

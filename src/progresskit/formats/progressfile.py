@@ -1,0 +1,52 @@
+"""progresskit's generic status file, ``progresskit-progress.json``: its name, fields and states.
+
+Written by :func:`progresskit.track` and :class:`progresskit.Progress`
+(:mod:`progresskit.producer.track`) for any loop; read by the builtin ``progress`` tracker
+(:mod:`progresskit.builtin.progressfile`). Unlike Brush's ``training_status.json``
+(:mod:`progresskit.formats.statusfile`) it carries any numeric metrics and nested loops.
+This module is the one home of its field names; docs/producers.md has the field table.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FINAL_STATES",
+    "LEVEL_FIELDS",
+    "PROGRESS_FIELDS",
+    "PROGRESS_FILENAME",
+    "PROGRESS_FORMAT",
+    "PROGRESS_STATES",
+    "PROGRESS_VERSION",
+]
+
+#: The file's name inside the run directory.
+PROGRESS_FILENAME = "progresskit-progress.json"
+#: The value of the ``format`` field, which tells this document from any other JSON file.
+PROGRESS_FORMAT = "progresskit.progress"
+PROGRESS_VERSION = 1
+#: ``running`` while the loop runs; how it ended otherwise (the lease's words, without
+#: ``exited``: a document is closed only by the code that ran the loop).
+PROGRESS_STATES = ("running", "finished", "failed", "cancelled")
+FINAL_STATES = PROGRESS_STATES[1:]
+#: Every field, in the order written.
+PROGRESS_FIELDS = (
+    "format",
+    "version",
+    "state",
+    "desc",  # the outermost loop's description, or null
+    "steps",  # the outermost loop's steps done (an integer >= 0)
+    "total",  # its total, or null when unknown
+    "unit",  # what a step is ("it", "batch", "sample"), tqdm's unit
+    "fraction",  # of the whole run done, nested loops included, in [0, 1], or null
+    "stage",  # what the run is doing now: stage(name), else the innermost loop's desc
+    "levels",  # the open loops, outermost first: [{"desc", "steps", "total"}]
+    "metrics",  # {name: number} set with set(**metrics)
+    "rate",  # outermost steps per second since the first step, or null
+    "eta_seconds",  # the writer's own remaining-time estimate, or null
+    "started_at",  # Unix time the run started
+    "updated_at",  # Unix time of this write
+    "ended_at",  # Unix time the run ended, or null
+    "error",  # how a failed or cancelled run ended ("ValueError: bad batch"), or null
+)
+#: The fields of one entry of ``levels``.
+LEVEL_FIELDS = ("desc", "steps", "total")
