@@ -8,12 +8,18 @@ Every trace is a training run's step times (seconds per step), generated here:
 * ``spiky``: the same plus a warm-up (the first steps several times slower, decaying) and
   an evaluation every N steps costing many steps' time;
 * ``slowdown``: ``spiky`` plus a sudden slowdown of the whole run (steps and evaluations)
-  partway through (contention, throttling, a curriculum's longer inputs).
+  partway through (contention, throttling, a curriculum's longer inputs);
+* ``pause``: ``steady`` plus one long pause early on (a job suspended and resumed, a node
+  drained: 0.5 to 3 hours, within the first 2-8% of the steps), which does not recur;
+* ``few``: few observations: 6 to 20 epochs of 1 to 10 minutes each (10% jitter), every
+  epoch end one observation (a trainer's epoch directories, a Hugging Face run's
+  checkpoints).
 
 Ranges are drawn per trace (see :func:`job`); none was tuned to favour an estimator.
 At 10, 25, 50 and 75% of the steps each estimator says how many seconds are left, and the
 script prints the median absolute relative error against the true remaining time, per
-trace family, and the coverage of progresskit's p10-p90 band (nominal 80%).
+trace family, and the coverage of progresskit's p10-p90 band per family (target 80% +- 5
+points on every family).
 
 Estimators, all fed every step as it completes:
 
@@ -47,8 +53,13 @@ from tqdm import tqdm
 from progresskit.engine.eta import Prior, estimate, rate_profile
 
 CHECKPOINTS = (0.10, 0.25, 0.50, 0.75)
-FAMILIES = ("steady", "spiky", "slowdown")
+FAMILIES = ("steady", "spiky", "slowdown", "pause", "few")
 HISTORY_RUNS = 5
+#: Families where ours must beat (steady: match) every other estimator at every checkpoint;
+#: on ``pause`` and ``few`` the figures are printed, and the band's calibration is the target.
+RACED = ("steady", "spiky", "slowdown")
+#: Band calibration target per family: p10-p90 coverage within 80% +- 5 points (issue 15).
+COVERAGE_TOLERANCE = 0.05
 
 
 class Clock:
@@ -71,7 +82,15 @@ def job(family: str, rng: random.Random) -> dict[str, float]:
         "eval_steps": 0.0,
         "slow_at": 2.0,
         "slow_factor": 1.0,
+        "pause_at": 0,
+        "pause": 0.0,
     }
+    if family == "few":
+        spec["steps"] = rng.randint(6, 20)
+        spec["base"] = rng.uniform(60.0, 600.0)
+    if family == "pause":
+        spec["pause_at"] = max(1, round(spec["steps"] * rng.uniform(0.02, 0.08)))
+        spec["pause"] = rng.uniform(1800.0, 10800.0)
     if family in ("spiky", "slowdown"):
         spec["warmup_steps"] = rng.randint(10, 100)
         spec["warmup_factor"] = rng.uniform(3.0, 10.0)
@@ -99,6 +118,8 @@ def trace(spec: dict[str, float], rng: random.Random, vary: bool) -> list[float]
             d += base * spec["eval_steps"] * math.exp(rng.gauss(0.0, spec["jitter"]))
         if i / steps >= slow_at:
             d *= slow_factor
+        if i == spec["pause_at"]:
+            d += spec["pause"]  # once, the same length in every repeat: not the run's pace
         out.append(d)
     return out
 
@@ -196,6 +217,10 @@ def main() -> None:
             rate = sum(covered[ours]) / len(covered[ours])
             covered_all[ours].extend(covered[ours])
             print(f"{ours} band coverage (p10-p90, nominal 80%): {rate:.1%}")
+            if abs(rate - 0.8) > COVERAGE_TOLERANCE:
+                misses.append(f"{family}: {ours} coverage {rate:.1%} outside 75-85%")
+            if family not in RACED:
+                continue
             for c in CHECKPOINTS:
                 best_other = min(medians[n][c] for n in others)
                 if family == "steady":
@@ -212,10 +237,7 @@ def main() -> None:
     print()
     for ours in ("ours", "ours+hist"):
         rate = sum(covered_all[ours]) / len(covered_all[ours])
-        status = "within" if abs(rate - 0.8) <= 0.10 else "OUTSIDE"
-        print(f"{ours} band coverage over all families: {rate:.1%} ({status} 80% +- 10 points)")
-        if abs(rate - 0.8) > 0.10:
-            misses.append(f"{ours} coverage {rate:.1%} outside 70-90%")
+        print(f"{ours} band coverage over all families: {rate:.1%}")
     print("\ntargets: " + ("all met" if not misses else "MISSED:"))
     for miss in misses:
         print("  " + miss)

@@ -14,9 +14,17 @@ Real producer processes (``progresskit.heartbeat(work, expect_every=E)``, renewi
 * false alarms: producers (a heartbeat, and a StatusFileWriter at its default 1 s write
   interval) whose silent phases last up to 95% of E, polled every 20 ms; every poll that
   does not say ``running`` is a false alarm; target: zero;
-* cost: one status call on a run with a live lease against the same run without one.
+* cost: one status call on a run with a live lease against the same run without one;
+* no lease, judged by the run's own rhythm (engine/rhythm.py, default ``sleep_time`` of a
+  day): a producer that completes a trainer epoch every C = 2 s (no lease) is SIGKILLed
+  after 6 epochs; time from the kill to the first ``failed`` (library, process discovery
+  on); target: under 10 C (20 s), against 86400 s by ``sleep_time`` alone;
+* no-lease false alarms: such producers with an evaluation pause of up to 5 C every few
+  epochs, polled every 0.2 s for 60 s (``--rhythm-seconds``); every poll that does not say
+  ``running`` is a false alarm; target: zero.
 
 Usage: python benchmarks/liveness.py [--trials 20] [--interval 1.0] [--quiet-seconds 30]
+       [--rhythm-trials 5] [--rhythm-seconds 60]
 """
 
 from __future__ import annotations
@@ -81,6 +89,79 @@ with StatusFileWriter(sys.argv[1] + "/training_status.json", total_iterations=10
         status.update(step)
         time.sleep(random.uniform(0.5, 0.95) * interval)
 """
+
+
+EPOCH_PRODUCER = """\
+import os, random, sys, time
+work, cadence, pause_every = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+names = ("training_losses.pt", "optimizer_buffer.json", "validation_scores.json")
+epoch, ready = 0, int(sys.argv[4])
+while True:
+    time.sleep(cadence)
+    if pause_every and epoch and epoch % pause_every == 0:
+        time.sleep(random.uniform(0.0, 5.0) * cadence)  # an evaluation phase, <= 5 C
+    directory = os.path.join(work, f"epoch_{epoch}")
+    os.mkdir(directory)
+    for name in names:
+        with open(os.path.join(directory, name), "w") as fh:
+            fh.write('{"aggregated": {"acc": 0.5}}')
+    with open(os.path.join(work, "train_val_0.log"), "a") as fh:
+        fh.write(f"epoch {epoch} done\\n")
+    epoch += 1
+    if epoch == ready:
+        print("ready", flush=True)
+"""
+
+
+def make_epoch_run(path: Path) -> Path:
+    """An empty trainer run of 10000 epochs, default sleep_time (a day), no lease."""
+    path.mkdir(parents=True)
+    (path / "progresskit.yaml").write_text("epochs: 10000\n")
+    (path / "train_val_0.log").write_text("training\n")
+    return path
+
+
+def rhythm_kill(root: Path, n: int, cadence: float) -> float:
+    """Seconds from SIGKILL of a lease-less epoch producer to its run reading ``failed``."""
+    work = make_epoch_run(root / f"rhythm-kill-{n}")
+    proc = start(EPOCH_PRODUCER, str(work), str(cadence), "0", "6")
+    try:
+        poll = library_poll(work)
+        time.sleep(random.uniform(0.0, cadence))  # the kill falls anywhere in an epoch
+        assert poll() is Status.RUNNING, "not running before the kill"
+        since = time.time()
+        proc.send_signal(signal.SIGKILL)
+        return time_to(poll, Status.FAILED, since, timeout=60.0, pause=0.2)[0]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def rhythm_false_alarms(
+    root: Path, cadence: float, seconds: float
+) -> tuple[int, int, list[str]]:
+    """Polls and alarms on lease-less epoch producers with evaluation pauses up to 5 C."""
+    runs = []
+    for every in (3, 5, 8):
+        work = make_epoch_run(root / f"rhythm-quiet-{every}")
+        runs.append((work, start(EPOCH_PRODUCER, str(work), str(cadence), str(every), "1")))
+    tracking = Tracking()
+    polls, alarms, reasons = 0, 0, []
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            for work, _proc in runs:
+                result = tracking.status(str(work))
+                polls += 1
+                if result.status is not Status.RUNNING:
+                    alarms += 1
+                    reasons.append(f"{work.name}: {result.status.value}: {result.reason}")
+            time.sleep(0.2)
+    finally:
+        for _, proc in runs:
+            proc.kill()
+            proc.wait()
+    return polls, alarms, reasons
 
 
 def make_run(path: Path) -> Path:
@@ -229,6 +310,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--interval", type=float, default=1.0, help="expect_every, seconds")
     parser.add_argument("--quiet-seconds", type=float, default=30.0)
+    parser.add_argument("--rhythm-trials", type=int, default=5)
+    parser.add_argument("--rhythm-seconds", type=float, default=60.0)
+    parser.add_argument("--cadence", type=float, default=2.0, help="no-lease epoch cadence C")
     args = parser.parse_args()
     interval = args.interval
     with tempfile.TemporaryDirectory() as tmp:
@@ -274,6 +358,20 @@ def main() -> None:
         print(f"\nstatus call (no process discovery): {plain * 1e6:.0f} us without lease, "
               f"{leased * 1e6:.0f} us with a live lease: {leased / plain:.2f}x")
         assert not (root / "cost-plain" / LEASE_FILENAME).exists()
+
+        cadence = args.cadence
+        print(f"\nno lease, the run's own rhythm: an epoch every C = {cadence:g}s")
+        kills = [rhythm_kill(root, n, cadence) for n in range(args.rhythm_trials)]
+        target = 10 * cadence
+        verdict = "ok" if max(kills) < target else "MISSED"
+        print(f"{'SIGKILL -> failed':20} {'library':8} {summary(kills)}  "
+              f"target < {target:g}s: {verdict}")
+        print(f"{'':29} against sleep_time alone (86400s): {statistics.median(kills) / 86400:.6f}x")
+        polls, alarms, reasons = rhythm_false_alarms(root, cadence, args.rhythm_seconds)
+        print(f"false alarms: {alarms} in {polls} polls over {args.rhythm_seconds:g}s of "
+              f"evaluation pauses up to 5 C (target 0)")
+        for reason in reasons[:5]:
+            print(f"  {reason}")
 
 
 if __name__ == "__main__":

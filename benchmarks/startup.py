@@ -7,7 +7,10 @@ all of them alike), the median over repeats:
   python:   ``python -c pass``, the floor every Python command pays;
   version:  ``progresskit --version``;
   status:   ``progresskit status RUN`` on one running trainer run (a table, piped);
-  json:     ``progresskit status RUN --json``.
+  json:     ``progresskit status RUN --json``;
+  libs:     importing the libraries ``status`` cannot do without and defining the model's
+            attrs classes, nothing else: the floor under every progresskit command that
+            reads a run (no target; it shows how far ``status`` is above what it must load).
 
 Each is reported as a ratio to ``python``. Targets (issue 13): status <= 6x, version <= 3x.
 Modules run from bytecode, as installed packages do (written by a warm-up run under a
@@ -112,6 +115,8 @@ def main() -> None:
             "version": [script, "--version"],
             "status": [script, "status", run],
             "json": [script, "status", run, "--json"],
+            "libs": [python, "-c", "import attrs, yaml, argparse, logging, pluggy, pathlib, "
+                     "progresskit.model.core"],
         }
         for command in commands.values():  # warm the OS caches: the first run pays disk reads
             wall(command, cwd, env)

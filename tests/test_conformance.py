@@ -133,3 +133,29 @@ class TestBrushConformance(TrackerConformance):
 
     def mutate_run(self, work_dir: Path) -> None:
         self._status(work_dir, 3000)
+
+
+CONSOLE_LOGS = Path(__file__).parent / "data" / "console_logs"
+
+
+class TestLogConformance(TrackerConformance):
+    """The log tracker, on the real captured consoles of tests/data/console_logs."""
+
+    plugin_name = "log"
+    runner_type = "log"
+
+    def make_valid_run(self, directory: Path) -> Path:
+        log = (CONSOLE_LOGS / "hf_trainer_b_killed.log").read_bytes()
+        return make_run_dir(directory, {"slurm-4242.out": log})
+
+    def make_corrupt_run(self, directory: Path) -> Path:
+        # a log that is not text and holds no bar
+        return make_run_dir(directory, {"train.log": bytes(range(256)) * 64})
+
+    def make_foreign_dir(self, directory: Path) -> Path:
+        log = (CONSOLE_LOGS / "hf_trainer_b_killed.log").read_bytes()
+        return make_run_dir(directory, {"train.log": log, "model.ckpt": b"\x80"})
+
+    def mutate_run(self, work_dir: Path) -> None:
+        with open(work_dir / "slurm-4242.out", "ab") as fh:
+            fh.write("\r 63%|██████▎   | 60/96 [00:03<00:01, 23.20it/s]".encode())

@@ -42,6 +42,9 @@ def check_invariants(est: Estimate) -> None:
     for value in (est.seconds, est.low, est.high):
         assert math.isfinite(value) and value >= 0
     assert est.low <= est.seconds <= est.high
+    if est.basis is not Basis.DONE and est.seconds > 0:
+        # A band is never a point (issue 15): it reads as a certainty no estimate has.
+        assert est.low < est.high, est
 
 
 # -- unknown is explicit --------------------------------------------------------------------
@@ -370,7 +373,106 @@ def test_tracking_session_uses_history_of_finished_siblings(tmp_path: Path) -> N
             Status.FINISHED,
             Status.OUTDATED,
         )
-    fresh = tmp_path / "fresh"
-    (fresh / "epoch_0").mkdir(parents=True)
+    # A fresh run, alive (its log just written): a dead one gets no ETA at all (issue 15).
+    fresh = make_trainer_run(tmp_path / "fresh", 0)
+    (fresh / "epoch_0").mkdir()
     progress = session.status(str(fresh), discover_processes=False).progress
     assert progress.eta_seconds == pytest.approx(1200.0, rel=0.05)
+
+
+# -- issue 15: an ETA you can trust or none -------------------------------------------------
+
+
+def test_one_long_pause_among_few_intervals_is_a_one_off() -> None:
+    # A Hugging Face run checkpointing every 60 s, suspended for an hour once and resumed:
+    # the pause is not a recurring spike to charge over the rest (it read 1860 s).
+    est = estimate([(0.0, 0.0), (60.0, 1.0), (3660.0, 2.0), (3720.0, 3.0)], 4)
+    check_invariants(est)
+    assert est.seconds == pytest.approx(60.0, rel=0.05)
+    assert est.low is not None and est.high is not None and est.low < 60.0 < est.high
+
+
+def test_an_evaluation_seen_once_still_counts() -> None:
+    # One evaluation costing 40 steps after 100 steps of 1 s is cheaper than the work around
+    # it: a periodic phase whose cost the rest of the run will pay again, unlike a pause.
+    durations = [1.0] * 100 + [41.0] + [1.0] * 49
+    est = estimate(run_of(durations), 1000)
+    assert est.seconds is not None and est.seconds > 850 * 1.2
+
+
+def test_history_far_off_the_runs_own_pace_is_ignored() -> None:
+    # Five finished runs of 0.001 s per unit under the same key; this run measures 0.1 s per
+    # unit over half its length: its own pace decides, not a prior 100x off it.
+    past = [tuple(rate_profile(run_of([0.001] * 1000), 1000)) for _ in range(5)]
+    est = estimate(run_of([0.1] * 510), 1000, Prior(past))
+    check_invariants(est)
+    assert est.basis is Basis.OWN and "does not apply" in est.reason
+    assert est.seconds == pytest.approx(49.0, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("status", "kept"),
+    [(Status.RUNNING, True), (Status.PENDING, True), (Status.FINISHED, True),
+     (Status.OUTDATED, True), (Status.STUCK, False), (Status.FAILED, False),
+     (Status.CRASHED, False), (Status.CANCELLED, False), (Status.UNKNOWN, False)],
+)
+def test_eta_only_for_statuses_that_can_be_trusted(status: Status, kept: bool) -> None:
+    from progresskit.engine.eta import for_status
+
+    progress = ProgressInfo(eta_seconds=120.0, eta_low_seconds=90.0, eta_high_seconds=160.0,
+                            source_eta_seconds=117.0)
+    out = for_status(progress, status)
+    assert (out.eta_seconds is not None) is kept
+    assert (out.eta_low_seconds is not None, out.eta_high_seconds is not None) == (kept, kept)
+    assert out.source_eta_seconds == 117.0  # what the source said stays
+
+
+def test_a_dead_run_has_no_eta(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    # Five of ten epochs, the last two days ago, no process: failed, and no ETA at all (it
+    # read "overdue" with a band of a run that will not finish).
+    run = make_trainer_run(tmp_path / "runs" / "r", 5, epoch_seconds=100.0, age=2 * 86400)
+    (tmp_path / "runs" / "progresskit.yaml").write_text("epochs: 10\n")
+    status = Tracking().status(str(run), discover_processes=False)
+    assert status.status is Status.FAILED
+    assert (status.progress.eta_seconds, status.progress.eta_low_seconds,
+            status.progress.eta_high_seconds) == (None, None, None)
+    doc = json.loads(cli("status", "--json", str(tmp_path / "runs")).stdout)
+    progress = doc["runs"][0]["progress"]
+    assert progress["eta_seconds"] is None and progress["eta_high_seconds"] is None
+
+
+def _table_eta(progress: ProgressInfo, now: float) -> str:
+    console = Console(file=io.StringIO(), width=250)
+    render_table([RunStatus("cfg", "/w", progress, Status.RUNNING)], console, now=now)
+    return console.file.getvalue()  # type: ignore[attr-defined,no-any-return]
+
+
+def test_table_band_never_reads_as_a_point() -> None:
+    now = time.time()
+    progress = ProgressInfo(progress_percentage=50.0, last_update_time=now, eta_seconds=117.0,
+                            eta_low_seconds=100.0, eta_high_seconds=140.0)
+    out = _table_eta(progress, now)
+    assert "2m (2m-2m)" not in out
+    assert "1m57s (1m40s-2m20s)" in out, out
+
+
+def test_table_shows_the_sources_estimate_next_to_ours() -> None:
+    now = time.time()
+    progress = ProgressInfo(progress_percentage=50.0, last_update_time=now, eta_seconds=1200.0,
+                            eta_low_seconds=900.0, eta_high_seconds=1600.0,
+                            source_eta_seconds=700.0)
+    assert "20m (15m-27m) src 12m" in _table_eta(progress, now)
+
+
+def test_a_finished_evaluator_has_a_zero_band_not_a_null_one(tmp_path: Path) -> None:
+    from progresskit.builtin.evaluator import EvaluatorProgressTracker
+
+    run = tmp_path / "eval"
+    run.mkdir()
+    (run / "eval_0.log").write_text("evaluating\n")
+    pending = EvaluatorProgressTracker(str(run), {}).get_progress()
+    assert (pending.eta_seconds, pending.eta_low_seconds, pending.eta_high_seconds) == (
+        None, None, None)
+    (run / "evaluation_scores.json").write_text(json.dumps({"aggregated": {"acc": 0.9}}))
+    done = EvaluatorProgressTracker(str(run), {}).get_progress()
+    assert (done.eta_seconds, done.eta_low_seconds, done.eta_high_seconds) == (0.0, 0.0, 0.0)

@@ -5,6 +5,7 @@ prior -> own-rate handover through the tracker helper."""
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import subprocess
 import sys
@@ -400,3 +401,48 @@ def test_a_monitor_records_the_finished_runs_it_meets(progresskit_history: Path,
         monitor.check()
     recorded = sqlite3.connect(progresskit_history).execute("SELECT COUNT(*) FROM runs").fetchone()
     assert recorded == (2,)
+
+
+# -- issue 15: comparable runs only; the source's own figure --------------------------------
+
+
+def test_history_is_kept_per_total(tmp_path: Path) -> None:
+    # Short runs (100 iterations at 0.01 s) must not speak for a 30k-iteration run of the same
+    # runner: they made a Brush run at 51% read 0.001 s and "overdue".
+    with record_finished_runs():
+        for i in range(5):
+            estimate_run(steady(100, 0.01, start=i * 1e4), 100, runner_type="brush",
+                         work_dir=str(tmp_path / f"short{i}"), finished=True)
+    long_run = steady(100, 1.17, start=1e6)  # observed every 153 iterations: 100 polls
+    points = [(t, u * 153) for t, u in long_run]
+    est = estimate_run(points, 30000, runner_type="brush", work_dir=str(tmp_path / "long"))
+    assert est.basis is Basis.OWN
+    assert est.seconds == pytest.approx((30000 - 15300) * 1.17 / 153, rel=0.05)
+    # A run of the short kind still gets their history.
+    fresh = estimate_run([], 100, runner_type="brush", work_dir=str(tmp_path / "fresh"))
+    assert fresh.basis is Basis.HISTORY and fresh.seconds == pytest.approx(1.0, rel=0.05)
+    [record] = HistoryStore(progresskit.engine.history.history_path() or tmp_path).runs(
+        "brush", "", 1, units=100)
+    assert record.units == 100
+
+
+def test_source_estimate_stands_in_while_ours_has_no_evidence(tmp_path: Path) -> None:
+    work_dir = str(tmp_path / "r")
+    # Nothing measured, no history: the source's 117 s, with a band (never a point).
+    est = estimate_run([(1e6, 0.0)], 30000, runner_type="brush", work_dir=work_dir,
+                       source_eta=117.0)
+    assert est.basis is Basis.SOURCE and est.seconds == 117.0
+    assert est.low is not None and est.high is not None and est.low < 117.0 < est.high
+    # History only (nothing of this run's own pace yet): still the source.
+    with record_finished_runs():
+        estimate_run(steady(10, 60.0), 10, runner_type="trainer", work_dir=str(tmp_path / "a"),
+                     finished=True)
+    est = estimate_run([], 10, runner_type="trainer", work_dir="/x", source_eta=300.0)
+    assert est.basis is Basis.SOURCE and est.seconds == 300.0
+    # Once the run's own pace is measured, ours; the source's figure is not ours.
+    own = estimate_run(steady(5, 2.0), 10, runner_type="brush", work_dir=work_dir,
+                       source_eta=999.0)
+    assert own.basis is Basis.OWN and own.seconds == pytest.approx(10.0, rel=0.05)
+    # Unusable source figures are not used.
+    for bad in (0.0, -3.0, math.inf, math.nan):
+        assert estimate_run([], 10, runner_type="x", work_dir="/x", source_eta=bad).seconds is None

@@ -16,10 +16,15 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tqdm import tqdm
 
 from helpers.runs import make_trainer_run
 from progresskit import ConfigError, NoTrackerError, Status, Tracking
+from progresskit.builtin.logtail import LogTracker
 from progresskit.engine import logs
+from progresskit.formats.progressbar import LogReading, parse_log
 
 DATA = Path(__file__).parent / "data" / "console_logs"
 
@@ -75,8 +80,13 @@ def test_keyboard_interrupt_is_cancelled(tmp_path: Path) -> None:
         """
     )
     with open(run / "run.out", "wb") as fh:
-        subprocess.run([sys.executable, "-c", script], stdout=fh, stderr=subprocess.STDOUT,
-                       timeout=60, check=False)
+        subprocess.run(
+            [sys.executable, "-c", script],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+            check=False,
+        )
     result = Tracking().status(str(run), discover_processes=False)
     assert result.status is Status.CANCELLED
     assert result.progress.completed_steps == 30
@@ -102,6 +112,8 @@ def test_a_log_next_to_other_files_is_not_claimed(tmp_path: Path) -> None:
     (run / "notes.txt").write_text("hello\n")
     with pytest.raises(NoTrackerError, match="only console logs"):
         Tracking().status(str(run), discover_processes=False)
+    pinned = Tracking(config={"runner_type": "log"}).status(str(run), discover_processes=False)
+    assert pinned.progress.completed_steps == 59  # the documented way to read it anyway
     (run / "notes.txt").unlink()
     (run / "output").mkdir()
     with pytest.raises(NoTrackerError):
@@ -136,9 +148,11 @@ def test_an_unchanged_log_is_not_read_again(
     reads: list[str] = []
     real = logs.read_tail
 
-    def counted(path: str, max_bytes: int) -> str:
+    def counted(
+        path: str, max_bytes: int, resume: tuple[int, bytes] | None = None
+    ) -> tuple[bytes, int, bool]:
         reads.append(path)
-        return real(path, max_bytes)
+        return real(path, max_bytes, resume)
 
     monkeypatch.setattr(logs, "read_tail", counted)
     tracking = Tracking()
@@ -202,3 +216,239 @@ def test_without_the_log_plugin_nothing_is_filled(tmp_path: Path) -> None:
     pm = get_plugin_manager(disabled=["log"])
     progress = Tracking(pm=pm).status(str(run), discover_processes=False).progress
     assert progress.completed_steps is None and progress.current_stage is None
+
+
+def test_a_live_tqdm_job_is_followed_from_its_log(tmp_path: Path) -> None:
+    run = tmp_path / "job"
+    run.mkdir()
+    script = textwrap.dedent(
+        """
+        import time
+        from tqdm import tqdm
+        for _ in tqdm(range(150), desc="train", mininterval=0):
+            time.sleep(0.01)
+        """
+    )
+    tracking = Tracking()
+    with open(run / "slurm-7.out", "wb") as fh:
+        job = subprocess.Popen([sys.executable, "-c", script], stdout=fh, stderr=fh)
+        seen: list[int] = []
+        try:
+            deadline = time.monotonic() + 60
+            while job.poll() is None and time.monotonic() < deadline:
+                if (run / "slurm-7.out").stat().st_size:
+                    result = tracking.status(str(run), discover_processes=False)
+                    if result.progress.completed_steps is not None:
+                        seen.append(result.progress.completed_steps)
+                        assert result.progress.total_steps == 150
+                        if result.progress.completed_steps < 150:  # a full bar is finished
+                            assert result.status is Status.RUNNING
+                time.sleep(0.05)
+        finally:
+            job.wait(timeout=60)
+    assert len(set(seen)) >= 2 and seen == sorted(seen), seen  # it moved, never back
+    final = tracking.status(str(run), discover_processes=False)
+    assert final.progress.completed_steps == 150 and final.status is Status.FINISHED
+
+
+# -- the incremental read: what a growing, truncated or replaced log says after each write ----
+
+CAPTURES = sorted(p.name for p in DATA.glob("*.log"))
+
+
+def _tail_reads(tmp_path: Path) -> tuple[Path, logs.LogTail, dict[str, bool]]:
+    run = tmp_path / "job"
+    run.mkdir(exist_ok=True)
+    return run / "train.log", logs.LogTail(str(run), ("*.log",)), {"train.log": False}
+
+
+def _bump(log: Path, tick: list[int]) -> None:
+    # Each write of a real job moves the mtime; a test faster than the clock's tick says so.
+    tick[0] += 1_000_000
+    os.utime(log, ns=(tick[0], tick[0]))
+
+
+def _full(log: Path) -> LogReading:
+    data, _, appended = logs.read_tail(str(log), logs.DEFAULT_TAIL_KB * 1024)
+    assert not appended
+    return parse_log(data)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    first=st.sampled_from(CAPTURES),
+    second=st.sampled_from(CAPTURES),
+    steps=st.lists(
+        st.tuples(
+            st.integers(min_value=1, max_value=4000),
+            st.sampled_from(["append"] * 4 + ["truncate", "replace"]),
+        ),
+        min_size=1,
+        max_size=14,
+    ),
+)
+def test_incremental_reads_say_what_a_full_tail_read_says(
+    tmp_path_factory: pytest.TempPathFactory,
+    first: str,
+    second: str,
+    steps: list[tuple[int, str]],
+) -> None:
+    """Real captures written in pieces cut anywhere (mid-redraw, mid-traceback); some steps
+    truncate the log in place (same file) or replace it with a shorter one (a new file) and
+    go on with another capture: after every step the incremental reading equals a fresh
+    full tail read's."""
+    source, pos = (DATA / first).read_bytes(), 0
+    log, tail, entries = _tail_reads(tmp_path_factory.mktemp("inc"))
+    log.write_bytes(b"")
+    tick = [time.time_ns() - 10**11]
+    for size, how in steps:
+        if how != "append":
+            keep = log.stat().st_size // 2
+            source, pos = (DATA / second).read_bytes(), 0
+            if how == "replace":
+                log.with_suffix(".new").write_bytes(log.read_bytes()[:keep])
+                os.replace(log.with_suffix(".new"), log)
+            else:
+                os.truncate(log, keep)
+        with open(log, "ab") as fh:
+            fh.write(source[pos : pos + size])
+        pos += size
+        _bump(log, tick)
+        newest = tail.newest(entries)
+        full = _full(log)
+        assert (newest is not None) == (full.bar is not None or full.failure is not None)
+        if newest is not None:
+            assert newest[1] == full
+
+
+def _redraw(n: int, total: int = 1000) -> bytes:
+    return (
+        "\r" + tqdm.format_meter(n, total, n / 40.0, prefix="train", postfix="loss=0.25")
+    ).encode()
+
+
+def test_an_appended_redraw_is_read_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log, tail, entries = _tail_reads(tmp_path)
+    log.write_bytes(b"".join(_redraw(n) for n in range(3000)))  # well over 64 KiB
+    tick = [time.time_ns() - 10**11]
+    _bump(log, tick)
+    assert tail.newest(entries) is not None
+    reads: list[int] = []
+    real = logs.read_tail
+
+    def sized(
+        path: str, max_bytes: int, resume: tuple[int, bytes] | None = None
+    ) -> tuple[bytes, int, bool]:
+        data, end, appended = real(path, max_bytes, resume)
+        reads.append(len(data) if appended else -1)
+        return data, end, appended
+
+    monkeypatch.setattr(logs, "read_tail", sized)
+    with open(log, "ab") as fh:
+        fh.write(_redraw(3000))
+    _bump(log, tick)
+    newest = tail.newest(entries)
+    assert newest is not None and newest[1].bar is not None
+    assert newest[1].bar.n == 3000
+    # the previous redraw (to resume after it) and the new one, not 64 KiB
+    assert reads == [len(_redraw(2999)) + len(_redraw(3000))]
+
+
+def test_a_bar_split_across_two_appends(tmp_path: Path) -> None:
+    log, tail, entries = _tail_reads(tmp_path)
+    log.write_bytes(_redraw(1) + _redraw(2))
+    tick = [time.time_ns() - 10**11]
+    _bump(log, tick)
+    new = _redraw(3)
+    for piece, shown in ((new[:25], 2), (new[25:], 3)):
+        with open(log, "ab") as fh:
+            fh.write(piece)
+        _bump(log, tick)
+        newest = tail.newest(entries)
+        assert newest is not None and newest[1].bar is not None
+        assert newest[1].bar.n == shown  # half a redraw is not a bar: the one before stands
+
+
+def _traceback() -> bytes:
+    crashed = (DATA / "lightning_b_crashed.log").read_bytes()
+    return b"\n" + crashed[crashed.rindex(b"Traceback (most recent call last):") :]
+
+
+def test_truncated_then_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
+    log, tail, entries = _tail_reads(tmp_path)
+    log.write_bytes(b"".join(_redraw(n) for n in range(200)))
+    tick = [time.time_ns() - 10**11]
+    _bump(log, tick)
+    assert tail.newest(entries) is not None
+    with open(log, "r+b") as fh:  # the same file (inode), rewritten from the start, longer
+        fh.truncate(0)
+        fh.write(_traceback() + b"".join(_redraw(n, 500) for n in range(300)))
+    _bump(log, tick)
+    newest = tail.newest(entries)
+    assert newest is not None and newest[1].bar is not None
+    assert (newest[1].bar.n, newest[1].bar.total) == (299, 500)
+    # the traceback before the redraws is only seen by reading the whole tail again
+    assert newest[1].failure == "RuntimeError: deliberate failure at epoch 1 batch 20"
+    assert newest[1] == _full(log)
+
+
+def test_bars_after_a_traceback_keep_it_as_the_failure(tmp_path: Path) -> None:
+    log, tail, entries = _tail_reads(tmp_path)
+    log.write_bytes(b"".join(_redraw(n) for n in range(50)) + _traceback())
+    tick = [time.time_ns() - 10**11]
+    _bump(log, tick)
+    for n in (50, 51):  # bars drawn after a traceback do not make the job alive again
+        with open(log, "ab") as fh:
+            fh.write(_redraw(n))
+        _bump(log, tick)
+        newest = tail.newest(entries)
+        assert newest is not None
+        assert newest[1] == _full(log)
+        assert newest[1].failure == "RuntimeError: deliberate failure at epoch 1 batch 20"
+
+
+def test_replaced_by_a_shorter_file_is_read_again(tmp_path: Path) -> None:
+    log, tail, entries = _tail_reads(tmp_path)
+    log.write_bytes(b"".join(_redraw(n) for n in range(50)))
+    tick = [time.time_ns() - 10**11]
+    _bump(log, tick)
+    assert tail.newest(entries) is not None
+    fresh = log.with_suffix(".tmp")
+    fresh.write_bytes(_redraw(7, 20))
+    os.replace(fresh, log)  # a new inode, shorter than what was read
+    _bump(log, tick)
+    newest = tail.newest(entries)
+    assert newest is not None and newest[1].bar is not None
+    assert (newest[1].bar.n, newest[1].bar.total) == (7, 20)
+
+
+def test_a_traceback_appended_after_redraws_is_the_failure(tmp_path: Path) -> None:
+    log, tail, entries = _tail_reads(tmp_path)
+    log.write_bytes(b"".join(_redraw(n) for n in range(50)))
+    tick = [time.time_ns() - 10**11]
+    _bump(log, tick)
+    assert tail.newest(entries) is not None
+    traceback = _traceback()
+    for piece in (traceback[:6], traceback[6:]):  # the marker itself cut in two
+        with open(log, "ab") as fh:
+            fh.write(piece)
+        _bump(log, tick)
+        newest = tail.newest(entries)
+        assert newest is not None
+        assert newest[1] == _full(log)
+    assert _full(log).failure == "RuntimeError: deliberate failure at epoch 1 batch 20"
+
+
+def test_a_direct_read_does_not_key_a_later_query(tmp_path: Path) -> None:
+    log, _, _ = _tail_reads(tmp_path)
+    log.write_bytes(_redraw(1))
+    old = time.time() - 10  # out of the racy window: the answer is cached
+    os.utime(log, (old, old))
+    os.utime(log.parent, (old, old))
+    tracker = LogTracker(str(log.parent), Tracking().config_for(str(log.parent)))
+    assert tracker.get_progress().completed_steps == 1
+    assert tracker.calculate_progress().completed_steps == 1  # keys taken, not used
+    with open(log, "ab") as fh:
+        fh.write(_redraw(2))
+    os.utime(log, (old + 1, old + 1))
+    assert tracker.get_progress().completed_steps == 2

@@ -31,8 +31,20 @@ def test_progress_info_round_trips_through_json(info: ProgressInfo) -> None:
 
 @given(progress_infos)
 def test_progress_is_always_within_bounds(info: ProgressInfo) -> None:
-    assert 0.0 <= info.progress_percentage <= 100.0
-    assert 0.0 <= info.fraction <= 1.0
+    # Unknown progress is None throughout (issue 15: never 0.0); known is within bounds.
+    if info.progress_percentage is None:
+        assert info.fraction is None and not info.at_full
+    else:
+        assert 0.0 <= info.progress_percentage <= 100.0
+        assert info.fraction is not None and 0.0 <= info.fraction <= 1.0
+        assert info.at_full == (info.progress_percentage >= 100.0)
+
+
+def test_unknown_progress_and_epochs_are_null_in_json() -> None:
+    info = ProgressInfo(progress_percentage=None, completed_epochs=None, runner_type="brush")
+    data = json.loads(to_json(info))
+    assert data["progress_percentage"] is None and data["completed_epochs"] is None
+    assert structure(data, ProgressInfo) == info
 
 
 @given(progress_infos, pks.statuses())

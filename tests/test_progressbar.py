@@ -46,7 +46,7 @@ descs = st.one_of(
         st.characters(whitelist_categories=("L", "N"), whitelist_characters=" _-."),
         min_size=1,
         max_size=20,
-    ).filter(lambda d: d.strip() == d and not d[-1:].isdigit()),
+    ).filter(lambda d: d.strip() == d),  # the parser reports it without outer spaces
 )
 postfixes = st.dictionaries(
     st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True),
@@ -81,7 +81,7 @@ def test_tqdm_format_meter_round_trips(
     total = n + extra if known_total and n + extra > 0 else None
     line = tqdm.format_meter(
         n,
-        total,
+        total,  # type: ignore[arg-type]  # the stub says float; None is tqdm's unknown total
         elapsed,
         prefix=desc,
         unit=unit,

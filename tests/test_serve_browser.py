@@ -192,3 +192,27 @@ def test_an_empty_root_says_so(browser: Any, tmp_path: Path) -> None:
         assert str(tmp_path / "empty") in empty.inner_text()
         assert page.locator(".card").count() == 0
         page.close()
+
+
+def test_a_cards_silence_in_its_reason_grows_with_its_age(browser: Any, tmp_path: Path) -> None:
+    # The server decides "no sign of life for 40s" once and resends nothing while nothing
+    # changes: the card must recompute it from the run's last activity (issue 15: it froze).
+    root = tmp_path / "runs"
+    make_trainer_run(root / "quiet", 3, total=10, age=40.0, epoch_seconds=600.0)
+    with serve(root) as server:
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.goto(server.url + "#token=" + TOKEN)
+        page.wait_for_function("document.querySelectorAll('.card').length === 1")
+        reason = _card(page, "quiet").locator(".reason")
+
+        def seconds() -> int:
+            text = reason.inner_text()
+            assert "sign of life" in text, text
+            digits = text.split("sign of life", 1)[1].split("s", 1)[0]
+            return int("".join(c for c in digits if c.isdigit()))
+
+        first = seconds()
+        page.wait_for_timeout(3000)
+        later = seconds()
+        assert later >= first + 2, (first, later, reason.inner_text())
+        page.close()

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers.runs import make_trainer_run
 
 UNNEEDED = (
@@ -17,12 +19,14 @@ UNNEEDED = (
 )
 
 
-def test_status_of_a_run_loads_nothing_it_does_not_use(tmp_path: Path) -> None:
-    make_trainer_run(tmp_path / "run", 2, total=10)
+# A colon or a bracket in a path is no rich markup: such a table is still printed without rich.
+@pytest.mark.parametrize("name", ["run", "lr:0.1 [1]"])
+def test_status_of_a_run_loads_nothing_it_does_not_use(tmp_path: Path, name: str) -> None:
+    make_trainer_run(tmp_path / name, 2, total=10)
     code = (
         "import sys\n"
         "from progresskit.cli.main import main\n"
-        "code = main(['status', 'run'])\n"
+        f"code = main(['status', {name!r}])\n"
         "sys.stdout.flush()\n"
         f"print(sorted(m for m in {UNNEEDED!r} if m in sys.modules), code, file=sys.stderr)\n"
     )

@@ -258,3 +258,42 @@ class TestSeedApi:
             "failed",
             "outdated",
         }
+
+
+def test_a_heartbeat_only_run_has_null_progress_not_zero(tmp_path: Path) -> None:
+    # Issue 15: a job that only calls heartbeat() read 0.0% and 0 epochs; neither is known.
+    import json
+
+    from progresskit import Tracking, heartbeat
+    from progresskit.formats.jsonio import to_json
+
+    with heartbeat(tmp_path, expect_every=30):
+        run = Tracking().status(str(tmp_path), discover_processes=False)
+    assert run.progress.runner_type == "heartbeat"
+    assert run.progress.progress_percentage is None and run.progress.completed_epochs is None
+    doc = json.loads(to_json(run.progress))
+    assert doc["progress_percentage"] is None and doc["completed_epochs"] is None
+
+
+def test_an_age_from_a_lease_is_never_negative(tmp_path: Path) -> None:
+    # The lease's renewal time, a little ahead of this host's clock: "-0.6s ago" before.
+    from progresskit import heartbeat
+    from progresskit.engine.liveness import observe
+    from progresskit.engine.rules import decide
+    from progresskit.formats.lease import LEASE_FILENAME, load_lease
+
+    with heartbeat(tmp_path, expect_every=30):
+        lease = load_lease(str(tmp_path / LEASE_FILENAME))
+        now = time.time()
+        decision = decide(
+            ProgressInfo(progress_percentage=None),
+            complete=False,
+            last_activity=None,
+            process=None,
+            now=now,
+            sleep_time=60,
+            outdated_days=30,
+            lease=observe(lease, now + 0.6),
+        )
+    assert decision.status is Status.RUNNING
+    assert "-0" not in decision.reason and "0.0s ago" in decision.reason, decision.reason

@@ -28,12 +28,20 @@ def _rich(runs: list[RunStatus], width: int) -> str:
 
 
 # Text from the plain alphabet, and from beyond it: markup, emoji codes, wide characters,
-# combining marks, tabs and newlines, which only rich may lay out.
-_PLAIN_ASCII = [chr(c) for c in range(0x20, 0x7F) if chr(c) not in "[:"]
+# combining marks, tabs and newlines, which only rich may lay out. Brackets, colons and
+# backslashes are plain unless they make rich syntax: pieces of real markup, escapes and
+# emoji codes (valid and not) are mixed with plain text to find where the line runs.
+_PLAIN_ASCII = [chr(c) for c in range(0x20, 0x7F)]
+_RICH_PIECES = [
+    "[bold]", "[/bold]", "[/]", "[red]x[/red]", "[#f00]", "[@click]", "[link=x]", "[1]",
+    "[ ]", "[]", "\\[", "\\[bold]", "\\\\[b]", ":smile:", ":a:", ":x:", ":heart-emoji:",
+    ":no_such_code:", "12:30:00", "C:\\runs", "error: x", "a:b", "::", ": :", "]", "\\",
+]
 _text = st.one_of(
     st.text(st.sampled_from(_PLAIN_ASCII), max_size=40),
     st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
     st.text(st.sampled_from("ab /._-[]:\\\t\n✔…█é中\u0301😀"), max_size=30),
+    st.lists(st.sampled_from([*_RICH_PIECES, "a", " ", "b/c"]), max_size=6).map("".join),
 )
 
 
@@ -94,6 +102,24 @@ def test_a_typical_table_is_plain(tmp_path: Path) -> None:
     assert plain == _rich(runs, 160)
 
 
+def test_colons_and_brackets_that_are_no_rich_syntax_are_plain() -> None:
+    # Paths and reasons hold colons and brackets; only markup and emoji codes need rich.
+    def run(work_dir: str, reason: str) -> RunStatus:
+        progress = ProgressInfo(completed_epochs=2, total_epochs=10, progress_percentage=20.0,
+                                runner_type="trainer", last_update_time=NOW - 30)
+        return RunStatus(work_dir, work_dir, progress, Status.FAILED, None, reason, NOW - 30)
+
+    runs = [
+        run("C:\\runs\\exp 1", "error: CUDA out of memory"),
+        run("/runs/a[1]", "exit 1: [0] of [ 2]"),
+    ]
+    plain = plain_table(runs, NOW, 160)
+    assert plain is not None
+    assert plain == _rich(runs, 160)
+    for reason in ("[bold]x", "see :warning:", "a\\[b"):
+        assert plain_table([run("/runs/b", reason)], NOW, 160) is None
+
+
 def test_piped_status_prints_rich_table_without_loading_rich(tmp_path: Path) -> None:
     make_trainer_run(tmp_path / "run", 2, total=10, age=7200)
     # The target relative to the cwd, so the table fits in the 160 columns of a pipe (a
@@ -121,3 +147,15 @@ def test_piped_status_prints_rich_table_without_loading_rich(tmp_path: Path) -> 
     assert out.stderr.split() == ["False", "0", "0"], out.stdout
     assert plain == rich
     assert "▶ running" in plain and "2h 0m ago" in plain
+
+
+def test_unknown_progress_and_epochs_are_a_dash_not_zero() -> None:
+    # Issue 15: unknown progress read as an empty bar at 0.0% and epochs as "0/? ep".
+    import time
+
+    from progresskit.builtin.table import _cells
+
+    progress = ProgressInfo(progress_percentage=None, completed_epochs=None,
+                            runner_type="heartbeat")
+    cells = _cells(RunStatus("job", "/w", progress, Status.RUNNING), time.time())
+    assert cells[3] == "-" and cells[4] == "-"

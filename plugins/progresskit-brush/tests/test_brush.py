@@ -196,7 +196,11 @@ def test_brushs_figure_stands_in_while_our_estimate_is_unknown(tmp_path: Path) -
     # No elapsed time and a single read: no pace to measure yet.
     run = write_status(tmp_path / "run", drop=("elapsed_time_seconds",))
     progress = BrushProgressTracker(run).get_progress()
-    assert progress.eta_seconds == 685.5 and progress.eta_low_seconds is None
+    # Its figure stands in with a band (one run's spread): a value with a null band would
+    # read as exact (issue 15).
+    assert progress.eta_seconds == 685.5
+    assert progress.eta_low_seconds is not None and progress.eta_high_seconds is not None
+    assert progress.eta_low_seconds < 685.5 < progress.eta_high_seconds
 
 
 def test_our_estimate_follows_the_pace_across_reads(tmp_path: Path) -> None:
@@ -522,3 +526,34 @@ def test_without_the_plugin_a_brush_run_fails_fast(
     assert "training_status.json" in result.stderr
     assert "No installed tracker claims this directory" in result.stderr
     assert "  - brush:" not in result.stderr  # its description is gone with it
+
+
+def test_history_of_short_runs_does_not_override_a_long_runs_pace(tmp_path: Path) -> None:
+    # Issue 15: finished 100-iteration runs (0.01 s each) shared one history with every Brush
+    # run, and a 10k-iteration run at 51% read 0.001 s ("overdue") against its file's right
+    # 117 s. History is per total now: this run's own pace (0.0239 s/iteration) decides.
+    from progresskit.engine.history import estimate_run, record_finished_runs
+
+    with record_finished_runs():
+        for i in range(5):
+            points = [(1e6 + i * 1e4 + k * 0.01, float(k)) for k in range(101)]
+            estimate_run(points, 100, runner_type="brush", work_dir=str(tmp_path / f"s{i}"),
+                         finished=True)
+    run = write_status(tmp_path / "run", current_iteration=5100, progress_percentage=51.0,
+                       elapsed_time_seconds=122.0, estimated_remaining_seconds=117.0)
+    progress = BrushProgressTracker(str(run)).get_progress()
+    assert progress.source_eta_seconds == 117.0
+    assert progress.eta_seconds == pytest.approx(4900 * 122.0 / 5100, rel=0.01)
+    assert progress.eta_low_seconds is not None and progress.eta_low_seconds > 60.0
+
+
+def test_what_brush_does_not_say_is_null_never_zero(tmp_path: Path) -> None:
+    # Brush counts iterations, not epochs; without a total or a percentage, how far the run
+    # is cannot be told. Issue 15: both read 0.
+    run = write_status(tmp_path / "run", drop=("progress_percentage", "total_iterations"))
+    progress = BrushProgressTracker(str(run)).get_progress()
+    assert progress.completed_epochs is None
+    assert progress.progress_percentage is None
+    assert progress.completed_steps == 1500
+    doc = json.loads(json.dumps(progress.to_dict()))
+    assert doc["completed_epochs"] is None and doc["progress_percentage"] is None

@@ -154,6 +154,14 @@ def test_a_pause_between_checkpoints_does_not_skew_the_eta(tmp_path: Path) -> No
     assert progress_of(run).eta_seconds == pytest.approx(0.6 * 100, rel=1e-3)
 
 
+def test_eta_has_a_band_around_it(tmp_path: Path) -> None:
+    # progresskit's estimator, not a bare median: a point with a null band read as exact.
+    run = write_run(tmp_path / "out", [100, 200, 300, 400], seconds_apart=[0, 60, 3660, 60])
+    p = progress_of(run)
+    assert p.eta_low_seconds is not None and p.eta_high_seconds is not None
+    assert p.eta_low_seconds < 60.0 < p.eta_high_seconds
+
+
 def test_checkpoints_copied_into_place_give_no_eta(tmp_path: Path) -> None:
     run = write_run(tmp_path / "out", [100, 200, 300], seconds_apart=0.0)
     assert progress_of(run).eta_seconds is None
@@ -317,3 +325,53 @@ class TestHFConformance(TrackerConformance):
 
     def mutate_run(self, work_dir: Path) -> None:
         write_run(work_dir, [300], age=0.0)
+
+
+# -- liveness without a lease: the run's own checkpoint rhythm (docs/status.md) ----------
+
+
+def interrupted_run(path: Path, *, age: float) -> Path:
+    """A run saving every 5 steps, ~6 s apart, interrupted at step 25 of 40 ``age`` ago."""
+    return write_run(path, range(5, 30, 5), seconds_apart=6.0, age=age, max_steps=40)
+
+
+def test_an_interrupted_run_silent_far_beyond_its_rhythm_is_failed(tmp_path: Path) -> None:
+    run = interrupted_run(tmp_path / "out", age=23 * 60)
+    result = Tracking(plugin_manager()).status(str(run), discover_processes=False)
+    assert result.progress.completed_steps == 25 and result.progress.total_steps == 40
+    assert result.status is Status.FAILED, result.reason
+    assert "no sign of life for 23m" in result.reason
+    assert "it updated every ~6.0s" in result.reason
+
+
+def test_the_same_silence_with_a_live_process_is_stuck(tmp_path: Path) -> None:
+    run = interrupted_run(tmp_path / "out", age=23 * 60)
+    me = progresskit.ProcessInfo(pid=os.getpid())
+    result = Tracking(plugin_manager()).status(str(run), process=me)
+    assert result.status is Status.STUCK, result.reason
+    assert f"process {os.getpid()} is alive" in result.reason
+
+
+def test_a_silence_within_its_rhythm_is_still_running(tmp_path: Path) -> None:
+    # 30 s: five checkpoint intervals, within 7 x 6 s.
+    run = interrupted_run(tmp_path / "out", age=30.0)
+    result = Tracking(plugin_manager()).status(str(run), discover_processes=False)
+    assert result.status is Status.RUNNING, result.reason
+
+
+def test_too_few_checkpoints_to_judge_leave_sleep_time_in_force(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "out", [5, 10, 15], seconds_apart=6.0, age=23 * 60, max_steps=40)
+    result = Tracking(plugin_manager()).status(str(run), discover_processes=False)
+    assert result.status is Status.RUNNING, result.reason
+    assert HFTrainerTracker(run).update_times() == ()  # nothing read yet
+
+
+def test_unknown_max_steps_is_null_progress_not_zero(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "out", [100, 200])
+    for state_file in run.glob("checkpoint-*/trainer_state.json"):
+        state = json.loads(state_file.read_text())
+        state["max_steps"] = 0  # what a Trainer with an iterable dataset and no max writes
+        state_file.write_text(json.dumps(state))
+    p = progress_of(run)
+    assert p.progress_percentage is None  # issue 15: it read 0.0
+    assert any("'max_steps' unknown" in w for w in p.warnings)

@@ -50,7 +50,10 @@ class EvaluatorProgressTracker(BaseProgressTracker):
             best_score=scores,
             latest_score=scores,
             warnings=warnings,
+            # Done is 0 s left, band included; not done is unknown (binary progress).
             eta_seconds=0.0 if done else None,
+            eta_low_seconds=0.0 if done else None,
+            eta_high_seconds=0.0 if done else None,
         )
 
 

@@ -32,7 +32,7 @@ class HeartbeatTracker(BaseProgressTracker):
     expected_files = (LEASE_FILENAME,)
 
     def is_complete(self) -> bool:
-        return self.get_progress().progress_percentage >= 100.0
+        return self.get_progress().at_full
 
     def calculate_progress(self) -> ProgressInfo:
         path = os.path.join(self.work_dir, LEASE_FILENAME)
@@ -41,15 +41,19 @@ class HeartbeatTracker(BaseProgressTracker):
             lease = load_lease(path)
         except (OSError, FormatError) as exc:
             return ProgressInfo(
+                progress_percentage=None,
+                completed_epochs=None,
                 runner_type=RUNNER_TYPE,
                 error_message=f"unreadable lease: {exc}",
                 details=details,
             )
-        # The lease's end is the only progress it knows of: a clean end is all done.
+        # The lease's end is the only progress it knows of: a clean end is all done; before
+        # it, how far the run is cannot be told (null, not 0%).
         done = lease.state == "finished"
         return ProgressInfo(
             runner_type=RUNNER_TYPE,
-            progress_percentage=100.0 if done else 0.0,
+            progress_percentage=100.0 if done else None,
+            completed_epochs=None,
             start_time=lease.started_at or None,
             details=details,
         )

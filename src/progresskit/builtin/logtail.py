@@ -48,8 +48,19 @@ class LogTracker(BaseProgressTracker):
         self.tail = LogTail(
             self.work_dir, globs, int(self.config.get("log_tail_kb", DEFAULT_TAIL_KB))
         )
+        self._read_keys: tuple[StatKey | None, ...] | None = None
+
+    def get_progress(self, force_refresh: bool = False) -> ProgressInfo:
+        self._read_keys = None  # only a read made by this call may key its cache
+        return super().get_progress(force_refresh)
 
     def fingerprint(self) -> tuple[StatKey | None, ...]:
+        if self._read_keys is not None:
+            # Asked right after calculate_progress (get_progress keys its cache by it): the
+            # keys it read under, taken before reading, so a write during the read shows as
+            # a change at the next query. A growing log is one stat per query, not three.
+            keys, self._read_keys = self._read_keys, None
+            return keys
         entries = self.entries()
         return (self.listing_key(), *self.tail.fingerprint(entries))
 
@@ -61,16 +72,20 @@ class LogTracker(BaseProgressTracker):
     def calculate_progress(self) -> ProgressInfo:
         entries = self.entries()
         newest = self.tail.newest(entries)
+        self._read_keys = (self.listing_key(), *self.tail.keys)
         if newest is None:
             names = self.tail.names(entries)
-            what = ", ".join(names) if names else f"no file matching {list(self.tail.globs)}"
+            if not names:  # a pinned runner_type, or the logs were removed
+                return ProgressInfo(
+                    runner_type=RUNNER_TYPE,
+                    error_message=f"{self.work_dir}: no file matching {list(self.tail.globs)}",
+                )
+            kib = self.tail.tail_bytes // 1024
             return ProgressInfo(
                 runner_type=RUNNER_TYPE,
-                error_message=None if names else f"{self.work_dir}: {what}",
                 warnings=(
                     *self.tail.problems,
-                    f"no progress bar or traceback in the last {self.tail.tail_bytes // 1024}"
-                    f" KiB of {what}",
+                    f"no progress bar or traceback in the last {kib} KiB of {', '.join(names)}",
                 ),
             )
         name, reading, mtime = newest
@@ -82,7 +97,7 @@ class LogTracker(BaseProgressTracker):
 
     def is_complete(self) -> bool:
         progress = self.get_progress()
-        return progress.progress_percentage >= 100.0 or progress.reported_status is Status.FINISHED
+        return progress.at_full or progress.reported_status is Status.FINISHED
 
 
 def _claims(target: Target) -> bool:

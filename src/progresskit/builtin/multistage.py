@@ -24,7 +24,7 @@ import collections
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -154,6 +154,9 @@ class _Fold:
         self.observations: collections.deque[tuple[float, float]] = collections.deque(
             maxlen=MAX_OBSERVATIONS
         )
+        #: Times of the newest events of the run, whatever their kind: its rhythm, for
+        #: liveness without a lease (engine/rhythm.py).
+        self.event_times: collections.deque[float] = collections.deque(maxlen=MAX_OBSERVATIONS)
 
     # -- lines ----------------------------------------------------------------------------
 
@@ -198,6 +201,8 @@ class _Fold:
             self.other_run_events += 1
             return
         self.events += 1
+        if when is not None:
+            self.event_times.append(when)
         if when is not None:
             self.start = when if self.start is None else min(self.start, when)
             self.newest = when if self.newest is None else max(self.newest, when)
@@ -392,6 +397,7 @@ class _Fold:
             metrics["malformed_lines"] = float(self.problem_count)
         return ProgressInfo(
             progress_percentage=overall,
+            completed_epochs=None,  # stages and targets, not epochs
             runner_type=RUNNER_TYPE,
             start_time=self.start,
             last_update_time=self.newest,
@@ -471,6 +477,9 @@ class MultiStageProgressTracker(BaseProgressTracker):
             )
             self._answer = estimate.apply(progress)
         return self._answer
+
+    def update_times(self) -> Sequence[float]:
+        return tuple(self._fold.event_times)
 
     def _read_new(self) -> bool:
         """Fold the lines appended since the last read; whether anything was folded."""

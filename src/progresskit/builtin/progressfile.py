@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -66,7 +66,11 @@ class ProgressFileTracker(BaseProgressTracker):
     def is_complete(self) -> bool:
         # A loop left by break after its last step is complete, though still "running".
         progress = self.get_progress()
-        return progress.reported_status is Status.FINISHED or progress.progress_percentage >= 100.0
+        return progress.reported_status is Status.FINISHED or progress.at_full
+
+    def update_times(self) -> Sequence[float]:
+        # The writes this tracker has read: a one-off query sees one, a watch sees them all.
+        return tuple(when for when, _done in self._observed)
 
     def calculate_progress(self) -> ProgressInfo:
         problem = ""
@@ -170,7 +174,7 @@ class ProgressFileTracker(BaseProgressTracker):
             details["unit"] = unit
         progress = ProgressInfo(
             runner_type=RUNNER_TYPE,
-            progress_percentage=0.0 if fraction is None else 100.0 * fraction,
+            progress_percentage=None if fraction is None else 100.0 * fraction,
             completed_steps=None if steps is None else int(steps),
             total_steps=None if total is None else int(total),
             current_stage=stage,
@@ -208,9 +212,8 @@ class ProgressFileTracker(BaseProgressTracker):
             1.0 if fraction is not None else None,  # units: the fraction of the run done
             **self.history_args(),
             finished=finished,
+            source_eta=progress.source_eta_seconds,
         )
-        if estimate.seconds is None and progress.source_eta_seconds is not None:
-            return attrs.evolve(progress, eta_seconds=progress.source_eta_seconds)
         return estimate.apply(progress)
 
 

@@ -8,6 +8,7 @@ table is plain (no markup, no wide characters, no cell to fold); any other table
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -51,16 +52,23 @@ def _amount(run: RunStatus) -> str:
     if p.items_total is not None or p.items_completed is not None:
         total = "?" if p.items_total is None else str(p.items_total)
         return f"{p.items_completed or 0}/{total} items"
+    if p.completed_epochs is None and p.total_epochs is None:
+        return "-"
+    done = "?" if p.completed_epochs is None else str(p.completed_epochs)
     total = "?" if p.total_epochs is None else str(p.total_epochs)
-    return f"{p.completed_epochs}/{total} ep"
+    return f"{done}/{total} ep"
 
 
-def _short(seconds: float) -> str:
-    """``750`` -> ``"12m"``: the largest unit or two, for the ETA column's band."""
+def _short(seconds: float, fine: bool = False) -> str:
+    """``750`` -> ``"12m"``: the largest unit or two, for the ETA column's band; ``fine``
+    keeps the seconds below an hour (``"12m30s"``)."""
     seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
+        if fine:
+            minutes, secs = divmod(seconds, 60)
+            return f"{minutes}m{secs:02d}s"
         return f"{round(seconds / 60)}m"
     if seconds < 86400:
         hours, minutes = divmod(round(seconds / 60), 60)
@@ -78,24 +86,38 @@ def _eta(run: RunStatus, now: float) -> str:
     since = now - p.last_update_time if p.last_update_time else 0.0
     remaining = p.eta_seconds - since
     if remaining <= 0:
-        return "overdue"
-    text = _short(remaining)
-    if p.eta_low_seconds is not None and p.eta_high_seconds is not None:
+        text = "overdue"
+    elif p.eta_low_seconds is not None and p.eta_high_seconds is not None:
         low = max(0.0, p.eta_low_seconds - since)
         high = p.eta_high_seconds - since
-        text += f" ({_short(low)}-{_short(high)})"
+        # A band rounded to one point ("2m (2m-2m)") would read as certainty it does not
+        # have: shown to the second when the coarse units cannot tell its ends apart.
+        fine = len({_short(low), _short(remaining), _short(high)}) < 3
+        text = f"{_short(remaining, fine)} ({_short(low, fine)}-{_short(high, fine)})"
+    else:
+        text = _short(remaining)
+    source = p.source_eta_seconds
+    if source is not None and source != p.eta_seconds:
+        # The source's own figure next to ours (docs/eta.md), counted down the same way.
+        text += f" src {_short(max(0.0, source - since))}"
     return text
 
 
 _COLUMNS = ("run", "type", "status", "progress", "done", "ETA", "last update", "reason")
-#: The characters whose width rich counts as one cell and that its markup and emoji codes
-#: leave as they are: printable ASCII but ``[`` (markup) and ``:`` (``:emoji:`` codes), and
-#: the table's own symbols and bar.
+#: The characters whose width rich counts as one cell: printable ASCII and the table's own
+#: symbols and bar.
 _PLAIN = frozenset(
-    [chr(c) for c in range(0x20, 0x7F) if chr(c) not in "[:"]
+    [chr(c) for c in range(0x20, 0x7F)]
     + [symbol for _, symbol in STATUS_STYLE.values()]
     + ["█", "░"]
 )
+#: What rich's markup and emoji codes could change in such a text, so that only rich may print
+#: it: what could open a tag (rich's tags start ``[`` and one of ``a-z#/@``), an escaped
+#: bracket (``\[``, which rich prints as ``[``), and two colons with no space between
+#: (rich's ``:name:`` emoji codes; a colon in a path or a reason, ``C:\runs``, ``error: x``,
+#: is left alone). Wider than rich's own patterns: a text it matches goes to rich, which is
+#: always right.
+_RICH_SYNTAX = re.compile(r"\[[a-z#/@]|\\\[|:\S*:")
 
 
 def _cells(run: RunStatus, now: float) -> tuple[str, ...]:
@@ -103,11 +125,13 @@ def _cells(run: RunStatus, now: float) -> tuple[str, ...]:
     _, symbol = STATUS_STYLE[run.status]
     last = "-" if run.last_activity is None else f"{format_duration(now - run.last_activity)} ago"
     pct = run.progress.progress_percentage
+    # Unknown progress is "-", never an empty bar at 0%.
+    shown = "-" if pct is None else f"{_bar(pct)} {pct:5.1f}%"
     return (
         run.config,
         run.progress.runner_type,
         f"{symbol} {run.status.value}",
-        f"{_bar(pct)} {pct:5.1f}%",
+        shown,
         _amount(run),
         _eta(run, now),
         last,
@@ -123,7 +147,10 @@ def plain_table(runs: Sequence[RunStatus], now: float, width: int) -> str | None
     rows = [_cells(run, now) for run in runs]
     summary = status_summary(runs)
     texts = [*_COLUMNS, *(cell for row in rows for cell in row), summary]
-    if not all(_PLAIN.issuperset(text) for text in texts) or len(summary) > width:
+    if (
+        not all(_PLAIN.issuperset(text) and _RICH_SYNTAX.search(text) is None for text in texts)
+        or len(summary) > width
+    ):
         return None
     widths = [max(len(row[i]) for row in (_COLUMNS, *rows)) for i in range(len(_COLUMNS))]
     last = len(widths) - 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from progresskit.engine.eta import Estimate
@@ -102,6 +102,11 @@ class TrainerProgressTracker(BaseProgressTracker):
         # read once, however often the run is queried.
         self._scores: dict[int, tuple[StatKey, dict[str, float] | None]] = {}
         self._completed = 0
+        #: End times of the completed epochs: the run's rhythm (update_times).
+        self._epoch_ends: tuple[float, ...] = ()
+
+    def update_times(self) -> Sequence[float]:
+        return self._epoch_ends
 
     def get_expected_files(self) -> list[str]:
         return list(self._expected)
@@ -114,7 +119,9 @@ class TrainerProgressTracker(BaseProgressTracker):
         if progress.early_stopped:
             return True
         return (
-            progress.total_epochs is not None and progress.completed_epochs >= progress.total_epochs
+            progress.total_epochs is not None
+            and progress.completed_epochs is not None
+            and progress.completed_epochs >= progress.total_epochs
         )
 
     def fingerprint(self) -> tuple[StatKey | None, ...]:
@@ -139,6 +146,7 @@ class TrainerProgressTracker(BaseProgressTracker):
         warnings: list[str] = []
         entries = self.entries()
         epoch_ends = self._completed_epoch_times(entries)
+        self._epoch_ends = tuple(epoch_ends)
         completed = len(epoch_ends)
         self._completed = completed
         total = self._total_epochs(entries, warnings)

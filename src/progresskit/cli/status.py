@@ -31,10 +31,17 @@ from progresskit.engine.session import Tracking
 from progresskit.errors import ProgresskitError
 from progresskit.formats import jsonio
 from progresskit.model.core import RunStatus
+from progresskit.model.unclaimed import Unrecognised
 from progresskit.plugin.manager import PluginManager
 from progresskit.plugin.sink import Sink, build_sinks
 
-__all__ = ["OVERRIDES", "add_status_arguments", "run_status", "status_document"]
+__all__ = [
+    "OVERRIDES",
+    "add_status_arguments",
+    "run_status",
+    "status_document",
+    "unrecognised_text",
+]
 
 OVERRIDES = (
     Override(
@@ -72,17 +79,21 @@ def run_status(pm: PluginManager, args: argparse.Namespace) -> int:
     sinks = build_sinks(config.get("sinks") or [], pm.sink_types, tracking.config_origin(here))
 
     runs: list[RunStatus] = []
+    lost: list[Unrecognised] = []
     invalid: list[str] = []
     for target in args.targets:
         try:
-            runs += tracking.runs_of(target, strict=True)
+            found = tracking.runs_of(target, strict=True)
         except ProgresskitError as exc:
             invalid.append(str(exc))
+            continue
+        runs += found
+        lost += found.unrecognised
     _emit(sinks, runs)
 
     now = time.time()
     if args.json:
-        document = status_document(runs, now)
+        document = status_document(runs, now, lost)
         document["errors"] = invalid
         print(jsonio.dumps(document, indent=2))
     else:
@@ -95,14 +106,31 @@ def run_status(pm: PluginManager, args: argparse.Namespace) -> int:
                 render_table(runs, console(), now)
             else:
                 sys.stdout.write(text)
+        if lost:
+            sys.stdout.write(unrecognised_text(lost))
         for message in invalid:
             print_error(message)
     if invalid:
         return EXIT_USAGE
-    return EXIT_OK if all(run.status.is_healthy for run in runs) else EXIT_UNHEALTHY
+    healthy = all(run.status.is_healthy for run in runs) and not lost
+    return EXIT_OK if healthy else EXIT_UNHEALTHY
 
 
-def status_document(runs: Sequence[RunStatus], now: float | None = None) -> dict[str, Any]:
+def unrecognised_text(lost: Sequence[Unrecognised]) -> str:
+    """The table's section for run-like directories no tracker claims, with what the
+    loaded trackers expect (once: it is the same list for every entry)."""
+    lines = [f"{len(lost)} unrecognised (run-like, claimed by no tracker):"]
+    lines += [f"  {entry.path}: {entry.reason}" for entry in lost]
+    lines.append("  the loaded trackers expect:")
+    lines += [f"    - {expected}" for expected in lost[0].expects]
+    return "\n".join(lines) + "\n"
+
+
+def status_document(
+    runs: Sequence[RunStatus],
+    now: float | None = None,
+    unrecognised: Sequence[Unrecognised] = (),
+) -> dict[str, Any]:
     """The stable machine format of ``progresskit status --json`` (docs/cli.md)."""
     # The converter loads cattrs, which the table does not need.
     from progresskit.model.converter import JSON_FORMAT_VERSION, unstructure
@@ -112,9 +140,15 @@ def status_document(runs: Sequence[RunStatus], now: float | None = None) -> dict
         "format": "progresskit.status",
         "version": JSON_FORMAT_VERSION,
         "generated_at": now or time.time(),
-        "summary": {"total": len(runs), "by_status": dict(sorted(counts.items()))},
+        "summary": {
+            "total": len(runs),
+            "by_status": dict(sorted(counts.items())),
+            "unrecognised": len(unrecognised),
+        },
         "runs": [unstructure(run) for run in runs],
+        "unrecognised": [entry.document() for entry in unrecognised],
     }
+
 
 
 def _emit(sinks: list[Sink], runs: list[RunStatus]) -> None:

@@ -44,13 +44,15 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from progresskit.model.core import ProgressInfo
+from progresskit.model.core import ProgressInfo, Status
 
 __all__ = [
     "Basis",
     "Estimate",
     "Prior",
     "estimate",
+    "for_status",
+    "from_source",
     "rate_profile",
 ]
 
@@ -102,6 +104,14 @@ PROFILE_BINS = 40
 #: Above this many observations, older ones are thinned to keep a query cheap (estimates
 #: run on every status query of a changed run); the newest half is always kept whole.
 MAX_OBSERVATIONS = 4000
+#: How many sds (run-to-run spread and this run's own rate error combined) a run's pace may
+#: be off its history's before the history is taken to be of other runs and ignored: beyond
+#: 3 sd (p < 0.3% under the prior) the prior is wrong, not the run...
+CONFLICT_Z = 3.0
+#: ...and by at least this factor: the sd of a rate from two or three intervals is itself
+#: uncertain, and repeat runs on other hardware differ by up to about 2x, while a history of
+#: another workload under the same key (short runs for a long one) is off by orders.
+CONFLICT_RATIO = 3.0
 #: z of the 90th percentile of a normal: the band is p10-p90 (80% nominal coverage).
 Z_BAND = 1.2815515655446004
 #: Widest band, as a factor either side of the point: past 100x a band says nothing more
@@ -122,6 +132,9 @@ class Basis(str, enum.Enum):
     HISTORY = "history"
     #: Both, blended (see ``own_weight``).
     BLEND = "blend"
+    #: The source's own estimate (``source_eta_seconds``), used while ours has no
+    #: measurement of the run's own pace.
+    SOURCE = "source"
 
     def __str__(self) -> str:
         return self.value
@@ -169,9 +182,34 @@ class Estimate:
         )
 
 
+#: Statuses whose ETA is believed: a run making progress (or about to), or done (0 s). A
+#: stalled, failed, crashed, cancelled or unknown run will not finish at its past pace, so
+#: any figure would be a confident wrong answer.
+_ETA_STATUSES = frozenset({Status.PENDING, Status.RUNNING, Status.FINISHED, Status.OUTDATED})
+
+
+def for_status(progress: ProgressInfo, status: Status) -> ProgressInfo:
+    """``progress`` with its ETA and band withdrawn (null) unless ``status`` is one whose ETA
+    can be trusted. The engine calls it once, where it decides the status; the source's own
+    figure (``source_eta_seconds``) is kept as what the source said."""
+    if status in _ETA_STATUSES or (
+        progress.eta_seconds is None
+        and progress.eta_low_seconds is None
+        and progress.eta_high_seconds is None
+    ):
+        return progress
+    return attrs.evolve(progress, eta_seconds=None, eta_low_seconds=None, eta_high_seconds=None)
+
+
 def unknown(reason: str) -> Estimate:
     """An honest "cannot tell", with what is missing."""
     return Estimate(reason=reason)
+
+
+def from_source(seconds: float) -> Estimate:
+    """The source's own remaining time, banded as one run's speed is uncertain
+    (:data:`SINGLE_RUN_SPREAD`): a source's figure is its own extrapolation, no more exact."""
+    return _banded(seconds, SINGLE_RUN_SPREAD, Basis.SOURCE, "the source's own estimate", 0.0)
 
 
 # -- history --------------------------------------------------------------------------------
@@ -322,6 +360,8 @@ class _Own:
     step: float
     #: |log| size of the base-rate shifts seen so far (evidence of drift in this run).
     shifts: float
+    #: Log-sd that a one-off long pause seen in the run adds (0: none seen).
+    pause: float = 0.0
 
 
 def _pstdev(values: Sequence[float]) -> float:
@@ -430,6 +470,20 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
     overhead = 0.0
     spike_sd = 0.0
     remaining_spikes = 0.0
+    pause = 0.0
+    if len(spikes) == 1:
+        # One spike is a one-off pause (a job suspended and resumed, a node drained), not a
+        # recurring evaluation, when it cost more than all the work seen (an evaluation costs
+        # a fraction of the work between two), or when the spikes still to come at the rate
+        # of one per units observed number below ln 2: the median of that Poisson count is
+        # then 0, and the point estimate is a median. Charged as recurring it came again and
+        # again over the units left (issue 15: 1860 s instead of 60 s). That it happened
+        # once makes another plausible, at an unknowable size: the band widens by a DRIFT.
+        observed = done - units[first]
+        expected = left / observed if observed > 0 else math.inf
+        if spikes[0][1] * base > sum(dt[i] for i in base_idx) or expected < math.log(2):
+            pause = DRIFT
+            spikes = []
     if spikes:
         positions = [p for p, _ in spikes]
         cost = statistics.fmean(c for _, c in spikes) * base  # seconds per spike, now
@@ -471,6 +525,7 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
         cv=cv,
         step=statistics.median(du),
         shifts=shifts,
+        pause=pause,
     )
 
 
@@ -514,10 +569,7 @@ def estimate(
 
     if prior is None or prior._shape is None:
         assert own is not None
-        point = own.remaining
-        drift = max(DRIFT, own.shifts) * math.sqrt(frac_left)
-        sd = math.sqrt(own.sd**2 + drift**2 + _noise(own, left) ** 2)
-        return _banded(point, sd, Basis.OWN, "this run's own rate", 1.0)
+        return _own_only(own, left, frac_left, "this run's own rate")
 
     # History's shape (see Prior: per-run profiles over their own mean, median per slice,
     # shrunk) and level: the median of the runs' mean rates (seconds per unit).
@@ -547,6 +599,14 @@ def estimate(
         a, stretch = boundary, points[-1][0] - _time_at(points, boundary * total)
     expected = shape.integral(a, frac_done) * total
     own_level = stretch / expected if stretch > 0 and expected > 0 else own.rate
+    disagreement = abs(math.log(own_level / prior_level))
+    if disagreement > max(CONFLICT_Z * math.hypot(spread, own.sd), math.log(CONFLICT_RATIO)):
+        # The run is measurably not like its history (another workload under the same key,
+        # other hardware): a heavy-tailed prior, so its own pace decides alone.
+        return _own_only(
+            own, left, frac_left, f"this run's own rate (it is {math.exp(disagreement):.3g}x "
+            f"off the pace of its {n} finished run(s), so their history does not apply)"
+        )
     if own.sd > 0:
         weight = spread**2 / (spread**2 + own.sd**2)
         level_sd = 1.0 / math.sqrt(1.0 / spread**2 + 1.0 / own.sd**2)
@@ -555,9 +615,16 @@ def estimate(
     level = math.exp(weight * math.log(own_level) + (1 - weight) * math.log(prior_level))
     point = level * shape_left
     shape_sd = _shape_sd(shapes, frac_done, a, frac_done)
-    sd = math.sqrt(level_sd**2 + shape_sd**2 + _noise(own, left) ** 2)
+    sd = math.sqrt(level_sd**2 + shape_sd**2 + own.pause**2 + _noise(own, left) ** 2)
     basis = Basis.HISTORY if weight < 0.05 else Basis.BLEND
     return _banded(point, sd, basis, f"own rate blended with {n} finished run(s)", weight)
+
+
+def _own_only(own: _Own, left: float, frac_left: float, reason: str) -> Estimate:
+    """The estimate from the run's own measurements alone."""
+    drift = max(DRIFT, own.shifts) * math.sqrt(frac_left)
+    sd = math.sqrt(own.sd**2 + drift**2 + own.pause**2 + _noise(own, left) ** 2)
+    return _banded(own.remaining, sd, Basis.OWN, reason, 1.0)
 
 
 def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:

@@ -36,7 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from progresskit.engine.eta import PROFILE_BINS, Basis, Estimate, Prior, estimate, rate_profile
+from progresskit.engine.eta import (
+    PROFILE_BINS,
+    Basis,
+    Estimate,
+    Prior,
+    estimate,
+    from_source,
+    rate_profile,
+)
 
 if TYPE_CHECKING:
     # Loaded where a database is opened: a query with no history file yet (a first run, or
@@ -147,9 +155,9 @@ class HistoryStore:
         self.path = Path(path)
         self._local = threading.local()
         self._ready = False
-        #: (runner type, group) -> (data_version, prior): a prior is re-read only after a
-        #: commit (by any process) changed the database.
-        self._priors: dict[tuple[str, str], tuple[int, Prior | None]] = {}
+        #: (runner type, group, units) -> (data_version, prior): a prior is re-read only
+        #: after a commit (by any process) changed the database.
+        self._priors: dict[tuple[str, str, float | None], tuple[int, Prior | None]] = {}
         self._lock = threading.Lock()
 
     def _connect(self, create: bool) -> sqlite3.Connection | None:
@@ -232,16 +240,28 @@ class HistoryStore:
             _warn_once(self.path, "record a finished run", exc)
             return 0
 
-    def runs(self, runner_type: str, group: str, limit: int = PRIOR_RUNS) -> list[RunRecord]:
-        """The newest ``limit`` finished runs of a group (newest first)."""
+    def runs(
+        self,
+        runner_type: str,
+        group: str,
+        limit: int = PRIOR_RUNS,
+        *,
+        units: float | None = None,
+    ) -> list[RunRecord]:
+        """The newest ``limit`` finished runs of a group (newest first); with ``units``, only
+        those whose total was that many units (the runs comparable with one of that total)."""
         conn = self._connect(create=False)
         if conn is None:
             return []
+        where = "runner_type = ? AND grp = ?" + ("" if units is None else " AND units = ?")
+        args: tuple[object, ...] = (runner_type, group)
+        if units is not None:
+            args += (float(units),)
         rows = conn.execute(
             "SELECT runner_type, grp, run_key, finished_at, duration_seconds, units,"
-            " seconds_per_unit, profile FROM runs WHERE runner_type = ? AND grp = ?"
+            f" seconds_per_unit, profile FROM runs WHERE {where}"
             " ORDER BY finished_at DESC LIMIT ?",
-            (runner_type, group, limit),
+            (*args, limit),
         ).fetchall()
         records = []
         for row in rows:
@@ -261,19 +281,20 @@ class HistoryStore:
                 )
         return records
 
-    def prior(self, runner_type: str, group: str) -> Prior | None:
-        """History's prior for a group, or ``None`` (no runs, or the store is unreadable)."""
+    def prior(self, runner_type: str, group: str, units: float | None = None) -> Prior | None:
+        """History's prior for a group (with ``units``: its runs of that total only), or
+        ``None`` (no runs, or the store is unreadable)."""
         try:
             conn = self._connect(create=False)
             if conn is None:
                 return None
             version = conn.execute("PRAGMA data_version").fetchone()[0]
-            key = (runner_type, group)
+            key = (runner_type, group, units)
             with self._lock:
                 known = self._priors.get(key)
             if known is not None and known[0] == version:
                 return known[1]
-            records = self.runs(runner_type, group)
+            records = self.runs(runner_type, group, units=units)
             prior = Prior(tuple(r.profile for r in records)) if records else None
             with self._lock:
                 self._priors[key] = (version, prior)
@@ -359,6 +380,7 @@ def estimate_run(
     group: str | None = None,
     finished: bool = False,
     run_id: str | None = None,
+    source_eta: float | None = None,
 ) -> Estimate:
     """The ETA of a run, for trackers, with the history of finished runs of its kind as prior.
 
@@ -381,6 +403,9 @@ def estimate_run(
         often it is reported).
     :param run_id: what identifies the run when a directory does not (a ComfyUI prompt id
         with its server); default: the real path of ``work_dir``.
+    :param source_eta: the source's own remaining seconds (``source_eta_seconds``), if it
+        gives one: the answer (basis ``source``) while ours has no measurement of this run's
+        own pace (unknown, or history only).
     """
     points = list(observations)
     store = store_for(config)
@@ -392,8 +417,19 @@ def estimate_run(
             if record is not None:
                 pending.append((store, record))
         return Estimate(0.0, 0.0, 0.0, Basis.DONE, "complete")
-    prior = store.prior(runner_type, name) if store is not None and total else None
-    return estimate(points, total, prior)
+    # Comparable runs are those of the same kind (runner type and group: the config, the
+    # workload) *and* the same total: a 30k-iteration run is not paced like a 1k one (their
+    # warm-up, evaluation and export shares differ), and mixing them let short runs' history
+    # override a long run's own pace (issue 15).
+    prior = store.prior(runner_type, name, float(total)) if store is not None and total else None
+    ours = estimate(points, total, prior)
+    if source_eta is None or not (math.isfinite(source_eta) and source_eta > 0):
+        return ours
+    if ours.basis in (Basis.UNKNOWN, Basis.HISTORY):
+        # Ours has too little of the run's own evidence: the source, which sees the run from
+        # inside, says better; its band is the spread of a single run (SINGLE_RUN_SPREAD).
+        return from_source(source_eta)
+    return ours
 
 
 def finished_record(

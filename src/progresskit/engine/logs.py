@@ -8,7 +8,11 @@ left unknown (docs/logs.md).
 
 Reading is bounded: only the last ``log_tail_kb`` KiB of a log are read (64 by default),
 whatever its size. It is incremental: a log whose stat key (mtime, size, inode) is
-unchanged is not read again, so an idle run costs one ``stat`` per log per query.
+unchanged is not read again, so an idle run costs one ``stat`` per log per query; a log
+that grew is read from where the last read stopped (checking that the bytes just before
+are still the ones read) and only its new redraws are parsed, while its tail holds no
+traceback, epoch line or end of training; anything else (truncated, replaced, rewritten,
+grown by more than half the tail, a marker) is a full tail read.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import attrs
 
 from progresskit.formats.fileio import StatKey, stat_key
-from progresskit.formats.progressbar import LogReading, parse_log
+from progresskit.formats.progressbar import LogReading, parse_appended, parse_log, settled
 from progresskit.model.core import ProgressInfo, Status
 
 __all__ = [
@@ -43,20 +47,53 @@ DEFAULT_LOG_FILES: tuple[str, ...] = ("*.log", "*.out", "slurm-*.out")
 DEFAULT_TAIL_KB = 64
 
 
-def read_tail(path: str, max_bytes: int) -> bytes:
-    """The last ``max_bytes`` of ``path``; a first, cut redraw is dropped.
+#: Binary on Windows (no newline translation), plain elsewhere.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 
-    Raises ``OSError`` when the file cannot be read.
+
+def read_tail(
+    path: str, max_bytes: int, resume: tuple[int, bytes] | None = None
+) -> tuple[bytes, int, bool]:
+    """(data, end, appended): what ``path`` holds up to byte ``end``, read at its end.
+
+    With ``resume=(offset, seen)``, where ``seen`` is what was read just before ``offset``
+    (from the ``\\r`` or ``\\n`` that starts its newest redraw), when the file still holds
+    ``seen`` there and ``seen`` and what was appended after it are less than half of
+    ``max_bytes``, ``data`` is ``seen`` and those appended bytes (``appended`` true).
+    Otherwise (first read, truncated, rewritten, grown a lot) it is the last ``max_bytes``
+    of the file, without a first, cut redraw. Raises ``OSError`` when the file cannot be
+    read.
     """
-    with open(path, "rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
+    # os-level calls: Python's buffered open() alone costs about one 64 KiB read
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if resume is not None:
+            offset, seen = resume
+            start = offset - len(seen)
+            if start >= 0 and offset <= size and size - start <= max_bytes // 2:
+                os.lseek(fd, start, os.SEEK_SET)
+                raw = os.read(fd, size - start)
+                if raw.startswith(seen):
+                    return raw, start + len(raw), True
         start = max(0, size - max_bytes)
-        fh.seek(start)
-        raw = fh.read(max_bytes)
+        os.lseek(fd, start, os.SEEK_SET)
+        raw = os.read(fd, max_bytes)
+    finally:
+        os.close(fd)
+    end = start + len(raw)
     if start > 0:  # the first bytes are the end of a line or redraw cut in the middle
         cuts = [i for i in (raw.find(b"\n"), raw.find(b"\r")) if i >= 0]
         raw = raw[min(cuts) + 1 :] if cuts else b""
-    return raw
+    return raw, end, False
+
+
+def _resume_at(data: bytes, end: int) -> tuple[int, bytes] | None:
+    """Where a read of a log that ended at byte ``end`` with ``data`` resumes: ``end`` and
+    ``data``'s newest redraw, from its ``\\r`` or ``\\n`` (:func:`read_tail`); ``None``
+    when ``data`` holds no ``\\r`` or ``\\n``."""
+    cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
+    return None if cut < 0 else (end, data[cut:])
 
 
 def log_globs(config: Mapping[str, Any], named: Sequence[str] = ()) -> tuple[str, ...] | None:
@@ -73,10 +110,17 @@ def log_globs(config: Mapping[str, Any], named: Sequence[str] = ()) -> tuple[str
 class _Read:
     key: StatKey
     reading: LogReading
+    #: Bytes of the log read so far, and the redraw they end in (from its ``\\r``/``\\n``):
+    #: where the next read resumes. ``None``: the next read is a full tail read.
+    resume: tuple[int, bytes] | None
+    #: Whether the tail held no marker (:func:`settled`): the next redraws alone then say
+    #: what the log says (:func:`parse_appended`).
+    settled: bool
 
 
 class LogTail:
-    """The console logs of one run, each read (its tail) only when its stat key changed."""
+    """The console logs of one run, each read (its tail) only when its stat key changed,
+    and then, while it only grows, only from where the last read stopped."""
 
     def __init__(self, work_dir: str, globs: Sequence[str], tail_kb: int = DEFAULT_TAIL_KB):
         self.work_dir = work_dir
@@ -87,6 +131,9 @@ class LogTail:
         self._names: list[str] = []
         #: Problems met reading a log (unreadable file), for the answer's warnings.
         self.problems: list[str] = []
+        #: Stat keys of the logs, in :meth:`names` order, as :meth:`newest` last took them
+        #: (before reading): the fingerprint of what it read, at no ``stat`` of its own.
+        self.keys: tuple[StatKey | None, ...] = ()
 
     def names(self, entries: Mapping[str, bool]) -> list[str]:
         """The log files among ``entries`` (the work dir's listing), in name order."""
@@ -109,26 +156,43 @@ class LogTail:
         again only when it changed."""
         self.problems = []
         found: list[tuple[int, str, LogReading]] = []
+        keys: list[StatKey | None] = []
         for name in self.names(entries):
             path = os.path.join(self.work_dir, name)
             key = stat_key(path)
+            keys.append(key)
             if key is None:
                 self._reads.pop(name, None)
                 continue
             known = self._reads.get(name)
             if known is None or known.key != key:
                 try:
-                    known = _Read(key, parse_log(read_tail(path, self.tail_bytes)))
+                    known = self._read(path, key, known)
                 except OSError as exc:
                     self.problems.append(f"{name}: cannot read log: {exc.strerror or exc}")
                     continue
                 self._reads[name] = known
             if known.reading.bar is not None or known.reading.failure is not None:
                 found.append((key[0], name, known.reading))
+        self.keys = tuple(keys)
         if not found:
             return None
         mtime_ns, name, reading = max(found)
         return name, reading, mtime_ns / 1e9
+
+    def _read(self, path: str, key: StatKey, known: _Read | None) -> _Read:
+        """The log read again: only its new bytes while it grows and its tail was settled,
+        else its whole tail (replaced by another file: a new inode)."""
+        resume = None
+        if known is not None and known.settled and known.key[2] == key[2]:
+            resume = known.resume
+        data, end, appended = read_tail(path, self.tail_bytes, resume)
+        reading = parse_appended(data) if appended else None
+        if reading is not None:
+            return _Read(key, reading, _resume_at(data, end), True)
+        if appended:  # the new bytes alone cannot tell: read the whole tail
+            data, end, _ = read_tail(path, self.tail_bytes)
+        return _Read(key, parse_log(data), _resume_at(data, end), settled(data))
 
 
 def _percentage(reading: LogReading) -> float | None:
@@ -184,7 +248,7 @@ def _filled(progress: ProgressInfo, reading: LogReading, log_name: str) -> dict[
             changes["items_completed"] = int(inner.n)
     if progress.total_epochs is None and reading.epochs_total is not None:
         changes["total_epochs"] = reading.epochs_total
-    if progress.completed_epochs == 0 and reading.epochs_done:
+    if not progress.completed_epochs and reading.epochs_done:
         changes["completed_epochs"] = reading.epochs_done
     if reading.failure is not None and progress.reported_status is None:
         cancelled = reading.failure_type == "KeyboardInterrupt"

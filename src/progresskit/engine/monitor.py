@@ -31,6 +31,7 @@ from progresskit.engine.session import Tracking, resolve
 from progresskit.errors import ProgresskitError, RunnerDetectionError
 from progresskit.formats.change import Change, change_key
 from progresskit.model.core import ProcessInfo, RunStatus
+from progresskit.model.unclaimed import Unrecognised
 from progresskit.plugin.coreconfig import (
     DEFAULT_WATCH_HEARTBEAT,
     DEFAULT_WATCH_MODE,
@@ -110,8 +111,10 @@ Subscriber = Callable[[Change], None]
 class Monitor:
     """Watches every run under ``root`` and reports each change to sinks and subscribers.
 
-    ``config`` is a config mapping for every run, or ``None`` for each run's nearest
-    ``progresskit.yaml`` (``config_path`` forces one file). The ``watch_*`` keys and
+    Each run uses its nearest ``progresskit.yaml`` (``config_path`` forces one file);
+    ``config``, a mapping, is layered over it: defaults < the run's file < ``config`` <
+    ``overrides``, so ``Monitor(root, {"watch_heartbeat": 0})`` changes that key only and
+    every run keeps its own settings (docs/watch.md). The ``watch_*`` keys and
     ``sinks`` are read from the config that applies to ``root``; ``sinks`` given here
     replace the configured ones. Everything that can be wrong with the set-up (root,
     config, sinks) raises here, before anything runs.
@@ -137,9 +140,8 @@ class Monitor:
         # A monitor is where the ETA history learns from: it records the finished runs.
         self._tracking = Tracking(
             pm,
-            config=config,
             config_path=config_path,
-            overrides=overrides,
+            overrides={**(config or {}), **(overrides or {})},
             options=options,
             record_history=True,
         )
@@ -176,6 +178,7 @@ class Monitor:
         # Tracking is not thread-safe: check() from a caller and the engine take turns.
         self._evaluating = threading.Lock()
         self._last: dict[str, tuple[str, RunStatus]] = {}
+        self._unrecognised: list[Unrecognised] = []
         self._processes: dict[str, ProcessInfo] | None = None
         self._last_error: str | None = None
 
@@ -206,6 +209,12 @@ class Monitor:
         """The latest status of every run, in path order."""
         with self._lock:
             return [run for _key, run in self._last.values()]
+
+    @property
+    def unrecognised(self) -> list[Unrecognised]:
+        """The run-like directories no tracker claimed at the latest full scan."""
+        with self._lock:
+            return list(self._unrecognised)
 
     def start(self) -> None:
         """Run the monitor in a background thread (no-op when it already runs)."""
@@ -379,6 +388,8 @@ class Monitor:
             self._processes = {
                 run.work_dir: run.process_info for run in statuses if run.process_info
             }
+        with self._lock:
+            self._unrecognised = list(statuses.unrecognised)
         return statuses
 
     def _tick(self, *, refresh_processes: bool, paths: set[str] | None = None) -> list[Change]:

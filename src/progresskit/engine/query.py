@@ -16,6 +16,7 @@ from typing import Any
 from progresskit.engine.session import Tracking
 from progresskit.errors import RunnerDetectionError
 from progresskit.model.core import ProcessInfo, RunStatus
+from progresskit.model.unclaimed import ScanResult
 from progresskit.plugin.manager import default_plugin_manager
 
 __all__ = ["scan", "session", "status"]
@@ -27,13 +28,23 @@ _sessions: OrderedDict[str, Tracking] = OrderedDict()
 
 
 def session(
-    config: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None
+    config: Mapping[str, Any] | None,
+    defaults: Mapping[str, Any] | None = None,
+    *,
+    rhythm: bool = True,
 ) -> Tracking:
-    """The shared session for ``config`` and ``defaults`` (a few are kept, least recent out)."""
-    key = json.dumps([config, defaults], sort_keys=True, default=str)
+    """The shared session for ``config`` and ``defaults`` (a few are kept, least recent out).
+
+    Values are layered: the core's and plugins' defaults < ``defaults`` < each run's own
+    ``progresskit.yaml`` < ``config``, so a caller's mapping changes only the keys it names
+    (docs/watch.md). ``rhythm``: see :attr:`Tracking.rhythm
+    <progresskit.engine.session.Tracking.rhythm>`."""
+    key = json.dumps([config, defaults, rhythm], sort_keys=True, default=str)
     session = _sessions.get(key)
     if session is None:
-        session = Tracking(default_plugin_manager(), config=config, defaults=defaults)
+        session = Tracking(
+            default_plugin_manager(), overrides=config, defaults=defaults, rhythm=rhythm
+        )
         _sessions[key] = session
         while len(_sessions) > _MAX_SESSIONS:
             _sessions.popitem(last=False)
@@ -47,7 +58,8 @@ def status(
     *,
     process: ProcessInfo | None = None,
 ) -> RunStatus:
-    """The status of one run. ``config=None`` uses the nearest ``progresskit.yaml``.
+    """The status of one run. ``config``, when given, is layered over the run's own
+    (nearest) ``progresskit.yaml``: the keys it names win, the file's others still apply.
 
     ``target`` is what a plugin resolves it to when one does (a ComfyUI job's URL), else
     the run in that directory (:meth:`Tracking.runs_of
@@ -74,10 +86,14 @@ def scan(
     config: Mapping[str, Any] | None = None,
     *,
     processes: Mapping[str, ProcessInfo] | None = None,
-) -> list[RunStatus]:
+) -> ScanResult:
     """The status of every run ``root`` stands for: what a plugin resolves it to (a
     ComfyUI server's URL: its jobs), else every run under the directory, sorted by path.
-    See :meth:`Tracking.runs_of <progresskit.engine.session.Tracking.runs_of>`."""
+    See :meth:`Tracking.runs_of <progresskit.engine.session.Tracking.runs_of>`.
+
+    The answer is a list of :class:`RunStatus`; its ``unrecognised`` attribute lists the
+    directories that look like runs but that no tracker claims
+    (:class:`~progresskit.model.unclaimed.Unrecognised`), which are not in the list."""
     return session(config).runs_of(os.fspath(root), processes=processes)
 
 

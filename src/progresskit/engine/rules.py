@@ -9,7 +9,9 @@ finished, not running, while its final log line is still fresh.
 1. the source itself says the run failed, crashed or was cancelled -> that status;
 2. complete (or the source says finished) and no process still on it -> finished, or
    outdated when its newest output is older than ``outdated_days``;
-3. a sign of life within ``sleep_time`` -> running (pending if the source says queued);
+3. a sign of life within the silence limit -> running (pending if the source says
+   queued); the limit is ``sleep_time``, or, for a run with enough updates to judge, the
+   shorter limit its own rhythm allows (:mod:`progresskit.engine.rhythm`);
 4. a process is known to work on it -> stuck (alive, not progressing);
 5. otherwise -> failed (silent, incomplete, no process).
 
@@ -30,12 +32,13 @@ L6. without a promise, rules 3-5 with the live lease's process.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from progresskit.engine.liveness import LeaseCheck
+from progresskit.engine.rhythm import Rhythm, observe_rhythm
 from progresskit.model.core import Cause, ProcessInfo, ProgressInfo, Status
 from progresskit.plugin.coreconfig import DEFAULT_OUTDATED_DAYS, DEFAULT_SLEEP_TIME
 
@@ -110,8 +113,12 @@ def decide(
     sleep_time: float,
     outdated_days: float,
     lease: LeaseCheck | None = None,
+    rhythm: Rhythm | None = None,
 ) -> Decision:
-    """The canonical status of a run, the reason and the cause (see the module's rules)."""
+    """The canonical status of a run, the reason and the cause (see the module's rules).
+
+    ``rhythm``: what the run's update times allow (already capped at ``sleep_time``); a
+    lease's promise, when there is one, is judged instead."""
     record = None if lease is None else lease.lease
     if lease is not None and record is not None and record.state in ("failed", "cancelled"):
         status = Status.FAILED if record.state == "failed" else Status.CANCELLED
@@ -147,7 +154,9 @@ def decide(
         if last_activity is None or lease.renewed_at > last_activity:
             last_activity = lease.renewed_at
 
-    silent_for = None if last_activity is None else now - last_activity
+    # Clamped: a sign of life stamped a little ahead of this host's clock (another
+    # host, mtime granularity) is "just now", never a negative age ("-0.6s ago").
+    silent_for = None if last_activity is None else max(0.0, now - last_activity)
     # A producer that closed its lease cleanly said it is done: a process still around (in
     # teardown, or carrying on with something else) does not make the run stuck.
     if finished and (process is None or closed_cleanly):
@@ -196,7 +205,8 @@ def decide(
             f"stalled: process {record.pid} is alive{stopped} but {quiet}; {promise}",
         )
 
-    if silent_for is not None and silent_for <= sleep_time:
+    limit = sleep_time if rhythm is None else min(sleep_time, rhythm.limit)
+    if silent_for is not None and silent_for <= limit:
         status = Status.PENDING if reported is Status.PENDING else Status.RUNNING
         return Decision(status, f"last sign of life {format_duration(silent_for)} ago")
 
@@ -205,6 +215,15 @@ def decide(
         return Decision(
             Status.STUCK, f"complete, but process {process.pid} is still there and {quiet}"
         )
+    if rhythm is not None and rhythm.limit < sleep_time:
+        pace = f"it updated every ~{_short(rhythm.typical)}"
+        if process is not None:
+            return Decision(
+                Status.STUCK,
+                f"stalled: process {process.pid} is alive but {quiet}; {pace} "
+                f"(limit {_short(rhythm.limit)})",
+            )
+        return Decision(Status.FAILED, f"{quiet}; {pace}; incomplete and no process{problems}")
     if process is not None:
         return Decision(
             Status.STUCK,
@@ -222,20 +241,25 @@ def apply_rules(
     process: ProcessInfo | None,
     now: float,
     lease: LeaseCheck | None = None,
+    update_times: Iterable[float] = (),
 ) -> Decision:
     """:func:`decide` with the limits the run's ``config`` sets: ``sleep_time`` and
-    ``outdated_days``, the core's defaults where it sets none. What a session does for every
-    run, and what a plugin that makes its own statuses (``progresskit_resolve_target``)
-    calls, so that its runs follow the same rules and limits as every other run."""
+    ``outdated_days``, the core's defaults where it sets none, and the silence limit the
+    run's ``update_times`` allow (its tracker's ``update_times()``; none: ``sleep_time``
+    alone, seed 001's rule). What a session does for every run, and what a plugin that
+    makes its own statuses (``progresskit_resolve_target``) calls, so that its runs follow
+    the same rules and limits as every other run."""
+    sleep_time = float(config.get("sleep_time") or DEFAULT_SLEEP_TIME)
     return decide(
         progress,
         complete=complete,
         last_activity=last_activity,
         process=process,
         now=now,
-        sleep_time=float(config.get("sleep_time") or DEFAULT_SLEEP_TIME),
+        sleep_time=sleep_time,
         outdated_days=float(config.get("outdated_days") or DEFAULT_OUTDATED_DAYS),
         lease=lease,
+        rhythm=observe_rhythm(update_times, cap=sleep_time),
     )
 
 

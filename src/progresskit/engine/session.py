@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from progresskit.engine.detection import detect, make_tracker
+from progresskit.engine.eta import for_status
 from progresskit.engine.history import record_finished_runs
 from progresskit.engine.liveness import observe
 from progresskit.engine.logs import (
@@ -29,6 +30,7 @@ from progresskit.engine.logs import (
     log_globs,
 )
 from progresskit.engine.rules import apply_rules
+from progresskit.engine.unclaimed import unrecognised
 from progresskit.errors import (
     ConfigError,
     NoTrackerError,
@@ -39,6 +41,7 @@ from progresskit.formats.fileio import StatKey, is_racy, stat_key
 from progresskit.formats.lease import LEASE_FILENAME, Lease
 from progresskit.formats.lease import load_lease as _load_lease
 from progresskit.model.core import ProcessInfo, ProgressInfo, RunStatus, Status
+from progresskit.model.unclaimed import ScanResult, Unrecognised
 from progresskit.plugin.config import CONFIG_FILENAME, Config, config_file, load_yaml
 from progresskit.plugin.coreconfig import DEFAULT_SCAN_MAX_DEPTH
 from progresskit.plugin.manager import PluginManager, default_plugin_manager
@@ -78,6 +81,8 @@ class Tracking:
     ``None``, each run uses the nearest ``progresskit.yaml`` in its directory or a parent
     (``config_path`` forces one file for all runs).
 
+    ``rhythm``: see :attr:`rhythm`.
+
     ``record_history``: the session records the finished runs its queries meet into the
     ETA history (one transaction per :meth:`status` or :meth:`scan`). The command line and
     :class:`~progresskit.engine.monitor.Monitor` make such sessions; by default a session
@@ -93,9 +98,13 @@ class Tracking:
         overrides: Mapping[str, Any] | None = None,
         options: argparse.Namespace | None = None,
         record_history: bool = False,
+        rhythm: bool = True,
     ):
         self.pm = pm or default_plugin_manager()
         self.record_history = record_history
+        #: Whether a run without a lease is judged by its own update rhythm as well as by
+        #: ``sleep_time`` (engine/rhythm.py); seed 001's API judges by ``sleep_time`` only.
+        self.rhythm = rhythm
         #: Values that config files override (seed 001's ``epochs`` argument, for one).
         self._defaults = dict(defaults or {})
         #: Values that override config files (command-line flags), checked as in a file.
@@ -238,6 +247,7 @@ class Tracking:
         config = tracker.config
         try:
             progress, complete, activity = tracker.evaluate()
+            times = tracker.update_times() if self.rhythm else ()
         except Exception as exc:  # a tracker bug or an I/O error must not hide other runs
             return broken_status(
                 key,
@@ -257,6 +267,7 @@ class Tracking:
             process=process,
             now=now,
             lease=check,
+            update_times=times,
         )
         reason = decision.reason if problem is None else f"{decision.reason}; {problem}"
         if check is not None and process is None:
@@ -266,7 +277,7 @@ class Tracking:
         return RunStatus(
             key,
             tracker.work_dir,
-            progress,
+            for_status(progress, decision.status),
             decision.status,
             process,
             reason,
@@ -329,11 +340,19 @@ class Tracking:
         the others are searched down to ``scan_max_depth`` levels. Hidden directories are
         skipped.
         """
+        return self._walk(root)[0]
+
+    def _walk(
+        self, root: str
+    ) -> tuple[list[tuple[str, str | None, str | None]], list[Unrecognised]]:
+        """:meth:`find_runs`, and the directories that look like runs (run-like files) but
+        that no tracker claims and that hold no run below them, in path order."""
         if not os.path.isdir(root):
             what = "does not exist" if not os.path.exists(root) else "is not a directory"
             raise RunnerDetectionError(f"{root}: {what}")
         max_depth = int(self.config_for(root).get("scan_max_depth", DEFAULT_SCAN_MAX_DEPTH))
         found: list[tuple[str, str | None, str | None]] = []
+        candidates: list[Unrecognised] = []
         stack = [(root, 0)]
         while stack:
             directory, depth = stack.pop()
@@ -342,6 +361,9 @@ class Tracking:
                 problem = None if state.error is None else str(state.error)
                 found.append((directory, state.runner_type, problem))
                 continue
+            candidate = unrecognised(self.pm, directory, state.entries)
+            if candidate is not None:
+                candidates.append(candidate)
             if depth >= max_depth:
                 continue
             children = sorted(
@@ -350,7 +372,25 @@ class Tracking:
             )
             stack.extend((os.path.join(directory, n), depth + 1) for n in children)
         found.sort(key=lambda item: item[0])
-        return found
+        # A directory with runs below it is their parent (a project root with its own
+        # config.yaml), not a run that vanished.
+        parents: set[str] = set()
+        top = os.path.normpath(root)
+        for work_dir, _runner_type, _problem in found:
+            parent = os.path.normpath(work_dir)
+            while parent != top and parent not in parents:
+                parent = os.path.dirname(parent)
+                parents.add(parent)
+        lost = sorted(
+            (c for c in candidates if os.path.normpath(c.path) not in parents),
+            key=lambda c: c.path,
+        )
+        # One entry per unclaimed run: its checkpoints/ directory is part of it.
+        outer: list[Unrecognised] = []
+        for candidate in lost:
+            if not any(candidate.path.startswith(os.path.join(o.path, "")) for o in outer):
+                outer.append(candidate)
+        return found, outer
 
     def _dir_state(self, directory: str) -> _DirState:
         """The directory's listing and file-evidence verdict, re-made only when it changed."""
@@ -393,18 +433,20 @@ class Tracking:
         *,
         processes: Mapping[str, ProcessInfo] | None = None,
         now: float | None = None,
-    ) -> list[RunStatus]:
-        """The status of every run under ``root`` (``root`` itself, if it is one run).
+    ) -> ScanResult:
+        """The status of every run under ``root`` (``root`` itself, if it is one run), with
+        the run-like directories no tracker claims as :attr:`ScanResult.unrecognised
+        <progresskit.model.unclaimed.ScanResult.unrecognised>`.
 
         Never raises for one run's problem: a broken run is a row with status ``unknown``
         and the reason. ``processes`` (work dir -> process) replaces process discovery.
         """
         with self._query():
-            runs = self.find_runs(root)
+            runs, lost = self._walk(root)
             now = now or time.time()
             if processes is None:
                 processes = self.discover_processes(d for d, rt, _ in runs if rt)
-            results = []
+            results = ScanResult(unrecognised=lost)
             with self.recording():
                 for work_dir, runner_type, problem in runs:
                     results.append(self._row(work_dir, runner_type, problem, processes, now))
@@ -420,7 +462,10 @@ class Tracking:
         config = self.config_for(target if os.path.isdir(target) else os.getcwd())
         with self.recording():  # a plugin's runs (ComfyUI jobs) may finish too
             resolved = self.pm.hooks.resolve_target(target, config)
-        return None if resolved is None else list(resolved)
+        if resolved is None:
+            return None
+        # A plugin's statuses follow the engine's ETA rule too (docs/eta.md).
+        return [attrs.evolve(r, progress=for_status(r.progress, r.status)) for r in resolved]
 
     def runs_of(
         self,
@@ -429,14 +474,15 @@ class Tracking:
         strict: bool = False,
         processes: Mapping[str, ProcessInfo] | None = None,
         now: float | None = None,
-    ) -> list[RunStatus]:
+    ) -> ScanResult:
         """Every run ``target`` stands for: the one rule of what a target is, followed by
         ``progresskit status``, :func:`progresskit.scan` and
         :class:`~progresskit.engine.monitor.Monitor`:
 
         1. what a plugin resolves it to (:meth:`resolve_target`);
         2. else the directory ``target`` itself, when one tracker claims it by its files;
-        3. else every run below it (:meth:`find_runs`), each a row even when broken.
+        3. else every run below it (:meth:`find_runs`), each a row even when broken,
+           and the run-like directories no tracker claims (:meth:`scan`).
 
         A directory is listed and detected once per call. With ``strict``
         (``progresskit status``) ``target`` must be something: a directory claimed by
@@ -449,7 +495,7 @@ class Tracking:
         """
         resolved = self.resolve_target(target)
         if resolved is not None:
-            return resolved
+            return ScanResult(resolved)
         with self._query():
             if strict and os.path.isdir(target):
                 error = self._dir_state(target).error
@@ -458,7 +504,7 @@ class Tracking:
             runs = self.scan(target, processes=processes, now=now)
             if runs or not strict:
                 return runs
-            return [self.status(target, now=now)]
+            return ScanResult([self.status(target, now=now)])
 
     @contextlib.contextmanager
     def _query(self) -> Iterator[None]:

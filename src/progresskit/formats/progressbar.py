@@ -28,6 +28,7 @@ a bar still being written are simply not matched. Nothing here raises for what i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
@@ -37,8 +38,10 @@ __all__ = [
     "Bar",
     "LogReading",
     "clean",
+    "parse_appended",
     "parse_bar",
     "parse_log",
+    "settled",
 ]
 
 # CSI sequences (colours, cursor moves, erase line), OSC sequences (rich's hyperlinks, ended
@@ -138,6 +141,8 @@ class LogReading:
 
 def clean(segment: str) -> str:
     """``segment`` without escape sequences and control characters."""
+    if segment.isprintable():  # no ESC, no control character: most redraws, at C speed
+        return segment
     return _CONTROL.sub("", _ANSI.sub("", segment))
 
 
@@ -148,7 +153,14 @@ def _scaled(text: str) -> float:
 
 
 def _clock(text: str | None) -> float | None:
-    if text is None or "?" in text or text.startswith("-"):
+    return None if text is None else _seconds(text)
+
+
+# Memoised: consecutive redraws of a bar mostly show the same clocks and postfix, and this
+# parse runs on every query of a growing log (benchmarks/logtail.py).
+@functools.lru_cache(maxsize=256)
+def _seconds(text: str) -> float | None:
+    if "?" in text or text.startswith("-"):
         return None  # not estimated yet (tqdm's "?", rich's "-:--:--")
     seconds = 0.0
     for part in text.split(":"):
@@ -157,12 +169,18 @@ def _clock(text: str | None) -> float | None:
 
 
 def _metrics(postfix: str | None) -> dict[str, float]:
+    return dict(_metric_pairs(postfix or ""))
+
+
+@functools.lru_cache(maxsize=64)
+def _metric_pairs(postfix: str) -> tuple[tuple[str, float], ...]:
+    # Pairs, not a dict: every Bar gets its own dict, so no caller can alter the memo.
     found: dict[str, float] = {}
-    for part in (postfix or "").lstrip(",").split(","):
+    for part in postfix.lstrip(",").split(","):
         pair = _POSTFIX_PAIR.match(part)
         if pair is not None and pair["k"].strip() not in _NOT_METRICS:
             found[pair["k"].strip()] = float(pair["v"])
-    return found
+    return tuple(found.items())
 
 
 def _rate(match: re.Match[str]) -> float | None:
@@ -295,7 +313,7 @@ def parse_bar(segment: str) -> Bar | None:
     bar = _tqdm(text) or _keras(text)
     if bar is None and any(c in text for c in _RICH_BAR):
         bar = _rich(text)
-    if bar is not None and _CURSOR_UP.search(segment):
+    if bar is not None and "\x1b" in segment and _CURSOR_UP.search(segment):
         bar = attrs.evolve(bar, nested=True)
     return bar
 
@@ -353,13 +371,9 @@ def _epoch_line(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def parse_log(data: bytes) -> LogReading:
-    """What the tail ``data`` of a log says: its newest bars, epoch and ending traceback.
-
-    Redraws are read from the end back to the newest bar at the top position; the rest is
-    only searched (as bytes) for the few markers below, and only what they point at is
-    decoded, so the cost hardly depends on how long the tail is.
-    """
+def _newest_bars(data: bytes) -> tuple[Bar | None, Bar | None]:
+    """The newest bar at the top position in ``data`` and the nested bar drawn after it
+    and not cleared since; redraws are read from the end back to that top bar."""
     bar: Bar | None = None
     inner: Bar | None = None
     cleared = False
@@ -376,6 +390,40 @@ def parse_log(data: bytes) -> LogReading:
             break
         if inner is None and not cleared:
             inner = found
+    return bar, inner
+
+
+def settled(data: bytes) -> bool:
+    """Whether ``data`` holds none of the markers that make :func:`parse_log` look past the
+    newest redraws (the start of a traceback, a Keras ``Epoch e/E`` line, Lightning's end of
+    training): a log tail for which it holds can be followed by :func:`parse_appended`."""
+    # Spelled out, not any() over a tuple: this runs on every query of a growing log.
+    return b"Traceback" not in data and b"Epoch " not in data and b"`max_epochs=" not in data
+
+
+def parse_appended(appended: bytes) -> LogReading | None:
+    """What a log says after ``appended`` was written to it, when the tail it was appended
+    to was :func:`settled`: the same :class:`LogReading` as :func:`parse_log` of the new
+    tail, from the new bytes alone. ``appended`` must start at a redraw's start (after a
+    ``\\r`` or ``\\n``). ``None`` when the new bytes alone cannot tell: they hold no bar at
+    the top position, hold a marker, or show epochs (which :func:`parse_log` counts from
+    lines further back)."""
+    if not settled(appended):
+        return None
+    bar, inner = _newest_bars(appended)
+    if bar is None or bar.kind == "keras" or _EPOCH_DESC.match(bar.desc) is not None:
+        return None
+    return LogReading(bar=bar, inner=inner)
+
+
+def parse_log(data: bytes) -> LogReading:
+    """What the tail ``data`` of a log says: its newest bars, epoch and ending traceback.
+
+    Redraws are read from the end back to the newest bar at the top position; the rest is
+    only searched (as bytes) for the few markers below, and only what they point at is
+    decoded, so the cost hardly depends on how long the tail is.
+    """
+    bar, inner = _newest_bars(data)
     # Each marker is looked for only where it can matter: a search of the whole tail costs
     # about as much as reading it (benchmarks/logtail.py).
     reached = None

@@ -142,9 +142,12 @@ class ProgressInfo:
     """
 
     # -- seed 001, original progress.json fields -------------------------------------
-    completed_epochs: int = attrs.field(default=0, validator=_check_non_negative)
-    progress_percentage: float = attrs.field(
-        default=0.0, converter=float, validator=_check_percentage
+    #: ``None`` when the source does not count epochs (Brush iterations, multi-stage
+    #: targets) or cannot tell; the default 0 is seed 001's file shape.
+    completed_epochs: int | None = attrs.field(default=0, validator=_check_non_negative)
+    #: ``None`` when it cannot be told (no total known): unknown is not 0%.
+    progress_percentage: float | None = attrs.field(
+        default=0.0, converter=_float_or_none, validator=_check_percentage
     )
     early_stopped: bool = False
     early_stopped_at_epoch: int | None = None
@@ -201,9 +204,14 @@ class ProgressInfo:
     details: dict[str, str] = attrs.field(factory=dict)
 
     @property
-    def fraction(self) -> float:
-        """Progress as a ratio in [0, 1]."""
-        return self.progress_percentage / 100.0
+    def fraction(self) -> float | None:
+        """Progress as a ratio in [0, 1]; ``None`` when unknown."""
+        return None if self.progress_percentage is None else self.progress_percentage / 100.0
+
+    @property
+    def at_full(self) -> bool:
+        """Whether progress is known and reached 100% (unknown progress is not complete)."""
+        return self.progress_percentage is not None and self.progress_percentage >= 100.0
 
     def to_dict(self) -> dict[str, Any]:
         """This record as JSON-ready data (seed 001's API; the converter owns the shape)."""

@@ -84,8 +84,11 @@ class TrackerSpec:
 
     @hookimpl
     def progresskit_describe_runner(self) -> RunnerDescription:
-        """:attr:`runner_type` and :attr:`expects`."""
-        return RunnerDescription(self.runner_type, self.expects)
+        """:attr:`runner_type`, :attr:`expects` and the tracker class's ``log_pattern``."""
+        pattern = getattr(self.tracker, "log_pattern", None)
+        return RunnerDescription(
+            self.runner_type, self.expects, pattern if isinstance(pattern, str) else None
+        )
 
     @property
     def hooks(self) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:

@@ -59,6 +59,10 @@ class RunnerDescription:
     runner_type: str
     #: Human-readable evidence the plugin claims on, e.g. ``"epoch_0/ directory"``.
     expects: str
+    #: Glob of the logs its runs write (a tracker's :attr:`~BaseProgressTracker.log_pattern`):
+    #: a directory holding one that no tracker claims is reported as unrecognised. Not
+    #: part of equality: two descriptions of one runner say the same whatever its logs.
+    log_pattern: str | None = attrs.field(default=None, eq=False)
 
 
 class HistoryArgs(TypedDict):
@@ -137,7 +141,7 @@ class BaseProgressTracker(ABC):
 
     def is_complete(self) -> bool:
         """Whether the run has completed (by default: progress reached 100%)."""
-        return self.get_progress().progress_percentage >= 100.0
+        return self.get_progress().at_full
 
     def history_args(self) -> HistoryArgs:
         """This run's runner type, work dir and config, for
@@ -187,7 +191,9 @@ class BaseProgressTracker(ABC):
     def _cache_is_fresh(self) -> bool:
         if self.reuse_seconds is not None:
             return time.monotonic() - self._computed_at < self.reuse_seconds
-        return self.fingerprint() == self._cache_key
+        # No key: the answer was read while its files were changing (racy), so it is never
+        # reused and their stat keys need not be taken to know it.
+        return self._cache_key is not None and self.fingerprint() == self._cache_key
 
     # -- signs of life --------------------------------------------------------------------
 
@@ -242,6 +248,17 @@ class BaseProgressTracker(ABC):
             if key is not None and (newest is None or key[0] / 1e9 > newest):
                 newest = key[0] / 1e9
         return newest
+
+    def update_times(self) -> Sequence[float]:
+        """Unix times of the run's recent updates as its source records them (epoch ends,
+        checkpoints, status-file writes, events), oldest first; read from what
+        :meth:`get_progress` last read, so call it after that.
+
+        The status rules judge a run without a lease by this rhythm (engine/rhythm.py,
+        docs/status.md): silent much longer than its usual gaps, it is stuck or failed.
+        The default, no times, leaves ``sleep_time`` as the only limit; a tracker whose
+        source records when it updated overrides it. A few dozen recent times suffice."""
+        return ()
 
     def last_activity(self) -> float | None:
         """The newest sign of life: a log write or the source's own heartbeat."""

@@ -45,9 +45,11 @@ def prometheus_text(runs: Sequence[tuple[str, RunStatus]]) -> str:
         for name, run in runs
     ]
     lines = _family("progresskit_run_progress_ratio", "Fraction of the run done, 0 to 1.")
+    # Unknown progress has no sample, like an unknown ETA, rather than a made-up 0.
     lines += [
-        f"progresskit_run_progress_ratio{{{lab}}} {_number(run.progress.fraction)}"
+        f"progresskit_run_progress_ratio{{{lab}}} {_number(fraction)}"
         for lab, (_n, run) in zip(labels, runs, strict=True)
+        if (fraction := run.progress.fraction) is not None
     ]
     lines += _family("progresskit_run_status", "1 for the run's current status, else 0.")
     for lab, (_n, run) in zip(labels, runs, strict=True):

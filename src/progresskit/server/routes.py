@@ -97,6 +97,7 @@ class Api:
             Route("/api/runs/{run_id}", self.get_run),
             Route("/api/runs/{run_id}/cancel", self.cancel_run, methods=["POST"]),
             Route("/api/stats", self.stats),
+            Route("/api/unrecognised", self.unrecognised),
             Route("/metrics", self.prometheus),
         ]
 
@@ -145,6 +146,11 @@ class Api:
         return JSONResponse(
             {"cancelled": True, "run_id": rid, "grace_seconds": grace}, status_code=202
         )
+
+    async def unrecognised(self, _request: Request) -> Response:
+        """``GET /api/unrecognised``: run-like directories no tracker claims (docs/cli.md)."""
+        entries = [entry.document() for entry in self._monitor.unrecognised]
+        return JSONResponse({"count": len(entries), "unrecognised": entries})
 
     async def stats(self, _request: Request) -> Response:
         """``GET /api/stats``: counts, completion times and the server's own figures."""

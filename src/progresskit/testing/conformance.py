@@ -404,7 +404,8 @@ class TrackerConformance:
             problems.append(
                 f"runner_type is {progress.runner_type!r}, expected {self._runner_type()!r}"
             )
-        if not 0.0 <= progress.progress_percentage <= 100.0:
+        pct = progress.progress_percentage
+        if pct is not None and not 0.0 <= pct <= 100.0:
             problems.append(f"progress_percentage {progress.progress_percentage} not in [0, 100]")
         for done, total, label in (
             (progress.completed_steps, progress.total_steps, "completed_steps/total_steps"),

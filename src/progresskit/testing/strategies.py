@@ -118,8 +118,8 @@ def progress_infos(**overrides: st.SearchStrategy[Any]) -> st.SearchStrategy[Pro
 def progress_info_fields() -> dict[str, st.SearchStrategy[Any]]:
     """The strategy of every :class:`~progresskit.ProgressInfo` field, by field name."""
     return {
-        "completed_epochs": _counts,
-        "progress_percentage": percentages(),
+        "completed_epochs": st.none() | _counts,
+        "progress_percentage": st.none() | percentages(),
         "early_stopped": st.booleans(),
         "early_stopped_at_epoch": st.none() | _counts,
         "runner_type": names(),

@@ -13,7 +13,7 @@ import collections
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -143,7 +143,7 @@ class BrushProgressTracker(BaseProgressTracker):
         progress = self.get_progress()
         if progress.reported_status is not None:
             return progress.reported_status is Status.FINISHED
-        return progress.progress_percentage >= 100.0
+        return progress.at_full
 
     def fingerprint(self) -> tuple[StatKey | None, ...]:
         return (self._locate()[1],)
@@ -161,6 +161,10 @@ class BrushProgressTracker(BaseProgressTracker):
         return self._path, key
 
     # -- reading -------------------------------------------------------------------------
+
+    def update_times(self) -> Sequence[float]:
+        # The writes this tracker has read: a one-off query sees one, a watch sees them all.
+        return tuple(when for when, _done in self._observed)
 
     def calculate_progress(self) -> ProgressInfo:
         path, key = self._locate()
@@ -253,7 +257,8 @@ class BrushProgressTracker(BaseProgressTracker):
         stage = source_status.strip().lower() if source_status else None
         started = heartbeat - elapsed if heartbeat is not None and elapsed is not None else None
         progress = ProgressInfo(
-            progress_percentage=percentage if percentage is not None else 0.0,
+            progress_percentage=percentage,  # None: Brush said nothing of it
+            completed_epochs=None,  # Brush counts iterations, not epochs
             runner_type=RUNNER_TYPE,
             start_time=started,
             last_update_time=heartbeat,
@@ -277,7 +282,8 @@ class BrushProgressTracker(BaseProgressTracker):
         self, progress: ProgressInfo, reported: Status | None, remaining: float | None
     ) -> ProgressInfo:
         """Our estimate (with its band) from the iterations seen over time; Brush's own figure
-        stays in ``source_eta_seconds`` and stands in only while ours is unknown."""
+        stays in ``source_eta_seconds`` and stands in (banded) while ours has no measurement of
+        this run's own pace."""
         if reported is Status.FAILED:
             return progress
         iteration, heartbeat = progress.completed_steps, progress.last_update_time
@@ -293,9 +299,8 @@ class BrushProgressTracker(BaseProgressTracker):
             progress.total_steps,
             **self.history_args(),
             finished=reported is Status.FINISHED,
+            source_eta=remaining,
         )
-        if estimate.seconds is None and remaining is not None and remaining >= 0:
-            return attrs.evolve(progress, eta_seconds=remaining)
         return estimate.apply(progress)
 
     @staticmethod

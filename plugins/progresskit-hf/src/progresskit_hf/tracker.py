@@ -9,25 +9,32 @@ gives way to the one before it.
 
 ETA: ``log_history`` entries carry ``step`` and ``epoch`` but no time (transformers logs
 ``{**logs, "step": global_step}``), so the step rate is measured from the modification
-times of the checkpoints' ``trainer_state.json`` files: the median seconds per step
-between consecutive checkpoints of the last few. It needs two checkpoints written at
-least a second apart; before that the ETA is unknown rather than guessed.
+times of the checkpoints' ``trainer_state.json`` files (of the last few), fed to
+progresskit's estimator (``estimate_run``: a band, the history of finished runs, a one-off
+pause told from a recurring one). It needs two checkpoints written at least a second apart;
+before that the ETA is unknown rather than guessed.
 
 Only the JSON is read: ``transformers`` is not imported.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
 import re
-import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from progresskit import BaseProgressTracker, ProgressInfo, StatKey, Status, stat_key
+from progresskit import (
+    BaseProgressTracker,
+    Estimate,
+    ProgressInfo,
+    StatKey,
+    Status,
+    estimate_run,
+    stat_key,
+)
 
 RUNNER_TYPE = "hf"
 STATE_FILE = "trainer_state.json"
@@ -106,6 +113,8 @@ class HFTrainerTracker(BaseProgressTracker):
         super().__init__(work_dir, config)
         #: The state file the last computation used (its changes must invalidate it too).
         self._used: str | None = None
+        #: When the newest checkpoints were saved: the run's rhythm (update_times).
+        self._saved_at: tuple[float, ...] = ()
 
     def is_complete(self) -> bool:
         progress = self.get_progress()
@@ -126,6 +135,9 @@ class HFTrainerTracker(BaseProgressTracker):
         if self._used is not None:
             keys.append(stat_key(self._used))
         return tuple(keys)
+
+    def update_times(self) -> Sequence[float]:
+        return self._saved_at
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -173,25 +185,23 @@ class HFTrainerTracker(BaseProgressTracker):
         points.setdefault(state.global_step, state.mtime)
         return sorted(points.items())
 
-    def _eta(self, state: _State, total: int | None) -> float | None:
-        if total is None:
-            return None
-        if state.global_step >= total:
-            return 0.0
-        times = self._step_times(state)
-        rates = [
-            (t2 - t1) / (s2 - s1)
-            for (s1, t1), (s2, t2) in itertools.pairwise(times)
-            if s2 > s1 and t2 - t1 >= 1.0  # closer than that: files copied, not trained
-        ]
-        if not rates:
-            return None
-        return statistics.median(rates) * (total - state.global_step)
+    def _eta(self, state: _State, total: int | None, finished: bool) -> Estimate:
+        """progresskit's estimator (band, history, one-off pauses: docs/eta.md) on the
+        checkpoints' save times."""
+        observed: list[tuple[float, float]] = []
+        for step, saved in self._step_times(state):
+            if observed and saved - observed[-1][0] < 1.0:
+                # Closer than that: files copied into place, not trained; what came before
+                # says nothing about the pace.
+                observed = []
+            observed.append((saved, float(step)))
+        return estimate_run(observed, total, **self.history_args(), finished=finished)
 
     def calculate_progress(self) -> ProgressInfo:
         problems: list[str] = []
         state = self._newest_state(problems)
         self._used = state.path if state is not None else None
+        self._saved_at = () if state is None else tuple(t for _s, t in self._step_times(state))
         if state is None:
             if problems:
                 return ProgressInfo(runner_type=RUNNER_TYPE, error_message="; ".join(problems))
@@ -210,7 +220,7 @@ class HFTrainerTracker(BaseProgressTracker):
         elif total:
             percentage = min(100.0, 100.0 * step / total)
         else:
-            percentage = 0.0
+            percentage = None
             warnings.append(f"{state.relative}: 'max_steps' unknown: progress cannot be told")
         total_epochs = math.ceil(state.num_train_epochs) if state.num_train_epochs else None
         done_epochs = math.floor(state.epoch) if state.epoch else 0
@@ -232,7 +242,7 @@ class HFTrainerTracker(BaseProgressTracker):
         if state.best_model_checkpoint:
             details["best_model_checkpoint"] = state.best_model_checkpoint
 
-        return ProgressInfo(
+        progress = ProgressInfo(
             completed_epochs=done_epochs,
             progress_percentage=percentage,
             early_stopped=early,
@@ -246,11 +256,11 @@ class HFTrainerTracker(BaseProgressTracker):
             completed_steps=step,
             total_steps=total,
             elapsed_seconds=_number((summary or {}).get("train_runtime")),
-            eta_seconds=0.0 if finished else self._eta(state, total),
             reported_status=Status.FINISHED if finished else None,
             metrics=metrics,
             details=details,
         )
+        return self._eta(state, total, finished).apply(progress)
 
     def _best_score(self, state: _State) -> dict[str, float] | None:
         """The evaluation at the best checkpoint, or just ``best_metric`` when that

@@ -433,7 +433,8 @@ class _Statuses:
         found = self._sessions.get(key)
         if found is None:
             values = {**self.query.defaults(), **file_values, "runner_type": runner_type}
-            found = self._sessions[key] = _session(None, values)
+            # Seed 001's API judges a run's silence by sleep_time alone, as it always did.
+            found = self._sessions[key] = _session(None, values, rhythm=False)
         return found
 
     def status(self, config: str, process: ProcessInfo | None) -> RunStatus:
@@ -468,7 +469,20 @@ class _Statuses:
                     f"{heard} (sleep_time {sleep_time:g}s) matching "
                     f"{tracker.get_log_pattern()}; epoch files alone are not a sign of life"
                 )
-        return attrs.evolve(result, status=status, reason=reason)
+        return attrs.evolve(result, status=status, reason=reason, progress=_seed(result.progress))
+
+
+def _seed(progress: ProgressInfo) -> ProgressInfo:
+    """``progress`` in seed 001's shape: its callers read ``progress_percentage`` and
+    ``completed_epochs`` as numbers, so unknown (``None`` natively) is their 0 here
+    (docs/compat-pylon.md). Pylon's own runner types always know both."""
+    if progress.progress_percentage is not None and progress.completed_epochs is not None:
+        return progress
+    return attrs.evolve(
+        progress,
+        progress_percentage=progress.progress_percentage or 0.0,
+        completed_epochs=progress.completed_epochs or 0,
+    )
 
 
 def _process_for(mapping: Mapping[str, Any], config: str) -> ProcessInfo | None:
@@ -557,5 +571,6 @@ def get_session_progress(
     tracker = make_tracker(pm, "trainer", path, pm.schema.validate(values, "config"))
     progress = tracker.get_progress(force_refresh=force_progress_recompute)
     if epochs is not None:
-        return min(progress.completed_epochs, epochs)
+        # Seed 001 returns a count here; a trainer always has one (0 before any epoch).
+        return min(progress.completed_epochs or 0, epochs)
     return progress

@@ -50,7 +50,8 @@ def progress_update(job_id: str, run: RunStatus, at: float) -> dict[str, Any]:
             "comfyui_prompt_id": progress.details.get("prompt_id"),
             "status": _SEED_003_STATUS[run.status],
             "canonical_status": run.status.value,
-            "progress_percent": progress.progress_percentage,
+            # Seed 003's protocol carries a number: unknown progress is its 0 (docs/serve.md).
+            "progress_percent": progress.progress_percentage or 0.0,
             "current_step": progress.completed_steps or 0,
             "total_steps": progress.total_steps or 0,
             "estimated_completion": estimated,

@@ -76,7 +76,8 @@ def training_events(
     events.append(
         progress_event(
             progress.current_stage,
-            progress.progress_percentage,
+            # Seed 004's protocol carries a number: unknown progress is its 0 there (docs/serve.md).
+            progress.progress_percentage or 0.0,
             progress.current_item,
             progress.items_completed or 0,
             progress.items_total or 0,
@@ -127,7 +128,7 @@ class TrainingChannel(Channel):
             "running": entry.run.status.is_active,
             "run_id": entry.view["id"],
             "stage": progress.current_stage,
-            "progress_pct": progress.progress_percentage,
+            "progress_pct": progress.progress_percentage or 0.0,  # seed 004: a number
             "current_target": progress.current_item,
             "events": events,
         }

@@ -108,7 +108,8 @@ function steps(p) {
     return ["Steps", `${p.completed_steps ?? "?"} / ${p.total_steps ?? "?"}`];
   if (p.items_total != null || p.items_completed != null)
     return ["Items", `${p.items_completed ?? "?"} / ${p.items_total ?? "?"}`];
-  return ["Epochs", `${p.completed_epochs} / ${p.total_epochs ?? "?"}`];
+  if (p.completed_epochs == null && p.total_epochs == null) return ["Epochs", "—"];
+  return ["Epochs", `${p.completed_epochs ?? "?"} / ${p.total_epochs ?? "?"}`];
 }
 
 function loss(p) {
@@ -130,6 +131,9 @@ function eta(view) {
     let text = `~${duration(p.eta_seconds)}`;
     if (p.eta_low_seconds != null && p.eta_high_seconds != null)
       text += ` (${duration(p.eta_low_seconds)}–${duration(p.eta_high_seconds)})`;
+    // The source's own figure next to ours when it has one that differs (docs/eta.md).
+    if (p.source_eta_seconds != null && p.source_eta_seconds !== p.eta_seconds)
+      text += ` · source ~${duration(p.source_eta_seconds)}`;
     return text;
   }
   if (p.source_eta_seconds != null) return `~${duration(p.source_eta_seconds)} (source)`;
@@ -277,11 +281,14 @@ function updateCard(id) {
   parts.runner.textContent = view.runner_type + (p.source_status ? ` · source says “${p.source_status}”` : "");
   parts.badge.dataset.status = view.status;
   parts.badge.replaceChildren(icon(view.status), document.createTextNode(LABELS[view.status] || view.status));
-  const percent = Math.max(0, Math.min(100, p.progress_percentage || 0));
+  // Unknown progress (null) is "—" and an indeterminate bar, never 0%.
+  const known = p.progress_percentage != null;
+  const percent = known ? Math.max(0, Math.min(100, p.progress_percentage)) : 0;
   parts.fill.style.width = `${percent}%`;
-  parts.bar.setAttribute("aria-valuenow", percent.toFixed(1));
+  if (known) parts.bar.setAttribute("aria-valuenow", percent.toFixed(1));
+  else parts.bar.removeAttribute("aria-valuenow");
   parts.bar.setAttribute("aria-label", `${view.name} progress`);
-  parts.pct.textContent = `${percent.toFixed(1)}%`;
+  parts.pct.textContent = known ? `${percent.toFixed(1)}%` : "—";
   const [stepLabel, stepText] = steps(p);
   parts.cells.steps.dt.textContent = stepLabel;
   parts.cells.steps.dd.textContent = stepText;
@@ -290,9 +297,6 @@ function updateCard(id) {
   parts.cells.eta.dd.textContent = eta(view);
   renderStage(parts.stage, p);
   renderChart(parts.chart, item.history);
-  let reason = p.error_message || view.run.reason || "";
-  if (view.cancel_requested_at) reason = `Cancel requested ${when(view.cancel_requested_at)}. ${reason}`;
-  parts.reason.textContent = reason;
   parts.reason.classList.toggle("error", Boolean(p.error_message));
   parts.cancel.hidden = !view.active;
   parts.cancel.disabled = Boolean(view.cancel_requested_at);
@@ -300,10 +304,28 @@ function updateCard(id) {
   tickCard(id);
 }
 
+// The server's reason carries the silence as of when it was decided ("no sign of life for
+// 42s", "last sign of life 3.0s ago"); between changes nothing is resent, so the text is
+// recomputed from the run's last activity every tick, or it would freeze while the age grows.
+const SILENCE = /(no sign of life for |last sign of life )\d+(?:\.\d+)?[dhms](?: \d+[dhms])?/g;
+
+function reasonText(view) {
+  const p = view.run.progress;
+  let reason = p.error_message || view.run.reason || "";
+  const last = view.run.last_activity;
+  if (last != null && view.run.reason && reason === view.run.reason) {
+    const silent = duration(Math.max(0, Date.now() / 1000 - last));
+    reason = reason.replace(SILENCE, (_match, lead) => `${lead}${silent}`);
+  }
+  if (view.cancel_requested_at) reason = `Cancel requested ${when(view.cancel_requested_at)}. ${reason}`;
+  return reason;
+}
+
 function tickCard(id) {
   const item = state.runs.get(id);
   const parts = state.cards.get(id);
   if (!item || !parts) return;
+  parts.reason.textContent = reasonText(item.view);
   parts.cells.elapsed.dd.textContent = hms(elapsed(item));
   const beat = item.view.run.progress.last_update_time || item.view.run.last_activity;
   parts.cells.heartbeat.dd.textContent = beat ? `${duration(Math.max(0, Date.now() / 1000 - beat))} ago` : "—";
@@ -498,6 +520,28 @@ async function confirmCancel() {
   }
 }
 
+// -- unrecognised: run-like directories no tracker claims (nothing vanishes) -----------------
+
+async function refreshUnrecognised() {
+  try {
+    const response = await fetch("/api/unrecognised", { cache: "no-store" });
+    if (!response.ok) return;  // the connection indicator already says what is wrong
+    const body = await response.json();
+    const section = document.getElementById("unrecognised");
+    const list = el("ul");
+    for (const entry of body.unrecognised) {
+      const item = el("li");
+      item.append(el("code", null, entry.path), el("span", null, ` ${entry.reason}`));
+      item.title = `the loaded trackers expect:\n${entry.expects.join("\n")}`;
+      list.appendChild(item);
+    }
+    section.replaceChildren(el("h2", null, `${body.count} unrecognised (claimed by no tracker)`), list);
+    section.hidden = body.count === 0;
+  } catch (error) {
+    // Unreachable: poll() reports it; the section keeps what it last showed.
+  }
+}
+
 // -- start -------------------------------------------------------------------------------------
 
 takeTokenFromUrl();
@@ -506,3 +550,5 @@ document.getElementById("do-cancel").addEventListener("click", confirmCancel);
 setInterval(() => { for (const id of state.runs.keys()) tickCard(id); }, 1000);
 renderSummary();
 connect();
+refreshUnrecognised();
+setInterval(refreshUnrecognised, POLL_MS);
