@@ -31,26 +31,12 @@ import time
 
 from tqdm import tqdm
 
+# The shared loops, so both benchmarks time tqdm and the empty loop the same way.
+from writer import empty_loop, tqdm_loop
+
 from progresskit.producer.track import Progress, track
 
 TARGET = 0.5
-
-
-def empty_loop(calls: int) -> float:
-    """Seconds per iteration of a loop doing nothing."""
-    start = time.perf_counter()
-    for _ in range(calls):
-        pass
-    return (time.perf_counter() - start) / calls
-
-
-def tqdm_loop(bar: tqdm[object], calls: int) -> float:
-    """Seconds per ``bar.update(1)``."""
-    update = bar.update
-    start = time.perf_counter()
-    for _ in range(calls):
-        update(1)
-    return (time.perf_counter() - start) / calls
 
 
 def progress_loop(progress: Progress, calls: int) -> float:
