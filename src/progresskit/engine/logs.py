@@ -150,16 +150,21 @@ class LogTail:
         """Stat keys of the logs: what :meth:`newest` depends on."""
         return tuple(stat_key(os.path.join(self.work_dir, n)) for n in self.names(entries))
 
-    def newest(self, entries: Mapping[str, bool]) -> tuple[str, LogReading, float] | None:
+    def newest(
+        self,
+        entries: Mapping[str, bool],
+        known_keys: Mapping[str, StatKey | None] | None = None,
+    ) -> tuple[str, LogReading, float] | None:
         """(log name, reading, mtime) of the most recently written log that shows a bar or
-        ends in a traceback; ``None`` when none does. One ``stat`` per log; a log is read
-        again only when it changed."""
+        ends in a traceback; ``None`` when none does. One ``stat`` per log, none for a log
+        in ``known_keys`` (stat keys just taken by the caller); a log is read again only
+        when it changed."""
         self.problems = []
         found: list[tuple[int, str, LogReading]] = []
         keys: list[StatKey | None] = []
         for name in self.names(entries):
             path = os.path.join(self.work_dir, name)
-            key = stat_key(path)
+            key = known_keys[name] if known_keys and name in known_keys else stat_key(path)
             keys.append(key)
             if key is None:
                 self._reads.pop(name, None)

@@ -259,7 +259,8 @@ def apply_rules(
         sleep_time=sleep_time,
         outdated_days=float(config.get("outdated_days") or DEFAULT_OUTDATED_DAYS),
         lease=lease,
-        rhythm=observe_rhythm(update_times, cap=sleep_time),
+        # Most runs have no rhythm to judge (no update times): spare building one.
+        rhythm=observe_rhythm(update_times, cap=sleep_time) if update_times else None,
     )
 
 

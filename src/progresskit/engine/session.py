@@ -298,7 +298,11 @@ class Tracking:
         if tail is None or tail.globs != globs:
             kb = int(tracker.config.get("log_tail_kb", DEFAULT_TAIL_KB))
             tail = self._logs[tracker.work_dir] = LogTail(tracker.work_dir, globs, kb)
-        newest = tail.newest(tracker.entries())
+        # Right after evaluate(): its listing and log stats are current, no stat again.
+        if tracker.listing_key() is None:  # a tracker that never listed its work dir
+            newest = tail.newest(tracker.entries())
+        else:
+            newest = tail.newest(tracker.listing(), tracker.log_keys())
         return progress if newest is None else fill_from_log(progress, newest[1], newest[0])
 
     def _lease(self, work_dir: str) -> tuple[Lease | None, float, str | None]:

@@ -113,6 +113,7 @@ class BaseProgressTracker(ABC):
         self._listing_key: StatKey | None = None
         self._listing_trusted = False
         self._log_names: list[str] = []
+        self._log_keys: dict[str, StatKey | None] = {}
         # While set, get_progress() and entries() answer from what they just read: one
         # status evaluation validates the cache once, not once per question it asks.
         self._pinned = False
@@ -213,6 +214,16 @@ class BaseProgressTracker(ABC):
             self.adopt_listing(key, listing, trusted=not is_racy((key,), read_at))
         return self._listing
 
+    def listing(self) -> dict[str, bool]:
+        """The work dir's entries as :meth:`entries` last listed (or validated) them, at no
+        ``stat``: for code that runs right after :meth:`evaluate` in the same query."""
+        return self._listing
+
+    def log_keys(self) -> dict[str, StatKey | None]:
+        """Log file name -> the stat key :meth:`last_log_update` last took of it: lets what
+        runs right after :meth:`evaluate` (the engine's log reader) spare a second ``stat``."""
+        return self._log_keys
+
     def listing_key(self) -> StatKey | None:
         """The work dir's stat key when :meth:`entries` last listed it; ``None`` before the
         first listing and while the work dir is missing.
@@ -243,8 +254,9 @@ class BaseProgressTracker(ABC):
         """Newest modification time of the files matching :meth:`get_log_pattern`."""
         self.entries()
         newest: float | None = None
+        self._log_keys = {}
         for name in self._log_names:
-            key = stat_key(os.path.join(self.work_dir, name))
+            key = self._log_keys[name] = stat_key(os.path.join(self.work_dir, name))
             if key is not None and (newest is None or key[0] / 1e9 > newest):
                 newest = key[0] / 1e9
         return newest

@@ -469,7 +469,10 @@ class _Statuses:
                     f"{heard} (sleep_time {sleep_time:g}s) matching "
                     f"{tracker.get_log_pattern()}; epoch files alone are not a sign of life"
                 )
-        return attrs.evolve(result, status=status, reason=reason, progress=_seed(result.progress))
+        progress = _seed(result.progress)
+        if status is result.status and reason == result.reason and progress is result.progress:
+            return result  # already in seed 001's words (finished, failed...): no copy
+        return attrs.evolve(result, status=status, reason=reason, progress=progress)
 
 
 def _seed(progress: ProgressInfo) -> ProgressInfo:
