@@ -167,7 +167,8 @@ class Tracking:
         if self._explicit is not None:
             return self._config_path
         if directory not in self._nearest:
-            found = config_file(directory)
+            # The cache holds every directory looked at, absolute: parents are shared.
+            found = config_file(directory, cache=self._nearest)
             self._nearest[directory] = str(found) if found else None
         return self._nearest[directory]
 
@@ -188,13 +189,15 @@ class Tracking:
 
     # -- one run --------------------------------------------------------------------------
 
-    def tracker_for(self, work_dir: str, *, allow_config: bool = True) -> BaseProgressTracker:
+    def tracker_for(
+        self, work_dir: str, *, allow_config: bool = True, dir_key: StatKey | None = None
+    ) -> BaseProgressTracker:
         """The (kept) tracker of ``work_dir``; raises when detection fails.
 
         File evidence decides first; with ``allow_config``, config keys may decide for a
         directory that has no files yet (see :func:`~progresskit.engine.detection.detect`).
         """
-        state = self._dir_state(work_dir)
+        state = self._dir_state(work_dir, dir_key)
         if state.key is None or (not state.trusted and not os.path.isdir(work_dir)):
             what = "does not exist" if not os.path.exists(work_dir) else "is not a directory"
             raise NoTrackerError(f"Cannot detect runner type for work_dir: {work_dir} ({what})")
@@ -232,10 +235,14 @@ class Tracking:
         process: ProcessInfo | None = None,
         discover_processes: bool = True,
         now: float | None = None,
+        dir_key: StatKey | None = None,
     ) -> RunStatus:
-        """The status of one run. Detection errors raise; unreadable content is a status."""
+        """The status of one run. Detection errors raise; unreadable content is a status.
+
+        ``dir_key``: the work dir's stat key, when the caller has just taken it (spares a
+        ``stat``)."""
         with self._query():
-            tracker = self.tracker_for(work_dir)
+            tracker = self.tracker_for(work_dir, dir_key=dir_key)
             if process is None and discover_processes:
                 process = self.discover_processes([work_dir]).get(work_dir)
             with self.recording():
@@ -396,9 +403,11 @@ class Tracking:
                 outer.append(candidate)
         return found, outer
 
-    def _dir_state(self, directory: str) -> _DirState:
-        """The directory's listing and file-evidence verdict, re-made only when it changed."""
-        key = stat_key(directory)
+    def _dir_state(self, directory: str, key: StatKey | None = None) -> _DirState:
+        """The directory's listing and file-evidence verdict, re-made only when it changed.
+        ``key``: its stat key if the caller has just taken it."""
+        if key is None:
+            key = stat_key(directory)
         known = self._dirs.get(directory)
         began = self._query_began
         # An untrusted state read for the query being answered is not read twice in it.

@@ -182,25 +182,49 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def find_config_file(start: str | os.PathLike[str]) -> Path | None:
-    """The nearest ``progresskit.yaml`` in ``start`` or one of its parents."""
-    here = Path(start).absolute()
-    for directory in (here, *here.parents):
-        candidate = directory / CONFIG_FILENAME
-        if candidate.is_file():
-            return candidate
-    return None
+def find_config_file(
+    start: str | os.PathLike[str], cache: dict[str, str | None] | None = None
+) -> Path | None:
+    """The nearest ``progresskit.yaml`` in ``start`` or one of its parents.
+
+    ``cache`` (directory -> the file in force there, or ``None``) is filled for every
+    directory looked at and consulted first: the runs of one tree share their parents, so a
+    scan looks at each parent once instead of once per run.
+    """
+    directory = os.path.abspath(start)
+    visited: list[str] = []
+    found: str | None = None
+    while True:
+        if cache is not None and directory in cache:
+            found = cache[directory]
+            break
+        visited.append(directory)
+        candidate = os.path.join(directory, CONFIG_FILENAME)
+        if os.path.isfile(candidate):
+            found = candidate
+            break
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    if cache is not None:
+        for seen in visited:
+            cache[seen] = found
+    return None if found is None else Path(found)
 
 
 def config_file(
-    directory: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None
+    directory: str | os.PathLike[str],
+    explicit: str | os.PathLike[str] | None = None,
+    cache: dict[str, str | None] | None = None,
 ) -> Path | None:
     """The config file in force for ``directory``, the one rule every caller follows:
     ``explicit`` (``--config FILE``) when given, else the nearest ``progresskit.yaml`` in
-    ``directory`` or a parent, else none (the declared defaults apply)."""
+    ``directory`` or a parent (``cache``: see :func:`find_config_file`), else none (the
+    declared defaults apply)."""
     if explicit is not None:
         return Path(explicit)
-    return find_config_file(directory)
+    return find_config_file(directory, cache)
 
 
 def ensure(condition: bool, message: str) -> None:

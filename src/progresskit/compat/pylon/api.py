@@ -454,7 +454,9 @@ class _Statuses:
         session = self._session(file_values, _runner_type(self.pm, work_dir, dir_key, values))
         if self.query.force:
             session.tracker_for(work_dir).get_progress(force_refresh=True)
-        result = session.status(work_dir, key=config, process=process, discover_processes=False)
+        result = session.status(
+            work_dir, key=config, process=process, discover_processes=False, dir_key=dir_key
+        )
         status, reason = result.status.legacy, result.reason
         if status is Status.RUNNING and not os.path.exists(os.path.join(work_dir, LEASE_FILENAME)):
             # Pylon's callers count a log write as the only sign of life: fresh epoch files
