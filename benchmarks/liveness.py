@@ -145,23 +145,7 @@ def rhythm_false_alarms(
     for every in (3, 5, 8):
         work = make_epoch_run(root / f"rhythm-quiet-{every}")
         runs.append((work, start(EPOCH_PRODUCER, str(work), str(cadence), str(every), "1")))
-    tracking = Tracking()
-    polls, alarms, reasons = 0, 0, []
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            for work, _proc in runs:
-                result = tracking.status(str(work))
-                polls += 1
-                if result.status is not Status.RUNNING:
-                    alarms += 1
-                    reasons.append(f"{work.name}: {result.status.value}: {result.reason}")
-            time.sleep(0.2)
-    finally:
-        for _, proc in runs:
-            proc.kill()
-            proc.wait()
-    return polls, alarms, reasons
+    return poll_for_alarms(runs, time.monotonic() + seconds, pause=0.2)
 
 
 def make_run(path: Path) -> Path:
@@ -186,6 +170,29 @@ def start(script: str, *args: str) -> subprocess.Popen[str]:
         proc.kill()
         raise SystemExit("benchmark producer did not start")
     return proc
+
+
+def poll_for_alarms(
+    runs: list[tuple[Path, subprocess.Popen[str]]], deadline: float, *, pause: float
+) -> tuple[int, int, list[str]]:
+    """Poll every run until ``deadline`` (monotonic): (polls, alarms, their reasons), where an
+    alarm is any status but running; the producers are killed at the end."""
+    tracking = Tracking()
+    polls, alarms, reasons = 0, 0, []
+    try:
+        while time.monotonic() < deadline:
+            for work, _proc in runs:
+                result = tracking.status(str(work))
+                polls += 1
+                if result.status is not Status.RUNNING:
+                    alarms += 1
+                    reasons.append(f"{work.name}: {result.status.value}: {result.reason}")
+            time.sleep(pause)
+    finally:
+        for _, proc in runs:
+            proc.kill()
+            proc.wait()
+    return polls, alarms, reasons
 
 
 def library_poll(work: Path) -> Callable[[], Status]:
@@ -260,25 +267,9 @@ def false_alarms(root: Path, interval: float, seconds: float) -> tuple[int, int,
         else:
             work.mkdir()
         runs.append((work, start(script, str(work), str(interval), str(seconds))))
-    tracking = Tracking()
-    polls, alarms, reasons = 0, 0, []
     # Polling stops one interval before the producers close their leases and exit: a
     # "finished" then is the truth, not an alarm.
-    deadline = time.monotonic() + seconds - interval
-    try:
-        while time.monotonic() < deadline:
-            for work, _proc in runs:
-                result = tracking.status(str(work))
-                polls += 1
-                if result.status is not Status.RUNNING:
-                    alarms += 1
-                    reasons.append(f"{work.name}: {result.status.value}: {result.reason}")
-            time.sleep(0.02)
-    finally:
-        for _, proc in runs:
-            proc.kill()
-            proc.wait()
-    return polls, alarms, reasons
+    return poll_for_alarms(runs, time.monotonic() + seconds - interval, pause=0.02)
 
 
 def call_cost(root: Path, calls: int = 2000, repeats: int = 5) -> tuple[float, float]:
