@@ -92,6 +92,15 @@ PRIOR_CV = 0.25
 #: left) when no history tells better: contention on shared nodes, thermal throttling,
 #: curricula and growing evaluation sets move long runs' speed by this order (15% at 1 sd).
 DRIFT = 0.15
+#: Chance that the rest of a run measured only by itself goes slower than its pace so far,
+#: and the log-factor of that slowdown (mean, sd). Long runs change pace partway (contention
+#: on shared nodes, thermal throttling, longer inputs later in a curriculum, a growing
+#: evaluation set), nearly always for the slower; one that did not yet cannot be told from one
+#: that never will, so the band's upper side holds that risk and its lower side only the
+#: measurement's own error (docs/eta.md: the calibration benchmark).
+SLOWDOWN_CHANCE = 0.4
+SLOWDOWN_LOG = 0.35
+SLOWDOWN_SD = 0.25
 #: Log-sd of run-to-run speed within one history group when it holds a single run: repeat
 #: runs of one config on shared hardware differ by tens of percent (about 40% at 1 sd).
 SINGLE_RUN_SPREAD = 0.35
@@ -352,16 +361,14 @@ class _Own:
     since: float
     #: Seconds the run took from ``since`` to its last observation, spikes included.
     stretch: float
+    #: Log-sd of the pace measured over that stretch.
+    stretch_sd: float
     #: Remaining seconds by the run's own structure (phase-aware spike count), or None.
     remaining: float
     #: Relative noise of one interval (for the noise of the steps still to come).
     cv: float
     #: Typical units per interval.
     step: float
-    #: |log| size of the base-rate shifts seen so far (evidence of drift in this run).
-    shifts: float
-    #: Log-sd that a one-off long pause seen in the run adds (0: none seen).
-    pause: float = 0.0
 
 
 def _pstdev(values: Sequence[float]) -> float:
@@ -449,7 +456,7 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
     base = seg_dt / seg_du
     if base <= 0:
         return None
-    since = units[first + seg_idx[0]]
+    start = first + seg_idx[0]
     seg_x = [x[i] for i in seg_idx]
     m = len(seg_x)
     # Spread and mean of the same (unweighted) per-interval rates, so that uneven intervals
@@ -457,11 +464,6 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
     measured = _robust_sd(seg_x) / statistics.fmean(seg_x) if m > 1 else 0.0
     cv = math.sqrt((PRIOR_CV**2 + measured**2 * (m - 1)) / m)
     base_sd = cv / math.sqrt(m)
-    shifts = 0.0
-    if change:
-        before = [x[i] for i in base_idx[:change]]
-        previous = statistics.fmean(before)
-        shifts = abs(math.log(base / previous)) if previous > 0 else 0.0
     done = units[-1]
     left = total - done
 
@@ -470,19 +472,19 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
     overhead = 0.0
     spike_sd = 0.0
     remaining_spikes = 0.0
-    pause = 0.0
     if len(spikes) == 1:
         # One spike is a one-off pause (a job suspended and resumed, a node drained), not a
         # recurring evaluation, when it cost more than all the work seen (an evaluation costs
         # a fraction of the work between two), or when the spikes still to come at the rate
         # of one per units observed number below ln 2: the median of that Poisson count is
         # then 0, and the point estimate is a median. Charged as recurring it came again and
-        # again over the units left (issue 15: 1860 s instead of 60 s). That it happened
-        # once makes another plausible, at an unknowable size: the band widens by a DRIFT.
+        # again over the units left (issue 15: 1860 s instead of 60 s). The stretch that
+        # compares this run's pace with its history starts after the pause: a pause of
+        # fixed length over a pace that differs would skew the comparison.
         observed = done - units[first]
         expected = left / observed if observed > 0 else math.inf
         if spikes[0][1] * base > sum(dt[i] for i in base_idx) or expected < math.log(2):
-            pause = DRIFT
+            start = max(start, first + spike.index(True) + 1)
             spikes = []
     if spikes:
         positions = [p for p, _ in spikes]
@@ -516,16 +518,17 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
             spike_sd = overhead / (base + overhead) * relative
     rate = base + overhead
     sd = math.hypot(base_sd * base / rate, spike_sd)
+    # Fewer intervals fall in the stretch when it starts after a pause: its pace is less sure.
+    in_stretch = sum(1 for i in seg_idx if first + i >= start)
     return _Own(
         rate=rate,
         sd=sd,
-        since=since,
-        stretch=times[-1] - times[first + seg_idx[0]],
+        stretch_sd=sd * math.sqrt(m / max(1, in_stretch)),
+        since=units[start],
+        stretch=times[-1] - times[start],
         remaining=base * left + remaining_spikes,
         cv=cv,
         step=statistics.median(du),
-        shifts=shifts,
-        pause=pause,
     )
 
 
@@ -600,31 +603,68 @@ def estimate(
     expected = shape.integral(a, frac_done) * total
     own_level = stretch / expected if stretch > 0 and expected > 0 else own.rate
     disagreement = abs(math.log(own_level / prior_level))
-    if disagreement > max(CONFLICT_Z * math.hypot(spread, own.sd), math.log(CONFLICT_RATIO)):
+    if disagreement > max(
+        CONFLICT_Z * math.hypot(spread, own.stretch_sd), math.log(CONFLICT_RATIO)
+    ):
         # The run is measurably not like its history (another workload under the same key,
         # other hardware): a heavy-tailed prior, so its own pace decides alone.
         return _own_only(
             own, left, frac_left, f"this run's own rate (it is {math.exp(disagreement):.3g}x "
             f"off the pace of its {n} finished run(s), so their history does not apply)"
         )
-    if own.sd > 0:
-        weight = spread**2 / (spread**2 + own.sd**2)
-        level_sd = 1.0 / math.sqrt(1.0 / spread**2 + 1.0 / own.sd**2)
+    if own.stretch_sd > 0:
+        weight = spread**2 / (spread**2 + own.stretch_sd**2)
+        level_sd = 1.0 / math.sqrt(1.0 / spread**2 + 1.0 / own.stretch_sd**2)
     else:
         weight, level_sd = 1.0, 0.0
     level = math.exp(weight * math.log(own_level) + (1 - weight) * math.log(prior_level))
     point = level * shape_left
     shape_sd = _shape_sd(shapes, frac_done, a, frac_done)
-    sd = math.sqrt(level_sd**2 + shape_sd**2 + own.pause**2 + _noise(own, left) ** 2)
+    # The past runs' spread over what is left also holds each one's own measurement noise:
+    # of its pace over the stretch (as this run's, stretch_sd) and of its steps left (as this
+    # run's noise). Only what exceeds that is how differently runs go; both are added once.
+    noise = _noise(own, left)
+    shape_var = max(0.0, shape_sd**2 - own.stretch_sd**2 - noise**2)
+    sd = math.sqrt(level_sd**2 + shape_var + noise**2)
     basis = Basis.HISTORY if weight < 0.05 else Basis.BLEND
     return _banded(point, sd, basis, f"own rate blended with {n} finished run(s)", weight)
 
 
 def _own_only(own: _Own, left: float, frac_left: float, reason: str) -> Estimate:
     """The estimate from the run's own measurements alone."""
-    drift = max(DRIFT, own.shifts) * math.sqrt(frac_left)
-    sd = math.sqrt(own.sd**2 + drift**2 + own.pause**2 + _noise(own, left) ** 2)
-    return _banded(own.remaining, sd, Basis.OWN, reason, 1.0)
+    sd = math.hypot(own.sd, _noise(own, left))
+    low, high = _with_slowdown(sd)
+    return _banded_at(own.remaining, low, high, Basis.OWN, reason, 1.0)
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def _with_slowdown(sd: float) -> tuple[float, float]:
+    """The p10 and p90 of log(actual / point) when the pace may still change.
+
+    The run's measured pace is right up to ``sd`` (the rate's error and the noise of the
+    steps to come), unless, with probability :data:`SLOWDOWN_CHANCE`, the rest of it slows
+    by a log-factor of about N(:data:`SLOWDOWN_LOG`, :data:`SLOWDOWN_SD`): a mixture, whose
+    quantiles are found by bisection on its distribution function.
+    """
+    wide = math.hypot(sd, SLOWDOWN_SD)
+
+    def cdf(q: float) -> float:
+        # An exact measurement (sd 0) is a step at 0.
+        steady = _normal_cdf(q / sd) if sd > 0 else float(q >= 0)
+        slowed = _normal_cdf((q - SLOWDOWN_LOG) / wide)
+        return (1.0 - SLOWDOWN_CHANCE) * steady + SLOWDOWN_CHANCE * slowed
+
+    def quantile(alpha: float) -> float:
+        lo, hi = -10.0 * (wide + SLOWDOWN_LOG), 10.0 * (wide + SLOWDOWN_LOG)
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if cdf(mid) < alpha else (lo, mid)
+        return (lo + hi) / 2
+
+    return quantile(0.1), quantile(0.9)
 
 
 def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:
@@ -707,16 +747,20 @@ def _noise(own: _Own, left: float) -> float:
 
 
 def _banded(point: float, sd: float, basis: Basis, reason: str, weight: float) -> Estimate:
+    z = Z_BAND * sd if math.isfinite(sd) else math.inf
+    return _banded_at(point, -z, z, basis, reason, weight)
+
+
+def _banded_at(
+    point: float, low_log: float, high_log: float, basis: Basis, reason: str, weight: float
+) -> Estimate:
+    """The estimate ``point`` with its band at ``point * exp(low_log / high_log)``."""
     point = max(0.0, point)
     if not math.isfinite(point):
         return unknown(f"{reason}: the remaining time is beyond measure")
-    width = (
-        MAX_BAND_FACTOR
-        if not math.isfinite(sd)
-        else math.exp(min(Z_BAND * sd, math.log(MAX_BAND_FACTOR)))
-    )
-    low = point / width
-    high = point * width
+    cap = math.log(MAX_BAND_FACTOR)
+    low = point * math.exp(max(low_log, -cap))
+    high = point * math.exp(min(high_log, cap))
     if not math.isfinite(high):
         return unknown(f"{reason}: the remaining time is beyond measure")
     return Estimate(point, min(low, point), max(high, point), basis, reason, weight)
