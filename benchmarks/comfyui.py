@@ -14,6 +14,18 @@ reports step k (p50/p95), each with its ratio to the baseline's receive delay an
 
     python benchmarks/comfyui.py                       # 500 jobs, speed 100
     python benchmarks/comfyui.py --jobs 100 --no-previews
+
+``--eta``: ETA accuracy instead. One replay server plays the captured successful prompt
+and its second captured run (another colour: other real timings), in turn, compressed by
+``--speed`` (default 2), for ``--train`` jobs that teach the monitor, then for
+``--measure`` jobs whose ETA is sampled every 20 ms. Measured
+in the same run with the same replay: the current monitor, the monitor as committed
+(``git show HEAD``'s plugin, run from a copy in a subprocess of its own), and the source's
+own step-count estimate (elapsed x (1 - f) / f, f = nodes and steps done, what the server's
+numbers alone give). Printed: the median relative ETA error at 25/50/75% of each job's real
+duration, and the ratios.
+
+    python benchmarks/comfyui.py --eta
 """
 
 from __future__ import annotations
@@ -214,17 +226,152 @@ def measure(kind: str, jobs: int, speed: float, previews: bool) -> dict[str, Any
     return result
 
 
+# -- ETA accuracy -------------------------------------------------------------------------------
+
+QUANTILES = (0.25, 0.5, 0.75)
+#: One sample of a job: (unix time, eta seconds, nodes done, nodes, step, steps, started).
+Sample = tuple[float, float | None, int, int | None, int, int, float | None]
+
+
+async def eta_worker(url: str, train: int, measure: int) -> list[dict[str, Any]]:
+    """Run in a subprocess with one plugin version on the path: teach a monitor ``train``
+    jobs, then sample the ETA of ``measure`` jobs."""
+    # The two captured runs of the workflow (other colours, other real timings), in turn.
+    graphs = [recordings()[name].graph for name in ("ok", "ok_2")]
+    out = []
+    async with StatusMonitor(url, poll_interval=0.5) as monitor:
+        while not await _ws_up(monitor):
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(timeout=30) as client:
+            for n in range(train + measure):
+                reply = await client.post(f"{url}/prompt", json={
+                    "prompt": graphs[n % 2], "client_id": monitor.client_id})
+                prompt_id = reply.json()["prompt_id"]
+                monitor.monitor_job(n, prompt_id, "image")
+                samples: list[Sample] = []
+                while True:
+                    update = monitor.progress_now(n)
+                    assert update is not None
+                    if update.status.is_terminal:
+                        break
+                    if update.status is ProgressStatus.PROCESSING and update.started_at:
+                        samples.append((time.time(), update.eta_seconds, update.nodes_completed,
+                                        update.nodes_total, update.current_step,
+                                        update.total_steps, update.started_at))
+                    await asyncio.sleep(0.02)
+                if n >= train:
+                    out.append({"started": update.started_at, "ended": update.ended_at,
+                                "status": update.status.value, "samples": samples})
+    return out
+
+
+async def _ws_up(monitor: StatusMonitor) -> bool:
+    stats = await monitor.get_queue_statistics()
+    return all(s["websocket"] for s in stats["servers"].values())
+
+
+def step_count_eta(sample: Sample) -> float | None:
+    """The source's own numbers alone: elapsed x (1 - f) / f, every node and step alike."""
+    t, _eta, done, total, step, steps, started = sample
+    if not total or started is None:
+        return None
+    fraction = (done + (step / steps if steps else 0.0)) / total
+    return (t - started) * (1 - fraction) / fraction if fraction > 0 else None
+
+
+def eta_errors(jobs: list[dict[str, Any]], source: bool) -> dict[float, list[float]]:
+    """Per quantile of each job's real duration: |ETA - real remaining| / real remaining,
+    from the first sample at or after that point (a missing ETA counts as 100% off)."""
+    errors: dict[float, list[float]] = {q: [] for q in QUANTILES}
+    for job in jobs:
+        if job["status"] != "completed" or not job["samples"]:
+            continue
+        start, end = job["started"], job["ended"]
+        for q in QUANTILES:
+            at = start + q * (end - start)
+            sample = next((s for s in job["samples"] if s[0] >= at), None)
+            if sample is None:
+                continue
+            remaining = end - sample[0]
+            eta = step_count_eta(sample) if source else sample[1]
+            errors[q].append(1.0 if eta is None else abs(eta - remaining) / remaining)
+    return errors
+
+
+def committed_plugin(tmp: Path) -> Path:
+    """The plugin as committed (HEAD), unpacked into ``tmp``: its ``src`` directory."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "HEAD", "plugins/progresskit-comfyui/src"],
+        check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    return tmp / "plugins" / "progresskit-comfyui" / "src"
+
+
+def run_eta(url: str, train: int, measure: int, plugin_src: Path | None) -> list[dict[str, Any]]:
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Each version learns from nothing but its own training jobs.
+        env["PROGRESSKIT_HISTORY"] = str(Path(tmp) / "history.sqlite3")
+        if plugin_src is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(plugin_src), env.get("PYTHONPATH", "")])
+        done = subprocess.run(
+            [sys.executable, __file__, "--eta-worker", url, str(train), str(measure)],
+            env=env, check=True, capture_output=True, text=True)
+    result: list[dict[str, Any]] = json.loads(done.stdout)
+    return result
+
+
+def eta_main(speed: float, train: int, measure: int) -> None:
+    sys.path.insert(0, str(REPLAY))
+    from comfyui_replay import ReplayThread
+
+    replay = ReplayThread(speed=speed, previews=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            old = run_eta(replay.url, train, measure, committed_plugin(Path(tmp)))
+        new = run_eta(replay.url, train, measure, None)
+    finally:
+        replay.close()
+    rows = {"committed (HEAD)": eta_errors(old, False), "now": eta_errors(new, False),
+            "source step count": eta_errors(new, True)}
+    print(f"ETA error, captured 5-node prompt at speed x{speed:g}: {train} jobs to learn "
+          f"from, {measure} measured (median |ETA - real| / real remaining)")
+    print("                     " + "".join(f"{int(q * 100):>9}%" for q in QUANTILES))
+    for name, errors in rows.items():
+        cells = "".join(f"{statistics.median(errors[q]) * 100:9.1f}%" if errors[q] else
+                        "        -" for q in QUANTILES)
+        print(f"  {name:<19}{cells}")
+    now, before, source = rows["now"], rows["committed (HEAD)"], rows["source step count"]
+    for q in QUANTILES:
+        if now[q] and before[q] and source[q]:
+            a, b, c = (statistics.median(v[q]) for v in (now, before, source))
+            print(f"  at {int(q * 100)}%: committed/now {b / a if a else float('inf'):.2f}x "
+                  f"(target >= 2), source/now {c / a if a else float('inf'):.2f}x (target >= 1)")
+
+
 def main() -> None:
     # Runs finished here go to an ETA history of the benchmark's own, never the user's.
     os.environ.setdefault("PROGRESSKIT_HISTORY", tempfile.mktemp(suffix=".sqlite3"))
+    if sys.argv[1:2] == ["--eta-worker"]:
+        url, train, measure = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(asyncio.run(eta_worker(url, train, measure))))
+        return
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--speed", type=float, default=100.0,
-                        help="replay this many times faster than the captured prompt")
+    parser.add_argument("--speed", type=float, default=None,
+                        help="replay this many times faster than the captured prompt "
+                        "(default 100; with --eta, 2)")
     parser.add_argument("--no-previews", action="store_true",
                         help="leave out the binary preview frames (about 59 KB each)")
+    parser.add_argument("--eta", action="store_true", help="measure ETA accuracy instead")
+    parser.add_argument("--train", type=int, default=4, help="--eta: jobs to learn from")
+    parser.add_argument("--measure", type=int, default=6, help="--eta: jobs measured")
     args = parser.parse_args()
+    if args.eta:
+        eta_main(args.speed or 2.0, args.train, args.measure)
+        return
+    args.speed = args.speed or 100.0
     previews = not args.no_previews
     print(f"{args.jobs} jobs on 2 replay servers, speed x{args.speed:g}, "
           f"previews {'on' if previews else 'off'}")

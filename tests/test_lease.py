@@ -25,6 +25,7 @@ from progresskit.formats.lease import (
     LEASE_FILENAME,
     LEASE_STATES,
     Lease,
+    SlurmJob,
     dump_lease,
     load_lease,
     process_start_time,
@@ -95,6 +96,17 @@ leases = st.builds(
     producers=st.lists(st.sampled_from(["events", "heartbeat", "statusfile"]), unique=True)
     .map(sorted)
     .map(tuple),
+    process_start_ticks=st.none() | st.integers(0, 2**40),
+    token=st.none() | st.text("0123456789abcdef", min_size=32, max_size=32),
+    slurm=st.none()
+    | st.builds(
+        SlurmJob,
+        job_id=st.text("0123456789", min_size=1, max_size=8),
+        array_job_id=st.none() | st.text("0123456789", min_size=1, max_size=8),
+        array_task_id=st.none() | st.text("0123456789", min_size=1, max_size=3),
+        cluster=st.none() | st.text(max_size=10),
+        node=st.none() | st.text(max_size=10),
+    ),
 )
 
 
@@ -103,6 +115,10 @@ def test_the_lease_file_is_the_converters_json_without_the_converter(lease: Leas
     # The producer side writes it without cattrs; the bytes are what the converter's
     # to_json(indent=2) wrote before the split, so old and new readers see the same files.
     document = {"format": "progresskit.lease", "version": 1, **unstructure(lease)}
+    # Except for ``slurm``: absent outside Slurm, and only the keys whose variable was set.
+    slurm = document.pop("slurm")
+    if slurm is not None:
+        document["slurm"] = {k: v for k, v in slurm.items() if v is not None}
     converter_text = json.dumps(document, indent=2, allow_nan=False, sort_keys=True) + "\n"
     assert dump_lease(lease) == converter_text
 

@@ -579,8 +579,10 @@ def test_a_client_too_slow_to_follow_is_closed_on_every_protocol() -> None:
     assert '"clients":0,"dropped_clients":3' in stats
 
 
-def test_the_wire_is_what_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_wire_is_what_it_was(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(time, "time", lambda: CLOCK)
+    # No webhook spool of this machine's user in /metrics.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     log = Transcript()
     plugin = CancelPlugin()
     log.add("# main session")

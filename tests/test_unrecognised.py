@@ -22,12 +22,9 @@ def unclaimed_tree(root: Path) -> Path:
     make_run_dir(root, {"config.yaml": "project: demo\n"})
     make_trainer_run(root / "cifar", 2, total=4)
     make_run_dir(root / "notes_run", {"config.json": json.dumps({"lr": 0.1}), "notes.md": "x\n"})
-    # A PyTorch Lightning run's layout: no tracker for it is installed.
-    make_run_dir(root / "lit" / "lightning_logs" / "version_0", {
-        "hparams.yaml": "lr: 0.1\n",
-        "metrics.csv": "epoch,step,train_loss\n0,9,0.7\n",
-        "checkpoints/epoch=0-step=10.ckpt": b"PK\x03\x04",
-    })
+    # Checkpoints of a script whose logger no installed plugin reads (a Lightning
+    # version_N/ with its hparams.yaml is the progresskit-lightning plugin's run).
+    make_run_dir(root / "lit" / "run", {"checkpoints/epoch=0-step=10.ckpt": b"PK\x03\x04"})
     # Weights left by a script that wrote nothing else (a *.log would be the log tracker's).
     make_run_dir(root / "weights", {"model.safetensors": b"\x08\x00", "README.md": "x\n"})
     (root / "empty").mkdir()
@@ -45,10 +42,9 @@ def test_scan_lists_runs_and_what_looks_like_runs_but_no_tracker_claims(tmp_path
     runs = {os.path.relpath(r.work_dir, root): r for r in result}
     assert set(runs) == {"cifar", "beat"}  # a heartbeat-only job is a run
     lost = {os.path.relpath(u.path, root): u for u in result.unrecognised}
-    assert set(lost) == {"notes_run", os.path.join("lit", "lightning_logs", "version_0"),
-                         "weights"}
+    assert set(lost) == {"notes_run", os.path.join("lit", "run"), "weights"}
     assert lost["notes_run"].files == ("config.json",)
-    assert lost[os.path.join("lit", "lightning_logs", "version_0")].files == ("checkpoints/",)
+    assert lost[os.path.join("lit", "run")].files == ("checkpoints/",)
     assert lost["weights"].files == ("model.safetensors",)
     assert any(e.startswith("trainer: ") for e in lost["notes_run"].expects)
     assert "no installed tracker claims it" in lost["notes_run"].reason
@@ -74,7 +70,7 @@ def test_status_json_table_and_exit_code(tmp_path: Path) -> None:
     assert document["summary"]["unrecognised"] == 3  # type: ignore[index]
     entries = document["unrecognised"]
     assert [os.path.basename(e["path"]) for e in entries] == [  # type: ignore[attr-defined]
-        "version_0", "notes_run", "weights"]
+        "run", "notes_run", "weights"]
     assert entries[1]["files"] == ["config.json"]  # type: ignore[index]
     table = run_cli("status", str(root), cwd=tmp_path)
     assert table.ret == 1
@@ -100,7 +96,7 @@ def test_the_dashboard_api_lists_them(tmp_path: Path) -> None:
         _status, _headers, page = server.request("GET", "/")
     assert body["count"] == 3
     assert [os.path.basename(e["path"]) for e in body["unrecognised"]] == [
-        "version_0", "notes_run", "weights"]
+        "run", "notes_run", "weights"]
     assert body["unrecognised"][1]["files"] == ["config.json"]
     assert b'id="unrecognised"' in page
 

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -84,9 +84,14 @@ class Server:
 
 @contextmanager
 def serve(
-    root: Path, *args: str, env: Mapping[str, str] | None = None, token: str | None = TOKEN
+    root: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    token: str | None = TOKEN,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[Server]:
-    """Run ``progresskit serve ROOT --port 0 ARGS`` until the block ends."""
+    """Run ``progresskit serve ROOT --port 0 ARGS`` until the block ends (``preexec_fn``:
+    run in the child before it starts, e.g. to lower its resource limits)."""
     full_env = {k: v for k, v in os.environ.items() if k != "PROGRESSKIT_TOKEN"}
     if token is not None:
         full_env["PROGRESSKIT_TOKEN"] = token
@@ -99,6 +104,7 @@ def serve(
             text=True,
             cwd=cwd,
             env=full_env,
+            preexec_fn=preexec_fn,
         )
         lines: list[str] = []
         ready = threading.Event()
@@ -160,6 +166,4 @@ def start_job(
     if ignore_term:
         code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     code += "while True:\n    time.sleep(0.2)\n"
-    return subprocess.Popen(
-        [sys.executable, "-c", code], cwd=run, start_new_session=new_session
-    )
+    return subprocess.Popen([sys.executable, "-c", code], cwd=run, start_new_session=new_session)

@@ -103,6 +103,9 @@ def recordings() -> dict[str, Recording]:
         for r in (
             Recording("ok", "B_post_prompt_1_response", "B_ws_messages_tracker_client",
                       "B_get_history_prompt_1"),
+            # The same workflow with another colour, run right after: other real timings.
+            Recording("ok_2", "B_post_prompt_2_response", "B_ws_messages_tracker_client",
+                      "B_get_history_prompt_2"),
             Recording("fail", "C_post_prompt_fail_response", "C_ws_messages_fail",
                       "C_get_history_fail"),
             Recording("fail_regex", "C2_post_prompt_fail_regex_response",
@@ -157,7 +160,10 @@ def _timestamped(value: Any) -> Iterator[dict[str, Any]]:
 class ReplayServer:
     """The fake ComfyUI. ``speed`` compresses recorded time (20 = twenty times faster);
     ``paused`` keeps queued prompts from running; ``http_delay`` stalls every HTTP reply
-    (a server busy encoding previews)."""
+    (a server busy encoding previews, or frozen); ``event_lag`` delays every ``/ws`` text
+    frame by that many seconds, in order (a stream backed up behind previews);
+    ``before_delete`` (a coroutine function) runs when a queue deletion arrives, before it
+    is applied (to stage a prompt starting meanwhile)."""
 
     def __init__(self, *, speed: float = 20.0, previews: bool = True,
                  send_log: TextIO | None = None):
@@ -174,6 +180,10 @@ class ReplayServer:
         self.number = 0
         self.paused = False
         self.http_delay = 0.0
+        self.event_lag = 0.0
+        self.before_delete: Any = None
+        self._lagged: asyncio.Queue[tuple[float, str | None, str | bytes]] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
         self.requests: list[tuple[str, str, Any]] = []
         self._work = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -216,8 +226,9 @@ class ReplayServer:
 
     async def close(self) -> None:
         await self.stop()
-        if self._worker is not None:
-            self._worker.cancel()
+        for task in (self._worker, self._lag_task):
+            if task is not None:
+                task.cancel()
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -255,6 +266,9 @@ class ReplayServer:
 
     async def post_queue(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if self.before_delete is not None and body.get("delete"):
+            hook, self.before_delete = self.before_delete, None
+            await hook()
         if body.get("clear"):
             self.pending.clear()
         for prompt_id in body.get("delete") or ():
@@ -324,6 +338,22 @@ class ReplayServer:
         return len(body["queue_running"]) + len(body["queue_pending"])
 
     async def _send(self, sid: str | None, text: str | bytes) -> None:
+        if self.event_lag > 0 or (self._lagged is not None and not self._lagged.empty()):
+            if self._lagged is None:
+                self._lagged = asyncio.Queue()
+                self._lag_task = asyncio.create_task(self._deliver_lagged(self._lagged))
+            self._lagged.put_nowait((time.monotonic() + self.event_lag, sid, text))
+            return
+        await self._send_now(sid, text)
+
+    async def _deliver_lagged(self, lagged: asyncio.Queue[tuple[float, str | None, str | bytes]]
+                              ) -> None:
+        while True:
+            due, sid, text = await lagged.get()
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await self._send_now(sid, text)
+
+    async def _send_now(self, sid: str | None, text: str | bytes) -> None:
         targets = list(self.sockets.values()) if sid is None else (
             [self.sockets[sid]] if sid in self.sockets else [])
         for ws in targets:
@@ -481,6 +511,15 @@ class ReplayThread:
         self.call(self.server.stop())
 
     def start(self) -> None:
+        self.call(self.server.start(self.port))
+
+    def kill(self) -> None:
+        """The process dies (kill -9): port closed, queue, history and running prompt gone."""
+        self.call(self.server.close())
+
+    def restart(self, **options: Any) -> None:
+        """A new server process on the same port, with an empty queue and history."""
+        self.server = self.call(self._create(options))
         self.call(self.server.start(self.port))
 
     def close(self) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from progresskit.formats.fileio import atomic_write_text
+from progresskit.formats.fileio import atomic_write_text, read_bytes
 from progresskit.formats.jsonio import to_json
 from progresskit.model.core import RunStatus
 from progresskit.plugin.config import ConfigSchema, ensure
@@ -22,6 +23,8 @@ from progresskit.plugin.sink import SinkType
 log = logging.getLogger(__name__)
 
 CONTENTS = ("progress", "status")
+#: The fields a path template may name.
+TEMPLATE_FIELDS = ("work_dir", "name")
 
 
 class JsonFileSink:
@@ -39,11 +42,12 @@ class JsonFileSink:
         for run in statuses:
             path = self.path_for(run)
             text = to_json(run.progress if self.contents == "progress" else run, indent=2) + "\n"
+            encoded = text.encode("utf-8")
             try:
-                with open(path, encoding="utf-8") as fh:
-                    if fh.read() == text:
-                        continue
-            except (OSError, UnicodeDecodeError):
+                # The central reader: a FIFO or a huge file in the run dir is never read.
+                if read_bytes(path, limit=len(encoded))[0] == encoded:
+                    continue
+            except OSError:
                 pass
             try:
                 atomic_write_text(path, text)
@@ -56,16 +60,35 @@ class JsonFileSink:
         """Nothing is buffered: every write is complete when emit returns."""
 
 
+def _check_template(value: str) -> None:
+    """A template :meth:`JsonFileSink.path_for` can fill for every run: plain
+    ``{work_dir}``/``{name}`` fields only (no attribute, index, conversion or format spec)."""
+    try:
+        parts = [(f, spec, conv) for _text, f, spec, conv in string.Formatter().parse(value)]
+    except ValueError as exc:  # a lone "{" or "}"
+        raise ValueError(
+            f"is not a valid template ({exc}); write {{{{ and }}}} for braces"
+        ) from None
+    fields = [f for f, _spec, _conv in parts if f is not None]
+    known = ", ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS)
+    for field, spec, conv in parts:
+        if field is None:
+            continue
+        ensure(field in TEMPLATE_FIELDS, f"unknown field {{{field}}} in {value!r} (known: {known})")
+        ensure(not spec and conv is None, f"{{{field}}} takes no format spec or conversion")
+    ensure(
+        bool(set(fields) & set(TEMPLATE_FIELDS)),
+        "must contain {work_dir} or {name}, or every run would overwrite the same file",
+    )
+
+
 def _options(schema: ConfigSchema) -> None:
     schema.add(
         "path",
         str,
         default="{work_dir}/progress.json",
         help="Where to write; {work_dir} and {name} (its last component) are replaced.",
-        check=lambda v: ensure(
-            "{work_dir}" in v or "{name}" in v,
-            "must contain {work_dir} or {name}, or every run would overwrite the same file",
-        ),
+        check=_check_template,
     )
     schema.add(
         "contents",

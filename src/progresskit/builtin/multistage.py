@@ -21,7 +21,6 @@ others at 0; without ``stage_weights`` every stage seen so far weighs the same. 
 from __future__ import annotations
 
 import collections
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -36,7 +35,7 @@ from progresskit.formats.events import (
     RUN_OUTCOMES,
     parse_timestamp,
 )
-from progresskit.formats.fileio import StatKey, stat_key
+from progresskit.formats.fileio import StatKey, open_regular, parse_json, stat_key
 from progresskit.model.core import CompletedItem, ProgressInfo, Status
 from progresskit.model.vocabulary import canonical_status
 from progresskit.plugin.config import ConfigSchema, ensure
@@ -58,6 +57,9 @@ MAX_OBSERVATIONS = 256
 #: An observation is kept once overall progress moved this many points (0.5%): a run of a
 #: million events gives at most 200 observations, spread over the whole run.
 OBSERVATION_STEP = 0.5
+#: A line longer than this is skipped (and reported) rather than held in memory: no event
+#: is anywhere near it, and a log without newlines must not be re-read whole on each query.
+MAX_LINE_BYTES = 1 << 20
 #: Bytes before the offset that must be unchanged for the log to count as only appended to.
 ANCHOR_BYTES = 64
 
@@ -165,9 +167,9 @@ class _Fold:
         if not raw.strip():
             return
         try:
-            event = json.loads(raw)
+            event = parse_json(raw, "line")
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
-            self._problem(f"not valid JSON ({exc})")
+            self._problem(str(exc).removeprefix("line: "))
             return
         if not isinstance(event, dict):
             self._problem(f"expected a JSON object, got {type(event).__name__}")
@@ -176,6 +178,11 @@ class _Fold:
             self._event(event)
         except InvalidEvent as exc:
             self._problem(str(exc))
+
+    def overlong(self) -> None:
+        """A line longer than :data:`MAX_LINE_BYTES`, skipped unread."""
+        self.lines += 1
+        self._problem(f"longer than {MAX_LINE_BYTES} bytes")
 
     def _problem(self, reason: str) -> None:
         self.problem_count += 1
@@ -446,6 +453,8 @@ class MultiStageProgressTracker(BaseProgressTracker):
         self._offset = 0
         self._inode: int | None = None
         self._anchor = b""
+        #: Whether the offset is inside a line longer than MAX_LINE_BYTES (being skipped).
+        self._overlong = False
         self._answer: ProgressInfo | None = None
 
     def get_expected_files(self) -> list[str]:
@@ -482,9 +491,13 @@ class MultiStageProgressTracker(BaseProgressTracker):
         return tuple(self._fold.event_times)
 
     def _read_new(self) -> bool:
-        """Fold the lines appended since the last read; whether anything was folded."""
-        with open(self.path, "rb") as fh:
-            st = os.fstat(fh.fileno())
+        """Fold the lines appended since the last read; whether anything was folded.
+
+        Each byte is read once: a last line without its newline yet is left for the next
+        read (the offset stays after the last complete line), and a line longer than
+        :data:`MAX_LINE_BYTES` is skipped, reported, never accumulated."""
+        fd, st = open_regular(self.path)  # a FIFO or a device named events.jsonl: refused
+        with os.fdopen(fd, "rb") as fh:
             restarted = False
             if st.st_ino != self._inode or st.st_size < self._offset or not self._anchored(fh):
                 restarted = self._offset > 0 or self._inode is not None
@@ -492,24 +505,48 @@ class MultiStageProgressTracker(BaseProgressTracker):
                 self._inode = st.st_ino
             fh.seek(self._offset)
             fold = self._fold
-            pending = b""
+            pending: list[bytes] = []  # the start of a line not ended yet
+            pending_size = 0
             folded = False
             while True:
                 chunk = fh.read(CHUNK_BYTES)
                 if not chunk:
                     break
-                data = pending + chunk if pending else chunk
-                end = data.rfind(b"\n")
+                start = 0
+                if self._overlong:
+                    cut = chunk.find(b"\n")
+                    if cut < 0:
+                        self._consumed(chunk, len(chunk))
+                        continue
+                    fold.overlong()
+                    folded = True
+                    self._overlong = False
+                    start = cut + 1
+                    self._consumed(chunk, start)
+                end = chunk.rfind(b"\n", start)
                 if end < 0:
-                    pending = data
+                    pending.append(chunk[start:])
+                    pending_size += len(chunk) - start
+                    if pending_size > MAX_LINE_BYTES:
+                        self._offset += pending_size - len(chunk)
+                        self._consumed(chunk, len(chunk))
+                        pending, pending_size, self._overlong = [], 0, True
                     continue
-                for raw in data[:end].split(b"\n"):
+                data = b"".join((*pending, chunk[start:end]))
+                for raw in data.split(b"\n"):
                     fold.line(raw)
                 folded = True
-                self._offset += end + 1
-                self._anchor = data[max(0, end + 1 - ANCHOR_BYTES) : end + 1]
-                pending = data[end + 1 :]
+                self._offset += pending_size - start
+                self._consumed(chunk, end + 1)
+                pending = [chunk[end + 1 :]]
+                pending_size = len(chunk) - end - 1
             return folded or restarted
+
+    def _consumed(self, chunk: bytes, upto: int) -> None:
+        """Move the offset past ``chunk[:upto]`` (``chunk`` read at the offset, less what
+        the caller has accounted for already) and anchor it there."""
+        self._offset += upto
+        self._anchor = chunk[max(0, upto - ANCHOR_BYTES) : upto]
 
     def _anchored(self, fh: Any) -> bool:
         """Whether the bytes just before the offset are the ones folded last time."""

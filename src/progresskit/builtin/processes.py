@@ -1,7 +1,9 @@
 """Local process discovery: which processes work on which run.
 
 A process works on a run when its working directory is the run's work dir (or below it),
-or one of its command-line arguments names the work dir or a path inside it.
+or one of its command-line arguments names the work dir or a path inside it. That is a
+guess good enough to show; cancelling asks for more (:mod:`progresskit.builtin.local_process`),
+and the readers of a process's tree, owner and open files it checks with are here too.
 
 On Linux the processes are read from ``/proc`` directly, with psutil's reading of each
 field (name, command line, working directory, user, start time), and only as far as a
@@ -16,10 +18,13 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
+from typing import TypeVar
 
+from progresskit.formats.lease import CLOCK_TICKS, boot_time, read_proc_stat
 from progresskit.model.core import ProcessInfo
 from progresskit.plugin.hookspec import hookimpl
 
+_T = TypeVar("_T")
 _MAX_PARENTS = 12
 #: Programs that sit in or look at a run without working on it: a shell whose cwd is the
 #: run, a `tail -f` of its log. Counting them would turn a dead run into a "stuck" one.
@@ -207,6 +212,13 @@ def _cwd(base: str) -> str | None:
     return path
 
 
+def _uid(base: str) -> int:
+    """The real uid of the process (``/proc/PID/status``)."""
+    status = _read(f"{base}/status")
+    line = status[status.index(b"\nUid:") + 1 :].split(b"\n", 1)[0]
+    return int(line.split()[1])
+
+
 def _user_and_start(base: str) -> tuple[str | None, float] | None:
     """psutil's ``username()`` (of the real uid) and ``create_time()``; ``None`` when
     the process has exited."""
@@ -215,25 +227,127 @@ def _user_and_start(base: str) -> tuple[str | None, float] | None:
     try:
         fields = _stat_fields(base)[1]
         try:
-            status = _read(f"{base}/status")
+            uid = _uid(base)
         except PermissionError:
             user = None
         else:
-            line = status[status.index(b"\nUid:") + 1 :].split(b"\n", 1)[0]
-            uid = int(line.split()[1])
             try:
                 user = pwd.getpwuid(uid).pw_name
             except KeyError:
                 user = str(uid)  # a uid the system cannot name
     except _Gone:
         return None
-    started = float(fields[19]) / os.sysconf("SC_CLK_TCK") + _boot_time()
+    # The boot time of every start time this process computes (leases' too): two readings
+    # of one process's start then agree to the tick, which cancelling relies on.
+    started = float(fields[19]) / CLOCK_TICKS + boot_time()
     return user, started
 
 
-def _boot_time() -> float:
-    with open("/proc/stat", "rb") as fh:
-        for line in fh:
-            if line.startswith(b"btime"):
-                return float(line.split()[1])
-    raise OSError("/proc/stat: no btime line")
+# -- what cancelling checks (Linux: /proc) ------------------------------------------------
+#
+# Each raises ``ProcessLookupError`` when the process has gone, ``PermissionError`` when its
+# details are not ours to read.
+
+
+def _gone_as_lookup(what: Callable[[str], _T], pid: int) -> _T:
+    try:
+        return what(f"/proc/{pid}")
+    except _Gone:
+        raise ProcessLookupError(f"no process {pid}") from None
+
+
+def real_uid(pid: int) -> int:
+    """The real uid of process ``pid``."""
+    return _gone_as_lookup(_uid, pid)
+
+
+def is_onlooker(pid: int) -> bool:
+    """Whether process ``pid`` is a program that looks at runs without working on them (a
+    shell, ``tail``, an editor), or has no command line (a kernel thread, a zombie)."""
+
+    def check(base: str) -> bool:
+        cmdline = _cmdline(base)
+        return not cmdline or _name(base, cmdline) in _ONLOOKERS
+
+    return _gone_as_lookup(check, pid)
+
+
+def working_directory(pid: int) -> str | None:
+    """Process ``pid``'s working directory; ``None`` when not ours to read."""
+
+    def cwd(base: str) -> str | None:
+        return _cwd(base) or None
+
+    return _gone_as_lookup(cwd, pid)
+
+
+#: Access modes of an open file (``/proc/PID/fdinfo/N`` ``flags``) that write.
+_WRITING = (os.O_WRONLY, os.O_RDWR)
+
+
+def open_files(pid: int) -> list[tuple[int, str, bool]]:
+    """(fd, what it links to, whether open for writing) of every file process ``pid``
+    holds open; a descriptor closed while it is read is left out."""
+    base = f"/proc/{pid}"
+    try:
+        names = os.listdir(f"{base}/fd")
+    except FileNotFoundError:
+        raise ProcessLookupError(f"no process {pid}") from None
+    found = []
+    for name in names:
+        try:
+            target = os.readlink(f"{base}/fd/{name}")
+            with open(f"{base}/fdinfo/{name}", "rb") as fh:
+                info = fh.read()
+        except FileNotFoundError:
+            continue
+        flags = next(
+            (int(line.split()[1], 8) for line in info.splitlines() if line.startswith(b"flags:")),
+            0,
+        )
+        found.append((int(name), target, (flags & os.O_ACCMODE) in _WRITING))
+    return found
+
+
+def _parents() -> dict[int, int]:
+    """Every process's parent, by pid."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                parents[int(name)] = read_proc_stat(int(name)).ppid
+            except OSError:
+                continue  # exited meanwhile
+    return parents
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started and the ones they started, in breadth-first order
+    (children found by their parent pid: one read of ``/proc/*/stat``). A process that was
+    reparented (its parent exited first) is no longer anyone's descendant."""
+    children: dict[int, list[int]] = {}
+    for child, parent in _parents().items():
+        children.setdefault(parent, []).append(child)
+    found: dict[int, None] = {}  # ordered, and a pid met twice is taken once
+    todo = list(children.get(pid, ()))
+    while todo:
+        child = todo.pop(0)
+        if child not in found and child != pid:
+            found[child] = None
+            todo += children.get(child, ())
+    return list(found)
+
+
+def ancestors(pid: int) -> list[int]:
+    """The parent of ``pid``, its parent, and so on up to pid 1."""
+    found: list[int] = []
+    current = pid
+    while current > 1 and len(found) < 4096:
+        try:
+            current = read_proc_stat(current).ppid
+        except OSError:
+            break
+        if current <= 0 or current in found:
+            break
+        found.append(current)
+    return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -21,7 +22,14 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-__all__ = ["STATUS_STYLE", "plain_table", "render_table", "status_summary", "status_table"]
+__all__ = [
+    "STATUS_STYLE",
+    "escape_text",
+    "plain_table",
+    "render_table",
+    "status_summary",
+    "status_table",
+]
 
 #: Colour and a symbol per status: the word is always printed, colour is never the only cue.
 STATUS_STYLE: dict[Status, tuple[str, str]] = {
@@ -103,6 +111,32 @@ def _eta(run: RunStatus, now: float) -> str:
     return text
 
 
+#: Unicode categories a terminal acts on rather than shows: control characters (ESC
+#: starts colour, cursor and OSC 8 hyperlink sequences; newlines draw fake rows), format
+#: characters (U+202E turns the text around), surrogates, private use, unassigned, and
+#: the line and paragraph separators.
+_UNSHOWN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def escape_text(text: str) -> str:
+    """``text`` (a directory name, a reason: anything a run's files decide) safe to print
+    on a terminal: every character a terminal would act on instead of showing, as a
+    Python-style escape (``ESC`` -> ``\\x1b``, U+202E -> ``\\u202e``, a newline ->
+    ``\\x0a``). Everything else is kept; ``--json`` keeps the original."""
+    if text.isprintable():  # the usual case: nothing to escape, one C-level pass
+        return text
+    return "".join(
+        _escape_char(c) if unicodedata.category(c) in _UNSHOWN else c for c in text
+    )
+
+
 _COLUMNS = ("run", "type", "status", "progress", "done", "ETA", "last update", "reason")
 #: The characters whose width rich counts as one cell: printable ASCII and the table's own
 #: symbols and bar.
@@ -128,14 +162,14 @@ def _cells(run: RunStatus, now: float) -> tuple[str, ...]:
     # Unknown progress is "-", never an empty bar at 0%.
     shown = "-" if pct is None else f"{_bar(pct)} {pct:5.1f}%"
     return (
-        run.config,
-        run.progress.runner_type,
+        escape_text(run.config),
+        escape_text(run.progress.runner_type),
         f"{symbol} {run.status.value}",
         shown,
         _amount(run),
         _eta(run, now),
         last,
-        run.reason or "",
+        escape_text(run.reason or ""),
     )
 
 
@@ -193,7 +227,8 @@ def status_table(runs: Sequence[RunStatus], now: float | None = None) -> Table:
     for column in _COLUMNS:
         table.add_column(column, overflow="fold")
     for run in runs:
-        cells = _cells(run, now)
+        cells = [Text(cell) for cell in _cells(run, now)]  # Text: never read as markup
         style, _ = STATUS_STYLE[run.status]
-        table.add_row(*cells[:2], Text(cells[2], style=style), *cells[3:])
+        cells[2].stylize(style)
+        table.add_row(*cells)
     return table

@@ -255,11 +255,14 @@ class TrainerProgressTracker(BaseProgressTracker):
         path = os.path.join(self.work_dir, PROGRESS_FILE)
         key = stat_key(path)
         # The converter loads cattrs: paid by the runs that have a progress.json only.
-        from progresskit.model.converter import load_progress_file
+        from progresskit.model.converter import structure
 
         try:
-            cached = load_progress_file(path)
-        except (OSError, FormatError) as exc:
+            data = read_json(path)  # bounded, regular files only: the file is untrusted
+            if not isinstance(data, dict):
+                raise FormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
+            cached = structure(data, ProgressInfo, where=path)
+        except (OSError, ValueError) as exc:  # FormatError is a ValueError
             warnings.append(f"ignored corrupt {PROGRESS_FILE}, recomputed: {exc}")
             return None
         newest = epoch_ends[-1] if epoch_ends else 0.0

@@ -8,7 +8,12 @@ endpoint therefore delays only this thread, never tracking or the other sinks. E
 when the process ends (closed, killed, crashed) are replayed by the next sink that opens the
 same spool. The spool is bounded: on overflow the oldest event that a newer event of the
 same run supersedes is dropped first, and every dropped event is logged and recorded in
-``overflow.jsonl`` in the spool. Wire format and verification: docs/watch.md.
+``overflow.jsonl`` in the spool. Every loss (overflow, a full disk, an event that cannot be
+encoded) is also counted in the spool's drop record (:mod:`progresskit.builtin.droprecord`),
+which ``watch`` and ``serve``'s ``/metrics`` report. One bad event never costs another run
+its events. Each exchange with the endpoint is bounded as a whole (``exchange_timeout``) and
+so is the answer read (``max_response_bytes``): a trickling or endless answer is cut, and
+the stall is logged as a warning. Wire format and verification: docs/watch.md.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 import attrs
 
 from progresskit import __version__
+from progresskit.builtin.droprecord import DropRecorder
 from progresskit.errors import ConfigError
 from progresskit.formats import jsonio
 from progresskit.formats.fileio import atomic_write_text
@@ -58,15 +64,24 @@ _SUFFIX = ".json"
 _WARN_AFTER_ATTEMPTS = 3
 
 
-def _default_spool_dir(url: str) -> str:
+class _Stalled(Exception):
+    """The endpoint did not complete the exchange within ``exchange_timeout``."""
+
+
+def default_spool_root() -> str:
+    """The directory holding the default spools, one per URL."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state"
     )
+    return os.path.join(state, "progresskit", "webhook")
+
+
+def _default_spool_dir(url: str) -> str:
     # hashlib and hmac (OpenSSL's start-up) are loaded by a webhook, not by every command.
     import hashlib
 
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    return os.path.join(state, "progresskit", "webhook", digest)
+    return os.path.join(default_spool_root(), digest)
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -103,6 +118,8 @@ class WebhookSink:
         self._port = parsed.port or (443 if self._secure else 80)
         self._target = urllib.parse.urlunsplit(("", "", parsed.path or "/", parsed.query, ""))
         self.timeout = float(options["timeout"])
+        self.exchange_timeout = float(options["exchange_timeout"])
+        self.max_response_bytes = int(options["max_response_bytes"])
         self._headers = _headers(options)
         self._secret = _secret(options.get("secret_env"))
         self.max_events = int(options["spool_max_events"])
@@ -125,6 +142,8 @@ class WebhookSink:
         self.rejected = 0
         self.dropped = 0
         self._lock_file = self._open_spool()
+        #: Every event lost, recorded where it survives (docs/watch.md).
+        self.drops = DropRecorder(self.spool_dir)
         self._cond = threading.Condition()
         self._queue: OrderedDict[int, _Pending] = OrderedDict()
         self._in_flight: int | None = None
@@ -133,6 +152,7 @@ class WebhookSink:
         self._deadline = 0.0
         self._connection: http.client.HTTPConnection | None = None
         self._failing_since: float | None = None
+        self._stalled = False
         self._load_spool()
         self._thread = threading.Thread(
             target=self._deliver_loop, name=f"progresskit-webhook {self.url}", daemon=True
@@ -192,7 +212,7 @@ class WebhookSink:
                 with contextlib.suppress(OSError):  # a write cut short: never acknowledged
                     os.unlink(path)
                 continue
-            if not name.endswith(_SUFFIX) or name == "overflow.jsonl":
+            if not name.endswith(_SUFFIX) or name in ("overflow.jsonl", "dropped.json"):
                 continue
             try:
                 seq_text, event_id = name[: -len(_SUFFIX)].split("-", 1)
@@ -220,7 +240,10 @@ class WebhookSink:
         for change in changes:
             if change.kind == "heartbeat" and not self.heartbeats:
                 continue
-            self._spool(change)
+            try:
+                self._spool(change)
+            except Exception as exc:  # one run's bad value must not cost the others theirs
+                self._lost(change.id, change.run.config, f"cannot encode: {exc!r}"[:300])
 
     def close(self) -> None:
         """Deliver what can be delivered within ``flush_timeout``; the rest stays spooled."""
@@ -247,6 +270,13 @@ class WebhookSink:
                         "start", self.url, left, self.spool_dir)
         if self._connection is not None:
             self._connection.close()
+        if self.drops.count:
+            record = self.drops.snapshot()
+            log.warning("webhook %s: %d event(s) lost in all (first %s of %s, last %s of %s); "
+                        "recorded in %s", self.url, record["count"], record["first"]["event_id"],
+                        record["first"]["run"], record["last"]["event_id"], record["last"]["run"],
+                        self.drops.path)
+        self.drops.close()
         self._lock_file.close()
 
     @property
@@ -274,13 +304,17 @@ class WebhookSink:
             atomic_write_text(path, body)
         except OSError as exc:
             # Disk full or spool gone: this event cannot be kept, so it is reported lost.
-            self.dropped += 1
-            log.error("webhook %s: cannot spool event %s of %s (%s): it is lost",
-                      self.url, change.id, change.run.config, exc.strerror or exc)
+            self._lost(change.id, change.run.config, f"cannot spool: {exc.strerror or exc}")
             return
         with self._cond:
             self._queue[seq] = _Pending(seq, change.id, change.run.config, path)
             self._cond.notify_all()
+
+    def _lost(self, event_id: str, run: str, why: str) -> None:
+        self.dropped += 1
+        self.drops.record(event_id, run, why)
+        log.error("webhook %s: event %s of %s is lost (%s); %d lost so far, recorded in %s",
+                  self.url, event_id, run, why, self.drops.count, self.drops.path)
 
     def _overflow(self, incoming_run: str) -> None:
         """Make room for one event (lock held): drop the oldest superseded one, else the
@@ -304,6 +338,7 @@ class WebhookSink:
         with contextlib.suppress(OSError):
             os.unlink(victim.path)
         self.dropped += 1
+        self.drops.record(victim.event_id, victim.run, f"spool full: {why}")
         record = {"at": time.time(), "event_id": victim.event_id, "run": victim.run,
                   "sequence": victim.seq, "why": why, "spool_max_events": self.max_events}
         try:
@@ -342,6 +377,7 @@ class WebhookSink:
                     self._queue.pop(item.seq, None)
             if outcome == "delivered":
                 attempt = 0
+                self._stalled = False
                 self.delivered += 1
                 with contextlib.suppress(OSError):
                     os.unlink(item.path)
@@ -405,10 +441,13 @@ class WebhookSink:
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(self._secret, body)
         try:
-            connection = self._connect()
-            connection.request("POST", self._target, body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
+            response, oversized = self._exchange(body, headers)
+        except _Stalled as exc:
+            if not self._stalled:
+                self._stalled = True  # once per stall: the retries say nothing new
+                log.warning("webhook %s: delivery stalled: %s; the event stays spooled and "
+                            "is retried", self.url, exc)
+            return "retry", str(exc), None
         except (OSError, http.client.HTTPException) as exc:
             self._drop_connection()
             return "retry", f"{type(exc).__name__}: {exc}", None
@@ -416,7 +455,7 @@ class WebhookSink:
             log.exception("webhook %s: unexpected error delivering %s", self.url, item.event_id)
             self._drop_connection()
             return "retry", f"{type(exc).__name__}: {exc}", None
-        if response.will_close:
+        if response.will_close or oversized:
             self._drop_connection()
         code = response.status
         if 200 <= code < 300:
@@ -425,6 +464,46 @@ class WebhookSink:
         if code in _REJECTED:
             return "rejected", detail, None
         return "retry", detail, _retry_after(response.getheader("Retry-After"))
+
+    def _exchange(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[http.client.HTTPResponse, bool]:
+        """One request and its answer, within ``exchange_timeout`` in all, reading at most
+        ``max_response_bytes`` of the answer's body; whether the body was longer.
+
+        ``timeout`` bounds each read, not their sum: an endpoint sending a byte a second
+        never trips it. A watchdog cuts the connection when the whole exchange is late."""
+        import socket
+
+        connection = self._connect()
+        cut = threading.Event()
+
+        def watchdog() -> None:
+            cut.set()
+            sock = connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        stalled = f"no complete answer within {self.exchange_timeout:g}s (exchange_timeout)"
+        timer = threading.Timer(self.exchange_timeout, watchdog)
+        timer.daemon = True
+        timer.start()
+        try:
+            connection.request("POST", self._target, body=body, headers=dict(headers))
+            response = connection.getresponse()
+            answer = response.read(self.max_response_bytes + 1)
+        except Exception:
+            if cut.is_set():
+                self._drop_connection()
+                raise _Stalled(stalled) from None
+            raise
+        finally:
+            timer.cancel()
+        if cut.is_set():
+            self._drop_connection()
+            raise _Stalled(stalled)
+        return response, len(answer) > self.max_response_bytes
 
     def _connect(self) -> http.client.HTTPConnection:
         import http.client
@@ -521,6 +600,14 @@ def _options(schema: ConfigSchema) -> None:
     schema.add("timeout", (int, float), default=10.0,
                help="Seconds to wait for the endpoint (connect and answer).",
                check=lambda v: ensure(v > 0, "must be > 0 seconds"))
+    schema.add("exchange_timeout", (int, float), default=30.0,
+               help="Seconds one delivery may take in all (connect, send, answer); a slower "
+               "endpoint is cut off, warned about, and retried.",
+               check=lambda v: ensure(v > 0, "must be > 0 seconds"))
+    schema.add("max_response_bytes", int, default=64 * 1024,
+               help="Most bytes of an answer's body read; the rest is not read (the "
+               "connection is closed instead).",
+               check=lambda v: ensure(v >= 0, "must be >= 0"))
     schema.add("headers", dict, default={},
                help="Extra HTTP headers (not credentials: see headers_env).",
                check=_plain_headers)

@@ -1,7 +1,7 @@
 """The ``progresskit`` command: builds the parser and runs one command.
 
 The command ``NAME`` is the module ``progresskit.cli.NAME`` (``status``, ``plugins``,
-``listen``, ``watch``, ``serve``), with ``add_NAME_arguments(parser)`` and
+``listen``, ``watch``, ``serve``, ``cancel``), with ``add_NAME_arguments(parser)`` and
 ``run_NAME(pm, args)`` returning the exit code (``run_NAME(args)`` for a command that
 reads no run, hence loads no plugin). Only the module of the command being run is
 imported, so each command pays for what it uses and ``progresskit --version`` for nothing.
@@ -9,7 +9,7 @@ imported, so each command pays for what it uses and ``progresskit --version`` fo
 Exit codes (docs/cli.md): 0 every run is healthy (pending, running, finished, outdated,
 cancelled); 1 at least one run is stuck, crashed, failed or unreadable; 2 the command
 itself could not do its job (bad option, config or plugin; a target that does not exist
-or that no single tracker claims).
+or that no single tracker claims). ``cancel`` has its own (docs/cancel.md).
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "serve": Command(
         "serve an HTTP API, a live WebSocket stream and a dashboard of the runs under ROOT",
+        plugin_options=True,
+    ),
+    "cancel": Command(
+        "stop a run's job, once it is proven to be the run's (asks first on a terminal)",
         plugin_options=True,
     ),
 }

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import socket
 import sys
+from urllib.parse import urlsplit
 
 from progresskit.cli.options import EXIT_OK, check_option
 from progresskit.engine.monitor import Monitor
@@ -27,6 +28,7 @@ DEFAULT_PORT = 8329
 # The server's own defaults, read off a settings object rather than repeated here.
 DEFAULT_GRACE = ServeSettings(token="").grace_seconds
 DEFAULT_PING_INTERVAL = ServeSettings(token="").ping_interval
+_DEFAULTS = ServeSettings(token="")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -73,6 +75,68 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: {DEFAULT_PING_INTERVAL:g})",
     )
 
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name the server answers to (DNS-rebinding guard); repeatable; required "
+        "with a --host beyond loopback (default: 127.0.0.1, localhost, ::1)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin besides the server's own pages allowed to open the streams and "
+        "send requests; repeatable (default: none)",
+    )
+    parser.add_argument(
+        "--sink-spool",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a webhook sink's spool_dir whose lost events /metrics reports; repeatable "
+        "(default spools are reported without it)",
+    )
+    limits = parser.add_argument_group("limits (docs/serve.md, 'Limits')")
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=_DEFAULTS.max_connections,
+        metavar="N",
+        help=f"most open connections; beyond: 503 (default: {_DEFAULTS.max_connections})",
+    )
+    limits.add_argument(
+        "--max-stream-clients",
+        type=int,
+        default=_DEFAULTS.max_ws_clients,
+        metavar="N",
+        help=f"most WebSocket clients (default: {_DEFAULTS.max_ws_clients})",
+    )
+    limits.add_argument(
+        "--header-timeout",
+        type=float,
+        default=_DEFAULTS.header_timeout,
+        metavar="SECONDS",
+        help="time a connection has to send a request's headers "
+        f"(default: {_DEFAULTS.header_timeout:g})",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=_DEFAULTS.idle_timeout,
+        metavar="SECONDS",
+        help=f"time an idle keep-alive connection is kept (default: {_DEFAULTS.idle_timeout:g})",
+    )
+    limits.add_argument(
+        "--max-body",
+        type=int,
+        default=_DEFAULTS.max_body_bytes,
+        metavar="BYTES",
+        help=f"most bytes of a request body (default: {_DEFAULTS.max_body_bytes})",
+    )
+
 
 def _is_loopback(host: str) -> bool:
     if host in _LOOPBACK_HOSTS:
@@ -81,6 +145,55 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _allowed_hosts(host: str, loopback: bool, allowed: list[str]) -> tuple[str, ...]:
+    """The Host names to answer: loopback's, or, beyond loopback, the ``--allow-host``
+    list, which is then required (a DNS-rebinding page names the attacker's host)."""
+    names = tuple(name.strip().lower() for name in allowed)
+    for name in names:
+        if not name or any(c in name for c in "/ @"):
+            raise ProgresskitError(
+                f"--allow-host {name!r}: expected a host name or address without a port "
+                "or scheme, e.g. monitor.example.org or 10.0.0.5"
+            )
+    if loopback:
+        return (*_LOOPBACK_HOSTS, *names)
+    if not names:
+        raise ProgresskitError(
+            f"--host {host} listens beyond this machine: name the host names clients use "
+            "to reach it with --allow-host NAME (repeatable), e.g. --allow-host "
+            f"{socket.gethostname()}; requests naming any other Host are refused"
+        )
+    return names
+
+
+def _origin(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ProgresskitError(
+            f"--allow-origin {value!r}: expected a web origin, scheme://host[:port] "
+            "(e.g. https://grafana.example.org)"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _connection_cap(requested: int) -> int:
+    """``requested``, or less under a low open-files limit: connections beyond half of it
+    would leave the monitor and the accept loop without file descriptors (EMFILE)."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return requested
+    cap = max(1, soft // 2)
+    if requested > cap:
+        _say(
+            f"--max-connections {requested} lowered to {cap}: half the open-files limit "
+            f"(ulimit -n {soft})"
+        )
+        return cap
+    return requested
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -113,11 +226,27 @@ def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
     check_option(
         "--ping-interval", args.ping_interval, lambda v: ensure(v > 0, "must be > 0 seconds")
     )
+    for flag in ("--max-connections", "--max-stream-clients", "--max-body"):
+        check_option(
+            flag,
+            getattr(args, flag[2:].replace("-", "_")),
+            lambda v: ensure(v >= 1, "must be >= 1"),
+        )
+    for flag in ("--header-timeout", "--idle-timeout"):
+        check_option(
+            flag,
+            getattr(args, flag[2:].replace("-", "_")),
+            lambda v: ensure(v > 0, "must be > 0 seconds"),
+        )
+    loopback = _is_loopback(args.host)
+    hosts = _allowed_hosts(args.host, loopback, args.allow_host)
+    origins = tuple(_origin(o) for o in args.allow_origin)
     try:
         import uvicorn
 
         from progresskit.server.app import ServeSettings, create_app
         from progresskit.server.cancel import TOKEN_ENV, resolve_token
+        from progresskit.server.connections import guarded_protocol, install_log_throttle
     except ImportError as exc:
         raise ProgresskitError(
             f"progresskit serve needs the 'server' extra (missing module {exc.name!r}): "
@@ -125,13 +254,19 @@ def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
         ) from None
     token, generated = resolve_token(args.token_file, os.environ)
     monitor = Monitor(args.root, config_path=args.config, pm=pm, sinks=[], options=args)
-    loopback = _is_loopback(args.host)
     settings = ServeSettings(
         token=token,
         grace_seconds=args.grace,
         ping_interval=args.ping_interval,
         cors_origins=tuple(args.cors_origin),
-        allowed_hosts=_LOOPBACK_HOSTS if loopback else ("*",),
+        allowed_hosts=hosts,
+        allowed_origins=origins,
+        max_body_bytes=args.max_body,
+        max_connections=_connection_cap(args.max_connections),
+        max_ws_clients=args.max_stream_clients,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        sink_spools=tuple(os.path.abspath(os.path.expanduser(d)) for d in args.sink_spool),
     )
     app = create_app(monitor, pm, settings)
     sock = _listen(args.host, args.port)
@@ -152,8 +287,14 @@ def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
             _say("No token was configured: anyone who sees the one printed above can cancel")
             _say(f"jobs. Set ${TOKEN_ENV} or --token-file, or bind 127.0.0.1 behind a proxy.")
         _say(border)
+    if "*" in hosts:
+        _say("WARNING: --allow-host '*': any Host is answered, DNS rebinding is not guarded")
     config = uvicorn.Config(
         app,
+        http=guarded_protocol(settings),
+        timeout_keep_alive=max(1, round(settings.idle_timeout)),
+        # The request line and headers together; h11's default, said here.
+        h11_max_incomplete_event_size=16 * 1024,
         log_level="warning",
         lifespan="on",
         ws_max_size=64 * 1024,  # clients send only small requests
@@ -164,5 +305,6 @@ def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
         ws="websockets-sansio",
         timeout_graceful_shutdown=5,
     )
+    install_log_throttle(settings.resource_log_interval)
     uvicorn.Server(config).run(sockets=[sock])
     return EXIT_OK

@@ -120,7 +120,9 @@ def unrecognised_text(lost: Sequence[Unrecognised]) -> str:
     """The table's section for run-like directories no tracker claims, with what the
     loaded trackers expect (once: it is the same list for every entry)."""
     lines = [f"{len(lost)} unrecognised (run-like, claimed by no tracker):"]
-    lines += [f"  {entry.path}: {entry.reason}" for entry in lost]
+    from progresskit.builtin.table import escape_text  # names from disk reach a terminal
+
+    lines += [f"  {escape_text(entry.path)}: {escape_text(entry.reason)}" for entry in lost]
     lines.append("  the loaded trackers expect:")
     lines += [f"    - {expected}" for expected in lost[0].expects]
     return "\n".join(lines) + "\n"

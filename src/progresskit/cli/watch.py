@@ -21,7 +21,7 @@ from types import FrameType
 from rich.console import Console, Group
 from rich.live import Live
 
-from progresskit.builtin.table import status_summary, status_table
+from progresskit.builtin.table import escape_text, status_summary, status_table
 from progresskit.cli.options import EXIT_OK, Override, add_overrides, overrides
 from progresskit.engine.monitor import Monitor
 from progresskit.formats import jsonio
@@ -77,16 +77,21 @@ def run_watch(pm: PluginManager, args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     err = Console(stderr=True, highlight=False)
     err.print(
-        f"progresskit: watching {monitor.root} ({monitor.mode} mode, config: "
-        f"{monitor.config_origin}, {len(monitor.sinks)} sink(s)); Ctrl-C stops",
+        f"progresskit: watching {escape_text(monitor.root)} ({monitor.mode} mode, config: "
+        f"{escape_text(monitor.config_origin)}, {len(monitor.sinks)} sink(s)); Ctrl-C stops",
         soft_wrap=True,
+        markup=False,  # a directory named "x[/]y" is a name, not markup
     )
+    losses = threading.Thread(target=_report_losses, args=(monitor, err, done), daemon=True)
+    losses.start()
     try:
         if not args.json and sys.stdout.isatty():
             _live(monitor, done)
         else:
             _json_lines(monitor, done)
     finally:
+        done.set()
+        losses.join(5)
         monitor.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -125,3 +130,23 @@ def _live(monitor: Monitor, done: threading.Event) -> None:
             dirty.clear()
             live.update(view(), refresh=True)
             done.wait(0.05)  # coalesce bursts of changes into one redraw
+
+
+def _report_losses(monitor: Monitor, err: Console, done: threading.Event) -> None:
+    """Say on stderr, once a second at most, what a sink lost since it was last said
+    (a full disk under a webhook's spool: docs/watch.md), and once more at the end."""
+    from progresskit.builtin.droprecord import describe_losses
+
+    said: dict[int, int] = {}
+    while True:
+        finished = done.wait(1.0)
+        for index, sink in enumerate(monitor.sinks):
+            drops = getattr(sink, "drops", None)
+            record = drops.snapshot() if drops is not None else None
+            if record and record["count"] > said.get(index, 0):
+                said[index] = record["count"]
+                where = f"sink {getattr(sink, 'url', type(sink).__name__)}"
+                line = f"progresskit: {describe_losses(where, record)}"
+                err.print(line, markup=False, soft_wrap=True)
+        if finished:
+            return

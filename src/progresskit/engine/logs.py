@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from progresskit.formats.fileio import StatKey, stat_key
+from progresskit.formats.fileio import StatKey, open_regular, stat_key
 from progresskit.formats.progressbar import LogReading, parse_appended, parse_log, settled
 from progresskit.model.core import ProgressInfo, Status
 
@@ -47,10 +47,6 @@ DEFAULT_LOG_FILES: tuple[str, ...] = ("*.log", "*.out", "slurm-*.out")
 DEFAULT_TAIL_KB = 64
 
 
-#: Binary on Windows (no newline translation), plain elsewhere.
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-
-
 def read_tail(
     path: str, max_bytes: int, resume: tuple[int, bytes] | None = None
 ) -> tuple[bytes, int, bool]:
@@ -64,8 +60,9 @@ def read_tail(
     of the file, without a first, cut redraw. Raises ``OSError`` when the file cannot be
     read.
     """
-    # os-level calls: Python's buffered open() alone costs about one 64 KiB read
-    fd = os.open(path, _READ_FLAGS)
+    # os-level calls: Python's buffered open() alone costs about one 64 KiB read. Regular
+    # files only, opened without blocking: a FIFO named train.log must not hang a query.
+    fd, _st = open_regular(path)
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
         if resume is not None:
@@ -229,10 +226,13 @@ def _filled(progress: ProgressInfo, reading: LogReading, log_name: str) -> dict[
     bar = reading.bar
     changes: dict[str, Any] = {}
     if bar is not None:
+        # The bar's n and total are one counter: its total is the run's only with its count
+        # (Lightning's and Keras's bars count one epoch's steps, which a tracker that knows
+        # the global step must not get as its run's total).
         if progress.completed_steps is None:
             changes["completed_steps"] = int(bar.n)
-        if progress.total_steps is None and bar.total is not None:
-            changes["total_steps"] = int(bar.total)
+            if progress.total_steps is None and bar.total is not None:
+                changes["total_steps"] = int(bar.total)
         if progress.source_eta_seconds is None and bar.remaining is not None:
             changes["source_eta_seconds"] = bar.remaining
         if progress.current_stage is None and bar.desc:
@@ -263,6 +263,8 @@ def _filled(progress: ProgressInfo, reading: LogReading, log_name: str) -> dict[
             changes["error_message"] = f"{log_name}: {reading.failure}"
     elif reading.finished and progress.reported_status is None:
         changes["reported_status"] = Status.FINISHED
+        if progress.progress_percentage is None:
+            changes["progress_percentage"] = 100.0
         changes["source_status"] = f"{log_name}: training stopped at max_epochs"
     details = dict(progress.details)
     details.setdefault("log_file", log_name)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import attrs
 from progresskit.engine.detection import detect, make_tracker
 from progresskit.engine.eta import for_status
 from progresskit.engine.history import record_finished_runs
-from progresskit.engine.liveness import observe
+from progresskit.engine.liveness import observe, with_lease_details
 from progresskit.engine.logs import (
     DEFAULT_TAIL_KB,
     LOG_RUNNER_TYPE,
@@ -42,12 +43,20 @@ from progresskit.formats.lease import LEASE_FILENAME, Lease
 from progresskit.formats.lease import load_lease as _load_lease
 from progresskit.model.core import ProcessInfo, ProgressInfo, RunStatus, Status
 from progresskit.model.unclaimed import ScanResult, Unrecognised
-from progresskit.plugin.config import CONFIG_FILENAME, Config, config_file, load_yaml
+from progresskit.plugin.config import (
+    CONFIG_FILENAME,
+    Config,
+    config_file,
+    load_yaml,
+    trusted_values,
+)
 from progresskit.plugin.coreconfig import DEFAULT_SCAN_MAX_DEPTH
 from progresskit.plugin.manager import PluginManager, default_plugin_manager
 from progresskit.plugin.tracker import BaseProgressTracker, list_entries
 
 __all__ = ["Tracking"]
+
+log = logging.getLogger(__name__)
 
 
 @attrs.define
@@ -156,7 +165,8 @@ class Tracking:
         known = self._configs.get(path)
         if known is not None and known[1] == key:
             return known[0]
-        values = self._validated(load_yaml(path), path)
+        # Found by search, not named: its side effects count only if the user trusts it.
+        values = self._validated(trusted_values(load_yaml(path), path, self.pm.schema), path)
         self._configs[path] = (values, key)
         return values
 
@@ -264,8 +274,10 @@ class Tracking:
                 process=process,
             )
         progress = self._with_log(tracker, progress)
+        progress, activity, times = _without_future(progress, activity, times, now)
         lease, renewed_at, problem = self._lease(tracker.work_dir)
         check = None if lease is None else observe(lease, renewed_at)
+        progress = with_lease_details(progress, lease)
         decision = apply_rules(
             config,
             progress,
@@ -281,7 +293,7 @@ class Tracking:
             process = check.process_info()
         if check is not None and check.process in ("alive", "stopped", "remote"):
             activity = max(activity or renewed_at, renewed_at)
-        return RunStatus(
+        run = RunStatus(
             key,
             tracker.work_dir,
             for_status(progress, decision.status),
@@ -291,6 +303,11 @@ class Tracking:
             activity,
             decision.cause,
         )
+        # A scheduler's word (Slurm: OUT_OF_MEMORY, TIMEOUT) beats what files here can show.
+        judged = self.pm.hooks.judge_run(run, now)
+        if judged is run:
+            return run
+        return attrs.evolve(judged, progress=for_status(judged.progress, judged.status))
 
     def _with_log(self, tracker: BaseProgressTracker, progress: ProgressInfo) -> ProgressInfo:
         """``progress`` with what it leaves unknown filled from the run's console log: the
@@ -361,12 +378,19 @@ class Tracking:
         if not os.path.isdir(root):
             what = "does not exist" if not os.path.exists(root) else "is not a directory"
             raise RunnerDetectionError(f"{root}: {what}")
-        max_depth = int(self.config_for(root).get("scan_max_depth", DEFAULT_SCAN_MAX_DEPTH))
+        root_config = self.config_for(root)
+        max_depth = int(root_config.get("scan_max_depth", DEFAULT_SCAN_MAX_DEPTH))
+        walk = _TreeWalk(root, bool(root_config.get("scan_external_links", False)))
         found: list[tuple[str, str | None, str | None]] = []
         candidates: list[Unrecognised] = []
         stack = [(root, 0)]
         while stack:
             directory, depth = stack.pop()
+            loop = walk.enter(directory)
+            if loop is not None:
+                if loop:
+                    candidates.append(self._loop_entry(directory, loop))
+                continue
             state = self._dir_state(directory)
             if state.runner_type is not None or state.error is not None:
                 problem = None if state.error is None else str(state.error)
@@ -381,7 +405,12 @@ class Tracking:
                 (n for n, is_dir in state.entries.items() if is_dir and not n.startswith(".")),
                 reverse=True,
             )
-            stack.extend((os.path.join(directory, n), depth + 1) for n in children)
+            # Symlinks last (pushed first): a directory is walked under its own path before
+            # under a link's, and a link to one already walked is only a duplicate.
+            paths = [os.path.join(directory, n) for n in children]
+            links = [p for p in paths if os.path.islink(p)]
+            stack.extend((p, depth + 1) for p in links)
+            stack.extend((p, depth + 1) for p in paths if p not in links)
         found.sort(key=lambda item: item[0])
         # A directory with runs below it is their parent (a project root with its own
         # config.yaml), not a run that vanished.
@@ -402,6 +431,16 @@ class Tracking:
             if not any(candidate.path.startswith(os.path.join(o.path, "")) for o in outer):
                 outer.append(candidate)
         return found, outer
+
+    def _loop_entry(self, link: str, target: str) -> Unrecognised:
+        expects = tuple(f"{d.runner_type}: {d.expects}" for d in self.pm.runner_descriptions())
+        return Unrecognised(
+            link,
+            (f"{os.path.basename(link)} -> {target}",),
+            expects,
+            problem=f"symlink loop: leads back to {target}, which this scan is inside; "
+            "not followed",
+        )
 
     def _dir_state(self, directory: str, key: StatKey | None = None) -> _DirState:
         """The directory's listing and file-evidence verdict, re-made only when it changed.
@@ -550,6 +589,75 @@ class Tracking:
         except ProgresskitError as exc:
             return broken_status(work_dir, work_dir, str(exc), process=process)
         return self._evaluate(tracker, work_dir, process, now)
+
+
+#: Seconds a run's time may lie ahead of this host's clock and still be believed (another
+#: host's clock, coarse mtimes); later ones (a file saying year 9999) are ignored.
+FUTURE_SKEW = 300.0
+
+
+def _without_future(
+    progress: ProgressInfo, activity: float | None, times: Sequence[float], now: float
+) -> tuple[ProgressInfo, float | None, Sequence[float]]:
+    """A tracker's answer without the times that lie in the future (by more than
+    :data:`FUTURE_SKEW`): a run whose files say it updated in year 9999 would otherwise be
+    "running" until then. Such a time is dropped, with a warning saying so."""
+    limit = now + FUTURE_SKEW
+    bogus = [t for t in (activity, progress.last_update_time) if t is not None and not t <= limit]
+    if not bogus and all(t <= limit for t in times):
+        return progress, activity, times
+    warning = (
+        f"a time in the run's files is in the future ({_when(max(bogus or times))}, this "
+        f"host's clock says {_when(now)}): ignored, so the run is judged without it"
+    )
+    if progress.last_update_time is not None and not progress.last_update_time <= limit:
+        progress = attrs.evolve(progress, last_update_time=None)
+    progress = attrs.evolve(progress, warnings=(*progress.warnings, warning))
+    activity = None if activity is None or not activity <= limit else activity
+    return progress, activity, tuple(t for t in times if t <= limit)
+
+
+def _when(unix_time: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix_time))
+    except (OverflowError, OSError, ValueError):  # beyond year 9999, or not finite
+        return f"Unix time {unix_time:.6g}"
+
+
+class _TreeWalk:
+    """Which directories a scan under ``root`` enters: each directory once (by device and
+    inode), and through a symlink only when it stays inside the root, unless
+    ``external_links`` (the ``scan_external_links`` key) lets it out. A tree of links
+    pointing back up is then walked once, not once per path through it, and a link to
+    ``/`` does not make a scan of the whole filesystem."""
+
+    def __init__(self, root: str, external_links: bool):
+        self.root = os.path.realpath(root)
+        self.external_links = external_links
+        #: (st_dev, st_ino) -> the real path of each directory entered.
+        self.seen: dict[tuple[int, int], str] = {}
+
+    def enter(self, directory: str) -> str | None:
+        """``None`` to enter ``directory``; else it is skipped: ``""`` silently (a link out
+        of the root, a second path to a directory already walked), or the directory it
+        leads back to when it is a loop (a link, or a bind mount, to an ancestor)."""
+        try:
+            st = os.stat(directory)
+        except OSError:
+            return None  # vanished or unreadable: _dir_state says why
+        real = os.path.realpath(directory)
+        inside = real == self.root or real.startswith(os.path.join(self.root, ""))
+        if not inside and not self.external_links:
+            log.info("%s: symlink out of the scanned root (to %s): not followed", directory, real)
+            return ""
+        key = (st.st_dev, st.st_ino)
+        known = self.seen.get(key)
+        if known is not None:
+            parent = os.path.realpath(os.path.dirname(os.path.abspath(directory)))
+            ancestor = parent == known or parent.startswith(os.path.join(known, ""))
+            return known if ancestor else ""
+        self.seen[key] = real
+        return None
 
 
 def broken_status(

@@ -23,10 +23,14 @@ class Unrecognised:
     files: tuple[str, ...]
     #: What each loaded tracker plugin expects: ``"trainer: epoch_0/ directory ..."``.
     expects: tuple[str, ...]
+    #: Why the scan did not go in, when that is the story (a symlink loop), not the files.
+    problem: str | None = None
 
     @property
     def reason(self) -> str:
         """One line for tables: what it holds and that nothing claims it."""
+        if self.problem is not None:
+            return self.problem
         shown = ", ".join(self.files[:4]) + (", ..." if len(self.files) > 4 else "")
         return f"looks like a run ({shown}) but no installed tracker claims it"
 

@@ -65,10 +65,20 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
         check=lambda v: ensure(v >= 0, "must be >= 0"),
     )
     schema.add(
+        "scan_external_links",
+        bool,
+        default=False,
+        help="Follow directory symlinks that lead out of the scanned root (off: they are "
+        "skipped, so a link to / does not scan the whole filesystem). Loops are never "
+        "followed either way.",
+    )
+    schema.add(
         "sinks",
         list,
         default=[],
-        help="Output sinks: a list of {type: NAME, ...options}. See `progresskit plugins`.",
+        help="Output sinks: a list of {type: NAME, ...options}. See `progresskit plugins`. "
+        "Only from a config file you trust (docs/security.md).",
+        trusted_only=True,
     )
     schema.add(
         "watch_mode",
@@ -100,6 +110,7 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
         "$PROGRESSKIT_HISTORY overrides it; default "
         "$XDG_STATE_HOME/progresskit/history.sqlite3 (~/.local/state/...). See docs/eta.md.",
         check=lambda v: ensure(bool(v.strip()), "must be a path or 'off'"),
+        trusted_only=True,
     )
     schema.add(
         "eta_group",

@@ -153,3 +153,13 @@ class Hooks:
         return cast(
             "bool | None", self._pm.hook.progresskit_cancel(run=run, grace_seconds=grace_seconds)
         )
+
+    def can_cancel(self, run: RunStatus) -> bool:
+        """Whether the first plugin that owns ``run`` says it could stop it (no answer: no)."""
+        return bool(self._pm.hook.progresskit_can_cancel(run=run))
+
+    def judge_run(self, run: RunStatus, now: float) -> RunStatus:
+        """``run`` as the first plugin that knows its job (a scheduler) judges it, else
+        ``run`` unchanged."""
+        judged = self._pm.hook.progresskit_judge_run(run=run, now=now)
+        return run if judged is None else cast("RunStatus", judged)

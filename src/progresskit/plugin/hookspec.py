@@ -31,7 +31,7 @@ plugin first, so every third-party plugin is asked before the builtins, which ar
 fallback. ``tryfirst=True`` puts an implementation before every unmarked one,
 ``trylast=True`` after them (the builtin ``local_process`` cancel is ``trylast``); among
 implementations with the same mark, the most recently registered is still called first.
-For a *firstresult* hook (``make_tracker``, ``resolve_target``, ``cancel``) the first
+For a *firstresult* hook (``make_tracker``, ``resolve_target``, ``cancel``, ``can_cancel``) the first
 non-``None`` answer in that order wins and later implementations are not called: a
 third-party tracker that provides a builtin's runner type is the one used for it.
 ``process_info`` merges every answer, the first one for a work dir winning. Between
@@ -223,11 +223,14 @@ def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
     """Stop the job behind ``run``, the way its system wants to be stopped.
 
     Called by ``progresskit serve`` for an authorised ``POST /api/runs/{id}/cancel`` of an
-    active run, from a worker thread (blocking calls are fine; return promptly). A plugin
-    that knows how to stop runs of ``run.progress.runner_type`` (an HTTP interrupt, a
-    scheduler's cancel command) implements it; the builtin ``local_process`` plugin, which
-    runs last, stops the local process in ``run.process_info``: SIGTERM to its process
-    group, SIGKILL to what is left after ``grace_seconds``.
+    active run, from a worker thread, and by ``progresskit cancel TARGET``, both through
+    :func:`progresskit.engine.cancel.cancel_run` (blocking calls are fine; return promptly).
+    A plugin that knows how to stop runs of ``run.progress.runner_type`` (an HTTP interrupt,
+    a scheduler's cancel command) implements it; the builtin ``local_process`` plugin, which
+    runs last, stops the run's local process once ``/proc`` proves it is the run's (the
+    lease's registration, or its working directory or a file of the run it writes;
+    docs/cancel.md): SIGTERM to it and to the processes it started, one by one (never a
+    process group), SIGKILL to what is left after ``grace_seconds``.
     *firstresult*: the first non-``None`` answer in call order wins.
 
     :param run: the run's latest status, as the server last saw it.
@@ -235,6 +238,43 @@ def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
     :return: ``True`` when the stop was initiated, ``None`` to decline. A plugin that owns
         the run but cannot stop it raises :class:`~progresskit.errors.ProgresskitError`
         saying why; the server answers 409 with that message.
+    """
+
+
+@hookspec(firstresult=True)
+def progresskit_can_cancel(run: RunStatus) -> bool | None:
+    """Whether this plugin's ``progresskit_cancel`` could stop ``run``'s job now.
+
+    Called by ``progresskit serve`` for every active run each time its view is built (the
+    dashboard offers Cancel only where the answer is ``True``: ``can_cancel`` in the run's
+    view), on the event loop: answer from ``run`` alone (its ``process_info``, its
+    ``progress.details``), with no I/O. A plugin that implements ``progresskit_cancel``
+    implements this too, with the same idea of which runs are its own.
+    *firstresult*: the first non-``None`` answer in call order wins; no answer is "no".
+
+    :param run: the run's latest status (active).
+    :return: ``True`` when a cancel would be attempted, ``False`` when this plugin owns the
+        run but cannot stop it, ``None`` for a run that is not this plugin's.
+    """
+
+
+@hookspec(firstresult=True)
+def progresskit_judge_run(run: RunStatus, now: float) -> RunStatus | None:
+    """Give the word of the system that runs the job behind ``run`` (a scheduler).
+
+    Called by the engine once for every run it evaluates, after the status rules, with
+    the rules' verdict: ``run.progress.details`` holds what the run's lease recorded
+    (``slurm_job_id``, ...). A plugin that knows the job (a batch scheduler that can say
+    "job J is OUT_OF_MEMORY", which no file on this host shows) returns the run with
+    that system's status, reason and cause (its own word in ``progress.source_status``);
+    every other plugin declines. Called for every run, so decline cheaply and batch any
+    question to the outside system across calls (one query per poll interval, cached).
+    *firstresult*: the first non-``None`` answer in call order wins.
+
+    :param run: the run as the engine's rules judged it.
+    :param now: the time of the evaluation (Unix seconds).
+    :return: the run as its scheduler sees it, or ``None`` to keep the engine's verdict.
+        Never raise for a scheduler that cannot be asked: say so in the reason.
     """
 
 

@@ -14,13 +14,36 @@ import attrs
 from progresskit.formats.fileio import StatKey, is_racy, stat_key
 from progresskit.model.core import ProgressInfo
 
-__all__ = ["BaseProgressTracker", "HistoryArgs", "RunnerDescription", "Target", "list_entries"]
+__all__ = [
+    "BaseProgressTracker",
+    "CurvePoint",
+    "Curves",
+    "HistoryArgs",
+    "RunnerDescription",
+    "Target",
+    "list_entries",
+]
+
+#: One point of a metric's curve: ``(x, value, time)``, ``x`` in the tracker's
+#: :attr:`~BaseProgressTracker.curve_axis` (an epoch, a step), ``time`` the Unix time the
+#: source recorded for it, or ``None`` when it records none.
+CurvePoint = tuple[float, float, "float | None"]
+#: Metric name -> its points, oldest first: what :meth:`BaseProgressTracker.curves` returns.
+Curves = dict[str, list[CurvePoint]]
 
 
 def list_entries(path: str) -> dict[str, bool]:
-    """One listing of ``path``: entry name -> whether it is a directory."""
+    """One listing of ``path``: entry name -> whether it is a directory (a symlink counts
+    as what it points to; one that cannot be followed, a loop, as no directory)."""
     with os.scandir(path) as it:
-        return {e.name: e.is_dir() for e in it}
+        return {e.name: _is_dir(e) for e in it}
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # ELOOP: a symlink loop must not make the whole directory unlistable
+        return False
 
 
 @attrs.frozen
@@ -101,6 +124,9 @@ class BaseProgressTracker(ABC):
     #: on disk does): the answer is reused that long after it was read, and the fingerprint
     #: is not consulted.
     reuse_seconds: ClassVar[float | None] = None
+    #: What the x of the points of :meth:`curves` counts: ``"epoch"``, ``"step"``, or
+    #: ``"time"`` (x is then a Unix time).
+    curve_axis: ClassVar[str] = "step"
 
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
         self.work_dir = os.fspath(work_dir)
@@ -271,6 +297,19 @@ class BaseProgressTracker(ABC):
         The default, no times, leaves ``sleep_time`` as the only limit; a tracker whose
         source records when it updated overrides it. A few dozen recent times suffice."""
         return ()
+
+    def curves(self) -> Curves:
+        """Every metric's full curve, read from the run's files now (all epochs' scores, a
+        Trainer's ``log_history``, an event log's metrics), not only the latest values that
+        :meth:`calculate_progress` reports.
+
+        Called for one run at a time when someone looks at it (``progresskit serve``'s run
+        page, ``GET /api/runs/{id}``), from a worker thread, on a tracker of its own: it may
+        read every file it needs, but must not raise for bad content (skip a corrupt point).
+        Non-finite values are left out. The default, no curves, suits a source that keeps
+        no history.
+        """
+        return {}
 
     def last_activity(self) -> float | None:
         """The newest sign of life: a log write or the source's own heartbeat."""

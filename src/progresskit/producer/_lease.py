@@ -25,9 +25,13 @@ import attrs
 from progresskit.formats.fileio import atomic_write_text
 from progresskit.formats.lease import (
     LEASE_FILENAME,
+    REGISTRATION_NAME,
     Lease,
     dump_lease,
+    process_start_ticks,
     process_start_time,
+    registration,
+    slurm_job,
     this_host,
 )
 from progresskit.model.core import Cause
@@ -50,6 +54,8 @@ class RunLease:
         self.renew_every = MAX_RENEW_SECONDS
         self.record: Lease | None = None
         self.write_failed = False
+        #: The memory file proving this process holds the lease (see :func:`_register`).
+        self.registration: int | None = None
 
     def _promise(self) -> tuple[float | None, float, tuple[str, ...]]:
         # Any holder's sign of life renews the lease, so the tightest promise binds, and a
@@ -78,12 +84,50 @@ class RunLease:
         if old is None:
             # Unknown start time: the host-side check of the pid stays possible.
             started = process_start_time(self.pid) or time.time()
-            old = Lease(self.pid, started, this_host(), interval, started_at=time.time())
+            old = Lease(
+                self.pid,
+                started,
+                this_host(),
+                interval,
+                started_at=time.time(),
+                process_start_ticks=process_start_ticks(self.pid),
+                token=os.urandom(16).hex(),
+                slurm=slurm_job(os.environ),
+            )
+            # Registered before the lease names us: a canceller never sees one without it.
+            self._register(old.token)
         self.record = attrs.evolve(
             old, interval=interval, slack=slack, producers=producers, state="running",
             ended_at=None, cause=None,
         )
         self._write()
+
+    def _register(self, token: str | None) -> None:
+        """Hold a memory file naming this lease's directory and token: what a canceller
+        checks through ``/proc/PID/fd`` before it signals us (docs/cancel.md). Only this
+        process can hold it, where anyone who can write the run directory can write a lease.
+        Linux only; elsewhere (or out of file descriptors) the run cannot be cancelled by
+        signal, which must not stop training."""
+        if token is None or self.registration is not None or not hasattr(os, "memfd_create"):
+            return
+        try:
+            fd = os.memfd_create(REGISTRATION_NAME, os.MFD_CLOEXEC)
+        except OSError as exc:
+            log.warning("cannot register lease %s for cancelling: %s", self.path, exc)
+            return
+        try:
+            os.write(fd, registration(self.directory, token))
+        except OSError as exc:
+            os.close(fd)
+            log.warning("cannot register lease %s for cancelling: %s", self.path, exc)
+            return
+        self.registration = fd
+
+    def unregister(self) -> None:
+        """Close the registration: the lease is final (or not this process's any more)."""
+        fd, self.registration = self.registration, None
+        if fd is not None:
+            os.close(fd)
 
     def _write(self) -> None:
         assert self.record is not None
@@ -135,6 +179,7 @@ class RunLease:
             self.final = True
             self.record = attrs.evolve(self.record, state=state, ended_at=time.time(), cause=cause)
             self._write()
+            self.unregister()
             _forget(self)
             return True
 
@@ -145,6 +190,7 @@ class RunLease:
                 return
             self.final = False
             self.record = attrs.evolve(self.record, state="running", ended_at=None, cause=None)
+            self._register(self.record.token)
             self._write()
             with _registry_lock:
                 _leases.setdefault(self.directory, self)
@@ -234,7 +280,10 @@ def _install_process_hooks() -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The parent's leases are the parent's: a forked worker must neither renew nor end them.
+    # The parent's leases are the parent's: a forked worker must neither renew nor end them,
+    # nor hold their registrations.
+    for lease in _leases.values():
+        lease.unregister()
     _leases.clear()
 
 

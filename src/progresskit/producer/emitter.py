@@ -18,12 +18,25 @@ The seed's module-level functions (``init_training_events``, ``emit_progress``, 
 Destinations: a Unix socket when one listens (``progresskit listen`` is the receiver), else
 an append to the event file. The emitter never raises into the training loop: a failed
 delivery is logged once per streak of failures and counted in :attr:`EventEmitter.failures`.
+
+An event is counted sent only once it is written somewhere. A line the kernel took for the
+socket is not yet the listener's: a listener killed before reading it loses it. The emitter
+therefore keeps the lines the listener has not read yet (the socket's unread bytes,
+``SIOCOUTQ``, tell when it caught up) and appends them to the event file when the listener
+goes away without reading them. A send never blocks longer than
+:data:`SOCKET_SEND_TIMEOUT`: a listener that stops reading gets no more lines until it
+catches up, they go to the file instead, without waiting. The event file is opened without
+blocking and only when it is a regular file: a FIFO put in its place cannot hang training.
 """
 
 from __future__ import annotations
 
+import collections
+import errno
 import os
+import select
 import socket
+import stat
 import threading
 import time
 from collections.abc import Mapping
@@ -43,9 +56,11 @@ __all__ = ["EventEmitter", "append_bytes"]
 #: A socket that refused us is tried again after this many seconds, not on every event: a
 #: refused connect is cheap, but a training loop may emit thousands of events a second.
 SOCKET_RETRY_SECONDS = 5.0
-#: How long a send may block before the event goes to the file instead: a stalled listener
+#: How long a send may wait before the event goes to the file instead: a stalled listener
 #: must not stall training.
 SOCKET_SEND_TIMEOUT = 1.0
+#: ``ioctl`` request for a socket's bytes not yet read by its peer (Linux ``SIOCOUTQ``).
+_SIOCOUTQ = 0x5411
 
 
 def append_bytes(path: str, data: bytes) -> None:
@@ -59,9 +74,22 @@ def append_bytes(path: str, data: bytes) -> None:
     not apply here.) A short write happens only when the disk fills up or a file size limit
     is hit; the rest is then written as well and the reader's tolerance of a malformed line
     confines the damage to that line. Not atomic on NFS, whose clients emulate ``O_APPEND``.
+
+    :raises OSError: also when ``path`` is not a regular file (a FIFO, a device), which is
+        never opened for blocking.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    # O_NONBLOCK: opening a FIFO with no reader would block forever (and fails ENXIO
+    # instead); no effect on a regular file's writes.
     try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise OSError(exc.errno, "not a regular file (a FIFO or a device)", path) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO or a device)", path)
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
@@ -115,6 +143,10 @@ class EventEmitter:
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
         self._socket_pid = 0
+        #: Lines sent on the current connection that the listener may not have read yet.
+        self._unread: collections.deque[bytes] = collections.deque()
+        #: The listener stopped reading: lines go to the file until it has caught up.
+        self._congested = False
         self._next_connect = 0.0
         self._failing = False
         lease_dir = os.fspath(work_dir) if work_dir is not None else None
@@ -186,8 +218,16 @@ class EventEmitter:
     emit_error = error
 
     def close(self) -> None:
-        """Close the socket connection, if any. Events emitted later reopen it."""
+        """Close the socket connection, if any, once the listener has read what was sent
+        (waiting up to :data:`SOCKET_SEND_TIMEOUT`; what it has not read by then is appended
+        to the event file). Events emitted later reopen it."""
         with self._lock:
+            deadline = time.monotonic() + SOCKET_SEND_TIMEOUT
+            while self._socket is not None and self._unread and time.monotonic() < deadline:
+                self._settle()
+                if self._unread:
+                    time.sleep(0.01)
+            self._to_file_unread()
             self._drop_socket()
             self._next_connect = 0.0
 
@@ -220,24 +260,98 @@ class EventEmitter:
                 self._fail(f"cannot emit {fields.get('event_type')} event{where}: {exc}")
 
     def _send(self, data: bytes) -> bool:
-        """Send ``data`` over the socket; ``False`` (socket dropped) when that is not possible."""
+        """Send ``data`` over the socket; ``False`` when the socket cannot take it now (the
+        caller appends it to the file)."""
         if self.socket_path is None:
             return False
         if self._socket is not None and self._socket_pid != os.getpid():
-            # Inherited through fork: the parent's connection is not ours to write on.
+            # Inherited through fork: the parent's connection and its lines are not ours.
             self._socket = None
+            self._unread.clear()
+            self._congested = False
         if self._socket is None and not self._connect():
             return False
-        assert self._socket is not None
-        try:
-            self._socket.sendall(data)
-            return True
-        except OSError as exc:
-            # A partial send leaves an unterminated line; the listener drops it at EOF, so
-            # the event ends up once, in the file.
-            self.last_error = f"event socket {self.socket_path}: {exc}"
-            self._drop_socket()
+        self._settle()
+        if self._socket is None or self._congested:
             return False
+        sent = self._send_bounded(self._socket, data)
+        if sent == len(data):
+            self._unread.append(data)
+            return True
+        if sent:
+            # Part of a line is queued: closing makes the listener drop it at EOF, so the
+            # event ends up once, in the file. What it has not read goes there too.
+            self._to_file_unread()
+            self._drop_socket()
+        else:
+            self._congested = True
+            logger(__name__).debug("%s; using the event file until it catches up", self.last_error)
+        return False
+
+    def _send_bounded(self, sock: socket.socket, data: bytes) -> int:
+        """Bytes of ``data`` sent without blocking, waiting at most SOCKET_SEND_TIMEOUT
+        for room; fewer than all when the listener does not read or went away."""
+        view = memoryview(data)
+        sent = 0
+        deadline = time.monotonic() + SOCKET_SEND_TIMEOUT
+        while sent < len(data):
+            try:
+                sent += sock.send(view[sent:])
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                self.last_error = f"event socket {self.socket_path}: {exc}"
+                return sent
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [sock], [], left)[1]:
+                self.last_error = (
+                    f"event socket {self.socket_path}: the listener took no data for "
+                    f"{SOCKET_SEND_TIMEOUT:g}s"
+                )
+                return sent
+        return sent
+
+    def _settle(self) -> None:
+        """Forget the lines the listener has read; when it went away without reading
+        some, append those to the file and drop the connection."""
+        sock = self._socket
+        if sock is None:
+            return
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        ready = poller.poll(0)
+        events = ready[0][1] if ready else 0
+        if events & (select.POLLERR | select.POLLHUP):
+            # The listener closed. With lines unread in its queue the kernel discarded them
+            # and flags the error (ECONNRESET): those lines exist nowhere but here.
+            discarded = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+            discarded = discarded or bool(events & select.POLLERR)
+            if not discarded:
+                self._unread.clear()
+            self.last_error = f"event socket {self.socket_path}: the listener went away"
+            self._to_file_unread()
+            self._drop_socket()
+            return
+        if _unread_bytes(sock) in (0, None):  # None: the system cannot tell; trust the send
+            self._unread.clear()
+            self._congested = False
+
+    def _to_file_unread(self) -> None:
+        """Append the lines the listener may not have read to the file (none is lost; one
+        it read just before going away may then be there twice)."""
+        if not self._unread:
+            return
+        lines, count = b"".join(self._unread), len(self._unread)
+        self._unread.clear()
+        try:
+            if self.event_file is None:
+                raise OSError("no event file to fall back to")
+            append_bytes(self.event_file, lines)
+        except OSError as exc:
+            self.sent -= count
+            for _ in range(count):
+                self._fail(f"{count} event(s) sent to {self.socket_path} were never read: {exc}")
 
     def _connect(self) -> bool:
         now = time.monotonic()
@@ -253,7 +367,9 @@ class EventEmitter:
             self._next_connect = now + SOCKET_RETRY_SECONDS
             logger(__name__).debug("%s; using the event file", self.last_error)
             return False
+        sock.setblocking(False)
         self._socket, self._socket_pid = sock, os.getpid()
+        self._congested = False
         return True
 
     def _drop_socket(self) -> None:
@@ -276,6 +392,19 @@ class EventEmitter:
             # per event. A later success re-arms the warning.
             self._failing = True
             logger(__name__).warning("%s (further failures are counted, not logged)", message)
+
+
+def _unread_bytes(sock: socket.socket) -> int | None:
+    """Bytes sent on ``sock`` that its peer has not read yet (kernel accounting, not exact
+    bytes, but 0 exactly when all was read); ``None`` where the system cannot say."""
+    import fcntl
+    import struct
+
+    try:
+        raw = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return None
+    return int(struct.unpack("i", raw)[0])
 
 
 def _lease_ending(outcome: str) -> tuple[str, Cause | None]:

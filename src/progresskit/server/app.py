@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -13,6 +15,8 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from progresskit.builtin.droprecord import read_drop_record
+from progresskit.builtin.webhook import default_spool_root
 from progresskit.engine.monitor import Monitor
 from progresskit.formats.change import Change
 from progresskit.plugin.manager import PluginManager
@@ -30,6 +34,30 @@ __all__ = ["SEED_CHANNELS", "STATIC_DIR", "ServeSettings", "create_app"]
 #: The seeds' WebSocket protocols, served beside progresskit's own ``/ws`` for the seeds'
 #: clients (docs/serve.md). Another protocol is another :class:`Channel` here.
 SEED_CHANNELS: tuple[type[Channel], ...] = (TrainingChannel, JobsChannel)
+#: Seconds between two reads of the sinks' drop records (``/metrics``).
+DROPS_REFRESH_SECONDS = 5.0
+
+
+def _drop_records(spools: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The drop records of ``spools`` and of the default webhook spools, by spool."""
+    root = default_spool_root()
+    try:
+        defaults = [os.path.join(root, name) for name in sorted(os.listdir(root))]
+    except OSError:
+        defaults = []
+    records = {}
+    for spool in dict.fromkeys([*spools, *defaults]):
+        record = read_drop_record(spool)
+        if record is not None:
+            records[spool] = record
+    return records
+
+
+async def _refresh_drops(hub: Hub, spools: tuple[str, ...]) -> None:
+    # Read off the event loop: the handlers answer from the hub and never touch the disk.
+    while True:
+        hub.sink_drops = await run_in_threadpool(_drop_records, spools)
+        await asyncio.sleep(DROPS_REFRESH_SECONDS)
 
 
 def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> Starlette:
@@ -45,9 +73,11 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
         for run in monitor.runs:  # a monitor started before us: its runs are not news to it
             hub.apply(Change("new", run))
         monitor.start()
+        drops = asyncio.create_task(_refresh_drops(hub, settings.sink_spools))
         try:
             yield
         finally:
+            drops.cancel()
             unsubscribe()
             await run_in_threadpool(monitor.stop, 10.0)
 

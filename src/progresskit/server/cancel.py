@@ -1,4 +1,5 @@
-"""Cancelling runs: who may (the token) and how (the ``progresskit_cancel`` hook)."""
+"""Cancelling runs from the server: who may (the token); how is the engine's
+(:func:`progresskit.engine.cancel.cancel_run`, shared with ``progresskit cancel``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from progresskit.errors import ConfigError, ProgresskitError
-from progresskit.model.core import RunStatus
-from progresskit.plugin.manager import PluginManager
+# ``cancel`` under its old name: the routes' one call, the engine's code.
+from progresskit.engine.cancel import CancelRefused
+from progresskit.engine.cancel import cancel_run as cancel
+from progresskit.errors import ConfigError
 
 __all__ = ["TOKEN_ENV", "CancelRefused", "Unauthorized", "authorize", "cancel", "resolve_token"]
 
@@ -26,10 +28,6 @@ class Unauthorized(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-class CancelRefused(Exception):
-    """The run cannot be cancelled (not active, no plugin can stop it, the stop failed)."""
 
 
 def resolve_token(
@@ -66,19 +64,3 @@ def authorize(header: str | None, token: str) -> None:
         raise Unauthorized(401, "expected the header Authorization: Bearer TOKEN")
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise Unauthorized(403, "wrong token")
-
-
-def cancel(pm: PluginManager, run: RunStatus, grace_seconds: float) -> None:
-    """Ask the plugins to stop ``run``'s job (blocking: call from a worker thread)."""
-    if not run.status.is_active:
-        raise CancelRefused(f"run {run.work_dir} is {run.status.value}: nothing to cancel")
-    try:
-        done = pm.hooks.cancel(run, grace_seconds)
-    except ProgresskitError as exc:
-        raise CancelRefused(str(exc)) from None
-    if not done:
-        where = "no process is known for it" if run.process_info is None else "none claimed it"
-        raise CancelRefused(
-            f"no plugin can cancel this {run.progress.runner_type} run ({where}); "
-            "a tracker plugin stops its jobs through the progresskit_cancel hook"
-        )

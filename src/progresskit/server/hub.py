@@ -72,6 +72,8 @@ class Hub:
         self.started_at = time.time()
         #: The channels told of each change, in this order.
         self.channels: list[Channel] = []
+        #: Sink spool -> its drop record (what the sink lost), refreshed by the app.
+        self.sink_drops: dict[str, dict[str, Any]] = {}
 
     # -- fed by the monitor -------------------------------------------------------------
 

@@ -166,4 +166,5 @@ class Api:
     async def prometheus(self, _request: Request) -> Response:
         """``GET /metrics``: Prometheus text."""
         text = metrics.prometheus_text([(e.view["name"], e.run) for e in self._hub.entries()])
+        text += metrics.losses_text(self._hub.sink_drops, self._hub.dropped_clients)
         return Response(text, media_type=metrics.CONTENT_TYPE)

@@ -29,3 +29,23 @@ class ServeSettings:
     history_size: int = 100
     #: Messages a client may fall behind before it is dropped.
     client_queue: int = 512
+    #: Origins besides the server's own pages allowed to open a stream or send a request
+    #: carrying an ``Origin`` header (``--allow-origin``); CORS origins are allowed too.
+    allowed_origins: tuple[str, ...] = ()
+    #: Most bytes of a request body, on every route; beyond: 413 and the connection closed.
+    max_body_bytes: int = 64 * 1024
+    #: Most open connections (HTTP and WebSocket); a connection beyond is answered 503 and
+    #: closed at once, so idle sockets cannot exhaust the process's file descriptors.
+    max_connections: int = 256
+    #: Most WebSocket clients over all streams; one more is closed with code 1013.
+    max_ws_clients: int = 128
+    #: Seconds a connection may take to send a request's headers (from its first byte, or
+    #: from the connection's start); a half-sent request is then closed.
+    header_timeout: float = 10.0
+    #: Seconds an idle keep-alive connection is kept between requests.
+    idle_timeout: float = 5.0
+    #: Sink spools whose drop records ``/metrics`` reports besides the default spools
+    #: (``--sink-spool``).
+    sink_spools: tuple[str, ...] = ()
+    #: Seconds between two log records of the same resource failure (EMFILE, ENOMEM...).
+    resource_log_interval: float = 60.0

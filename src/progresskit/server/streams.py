@@ -111,10 +111,17 @@ class Clients:
 
 async def attend(websocket: WebSocket, channel: Channel, settings: ServeSettings) -> None:
     """Serve one WebSocket client of ``channel`` until it leaves or falls too far behind
-    (closed with 1013); a page of a foreign origin is refused (closed with 1008)."""
+    (closed with 1013); a page of a foreign origin is refused (closed with 1008), and so is a
+    client beyond ``max_ws_clients`` over all channels (closed with 1013)."""
     headers = websocket.headers
-    if not stream_origin_allowed(headers.get("origin"), headers.get("host"), settings.cors_origins):
+    origins = (*settings.allowed_origins, *settings.cors_origins)
+    if not stream_origin_allowed(headers.get("origin"), headers.get("host"), origins):
         await websocket.close(code=1008, reason="cross-origin WebSocket not allowed")
+        return
+    if sum(len(c.clients) for c in channel.hub.channels) >= settings.max_ws_clients:
+        await websocket.accept()  # a close before accepting is a bare 403 the client cannot read
+        await websocket.close(code=1013, reason="too many stream clients: try again later")
+        log.warning("stream client refused: %d clients connected", settings.max_ws_clients)
         return
     await websocket.accept()
     client, greeting = channel.connect()
@@ -157,6 +164,11 @@ async def _receive(websocket: WebSocket, client: Client, channel: Channel) -> No
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        reply = channel.answer(client, message.get("text"))
+        try:
+            reply = channel.answer(client, message.get("text"))
+        except RecursionError:
+            # json's parser recurses per nesting level: a message nested deeper than the
+            # interpreter's limit is a bad message, not the end of the connection.
+            reply = channel.error("message nested too deeply: send a flat JSON object")
         if reply is not None:
             channel.clients.send(client, reply)

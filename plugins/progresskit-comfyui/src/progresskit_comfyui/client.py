@@ -7,7 +7,7 @@ Errors are sorted into what the monitor must do about them: :class:`ServerUnavai
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,10 +21,12 @@ from progresskit_comfyui.protocol import (
     QueueSnapshot,
     ServerSlow,
     ServerUnavailable,
+    loads,
     normalise_url,
     parse_history,
     parse_queue,
     parse_system_stats,
+    system_of,
 )
 
 __all__ = ["ComfyUIClient", "normalise_url"]
@@ -32,15 +34,20 @@ __all__ = ["ComfyUIClient", "normalise_url"]
 #: Large executed-output and preview frames are legitimate; 1 MiB (the library default)
 #: would close the socket on a big preview.
 _MAX_FRAME = 64 * 1024 * 1024
+#: The largest HTTP reply read (bytes): a ``/queue`` of hundreds of prompts or a
+#: ``/history`` of 10000 is a few MiB; a 1.5 GB body is not a reply worth reading.
+MAX_REPLY_BYTES = 32 * 1024 * 1024
 
 
 class ComfyUIClient:
     """Requests to one server. ``timeout`` bounds a reply; connecting gets less (a refused
     or unroutable address should be known quickly, a busy server may take its time)."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0, connect_timeout: float = 5.0):
+    def __init__(self, url: str, *, timeout: float = 30.0, connect_timeout: float = 5.0,
+                 max_reply_bytes: int = MAX_REPLY_BYTES):
         self.url = normalise_url(url)
         self.timeout = timeout
+        self.max_reply_bytes = max_reply_bytes
         self._http = httpx.AsyncClient(
             base_url=self.url,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
@@ -63,25 +70,46 @@ class ComfyUIClient:
     async def _request(self, method: str, path: str, body: Any = None) -> Any:
         what = f"{method} {self.url}{path}"
         try:
-            response = await self._http.request(method, path, json=body)
+            # The whole exchange, body included, within the timeout: a server trickling
+            # its reply byte by byte never resets a per-read timeout.
+            status, reason, content = await asyncio.wait_for(
+                self._exchange(method, path, body, what), self.timeout)
         except httpx.ConnectTimeout as exc:
             raise ServerUnavailable(f"{what}: no connection within the time limit") from exc
-        except httpx.TimeoutException as exc:
+        except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
             raise ServerSlow(f"{what}: no reply within {self.timeout:g}s (server busy)") from exc
         except (httpx.TransportError, OSError) as exc:
             raise ServerUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
-        if response.status_code != 200:
+        if status != 200:
             raise ProtocolError(
-                f"{what}: HTTP {response.status_code} {response.reason_phrase} "
-                f"(expected 200): {response.text[:200]!r}"
+                f"{what}: HTTP {status} {reason} (expected 200): {content[:200]!r}"
             )
-        if not response.content:
+        if not content:
             # /interrupt and the queue deletion answer 200 with an empty body.
             return None
-        try:
-            return response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ProtocolError(f"{what}: reply is not JSON: {response.text[:120]!r}") from exc
+        return loads(content, what)
+
+    async def _exchange(self, method: str, path: str, body: Any,
+                        what: str) -> tuple[int, str, bytes]:
+        async with self._http.stream(method, path, json=body) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_reply_bytes:
+                raise ProtocolError(f"{what}: reply of {int(declared)} bytes, more than the "
+                                    f"{self.max_reply_bytes} a ComfyUI reply may have")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_reply_bytes:
+                    raise ProtocolError(f"{what}: reply longer than the {self.max_reply_bytes} "
+                                        f"bytes a ComfyUI reply may have")
+                chunks.append(chunk)
+            return response.status_code, response.reason_phrase, b"".join(chunks)
+
+    async def system_identity(self) -> dict[str, Any]:
+        """``/system_stats``'s ``system`` object (what says which server process it is)."""
+        return system_of(await self._request("GET", "/system_stats"),
+                         f"GET {self.url}/system_stats")
 
     async def system_stats(self) -> str:
         """The server's ComfyUI version; :class:`ProtocolError` if it is not ComfyUI."""
@@ -101,7 +129,8 @@ class ComfyUIClient:
         """The newest ``max_items`` finished prompts, oldest first (the server's order)."""
         path = f"/history?max_items={int(max_items)}"
         body = await self._request("GET", path)
-        return list(parse_history(body, f"GET {self.url}{path}").values())
+        # A server that ignores max_items still gives only the newest max_items.
+        return list(parse_history(body, f"GET {self.url}{path}", limit=max_items).values())
 
     async def interrupt(self, prompt_id: str) -> None:
         """Interrupt ``prompt_id`` if it is the running prompt (the server ignores others)."""

@@ -17,9 +17,24 @@ from progresskit_comfyui.protocol import (
     QueueEntry,
     Workflow,
     error_from,
+    timestamp_ms,
 )
 
-__all__ = ["RUNNER_TYPE", "JobState", "ProgressStatus", "ProgressUpdate"]
+__all__ = ["RUNNER_TYPE", "Detail", "JobState", "ProgressStatus", "ProgressUpdate"]
+
+
+class Detail:
+    """The one ``detail`` of each way a job ends other than completing, whichever path
+    (event stream, history, queue) told it."""
+
+    EXECUTION_ERROR = "execution error"
+    INTERRUPTED = "interrupted"
+    #: A cancel's deletion came too late: the prompt had started and was interrupted.
+    INTERRUPTED_AFTER_DELETE = "interrupted (it started before the deletion from the queue)"
+    DELETED = "deleted from the queue"
+    SERVER_RESTARTED = "server restarted"
+    UNKNOWN_PROMPT = "unknown prompt"
+    VANISHED = "left the queue and never reached the history"
 
 
 class ProgressStatus(str, enum.Enum):
@@ -59,6 +74,8 @@ _TERMINAL = frozenset(
         ProgressStatus.FAILED,
         ProgressStatus.TIMEOUT,
         ProgressStatus.CANCELLED,
+        # Only ever reached for a prompt the server does not know: nothing will change it.
+        ProgressStatus.UNKNOWN,
     }
 )
 # Non-terminal statuses only move forward: an HTTP snapshot that left the server before a
@@ -96,7 +113,7 @@ class ProgressUpdate:
     nodes_total: int | None = None
     #: 0 = next to run; ``None`` unless queued.
     queue_position: int | None = None
-    #: Remaining seconds as of ``updated_at`` (``estimated_completion`` as a duration).
+    #: Remaining seconds as of ``eta_as_of`` (``estimated_completion`` as a duration).
     eta_seconds: float | None = None
     #: Unix times: execution start, the newest observation, the end.
     started_at: float | None = None
@@ -104,6 +121,10 @@ class ProgressUpdate:
     ended_at: float | None = None
     #: Why the status is what it is when the status word alone does not say.
     detail: str | None = None
+    #: Unix time ``eta_seconds`` is counted from: subtract the time since from it.
+    eta_as_of: float | None = None
+    #: What the workflow is called (its output nodes' classes), when its graph is known.
+    workflow_name: str | None = None
 
     @property
     def canonical_status(self) -> Status:
@@ -144,6 +165,15 @@ class JobState:
     error: ErrorInfo | None = None
     detail: str | None = None
     cancel_requested: bool = False
+    #: The detail an interrupt this monitor sent ends with (why it was interrupted).
+    cancel_detail: str = Detail.INTERRUPTED
+    #: Monotonic time the current node started, and seconds each finished node took (as
+    #: the event stream showed them; node id -> seconds).
+    node_since: float | None = None
+    node_seconds: dict[str, float] = attrs.field(factory=dict)
+    #: Monotonic time of the newest step, and (step, time) of the node's first one: its pace.
+    step_at: float | None = None
+    first_step: tuple[int, float] | None = None
     #: The prompt ended per the event stream and its history should be read.
     needs_history: bool = False
     generation_time: float | None = None
@@ -196,6 +226,8 @@ class JobState:
         return changed
 
     def on_history(self, entry: HistoryEntry, mono: float, wall: float) -> bool:
+        if self.status.is_terminal:
+            return False  # frozen: its final record was given once
         self.workflow = self.workflow or entry.workflow
         self.started_ms = self.started_ms or entry.started_ms
         self.ended_ms = entry.ended_ms
@@ -213,23 +245,26 @@ class JobState:
             return self.finish(ProgressStatus.COMPLETED, mono, wall, None)
         self.finished_nodes |= set(entry.executed) - set(self.cached)
         if entry.outcome == "interrupted":
-            return self.finish(ProgressStatus.CANCELLED, mono, wall, "interrupted")
+            return self.finish(ProgressStatus.CANCELLED, mono, wall, self.interrupt_detail)
         self.error = entry.error
-        return self.finish(ProgressStatus.FAILED, mono, wall, entry.status_str)
+        return self.finish(ProgressStatus.FAILED, mono, wall, Detail.EXECUTION_ERROR)
 
-    def on_absent(self, mono: float, wall: float, vanish_timeout: float) -> bool:
+    @property
+    def interrupt_detail(self) -> str:
+        return self.cancel_detail if self.cancel_requested else Detail.INTERRUPTED
+
+    def on_absent(self, mono: float, wall: float, vanish_timeout: float,
+                  unknown_timeout: float) -> bool:
         """Neither in the queue nor in the history (ComfyUI answers ``{}``)."""
         if self.absent_since is None:
             self.absent_since = mono if self.seen else self.registered_at
         gone_for = mono - self.absent_since
-        if gone_for >= vanish_timeout:
-            where = "left the queue" if self.seen else "never appeared in the queue"
-            return self.finish(
-                ProgressStatus.TIMEOUT,
-                mono,
-                wall,
-                f"{where} and not in the history after {gone_for:.0f}s",
-            )
+        if not self.seen and gone_for >= unknown_timeout:
+            # Never in the queue, never in the history: the server does not know the id
+            # (mistyped, another server's). Not a failure of any job.
+            return self.finish(ProgressStatus.UNKNOWN, mono, wall, Detail.UNKNOWN_PROMPT)
+        if self.seen and gone_for >= vanish_timeout:
+            return self.finish(ProgressStatus.TIMEOUT, mono, wall, Detail.VANISHED)
         if self.seen:
             return self.advance(ProgressStatus.COMPLETING)
         return False
@@ -240,6 +275,10 @@ class JobState:
         self, kind: str, data: Mapping[str, Any], mono: float, wall: float
     ) -> tuple[bool, float | None]:
         """Apply one ``/ws`` message; (changed, duration of the step it ended, if any)."""
+        if self.status.is_terminal:
+            # Frozen: events arriving after the end (a lagging stream, the prompt's final
+            # ``executing``) change nothing and call nobody back.
+            return False, None
         self.news_at = mono
         self.updated_wall = wall
         self.seen = True
@@ -260,7 +299,7 @@ class JobState:
                 self.needs_history = not self.status.is_terminal
                 self.current_node = None
             else:
-                self._enter(str(node))
+                self._enter(str(node), mono)
                 self.advance(ProgressStatus.PROCESSING)
         elif kind == "progress":
             node = data.get("node")
@@ -269,23 +308,24 @@ class JobState:
                 return False, None
             node_id = None if node is None else str(node)
             if node_id is not None and node_id != self.current_node:
-                self._enter(node_id)
+                self._enter(node_id, mono)
             # Timed on progress messages alone: progress_state reports the same step first.
             timed = self.timed_step
             if timed is not None and timed[0] == node_id and value > timed[1]:
                 step_seconds = (mono - timed[2]) / (value - timed[1])
             self.timed_step = (node_id, value, mono)
+            self._stepped(value, mono)
             self.step, self.steps = value, maximum
             self.advance(ProgressStatus.PROCESSING)
         elif kind == "progress_state":
-            changed = self._progress_state(data.get("nodes"))
+            changed = self._progress_state(data.get("nodes"), mono)
             self.advance(ProgressStatus.PROCESSING)
         elif kind == "executed":
             node = data.get("node")
             if node is not None:
-                self.finished_nodes.add(str(node))
+                self._node_done(str(node), mono)
         elif kind == "execution_success":
-            self._ended(data)
+            self._ended(data, mono)
             if self.started_ms is None or self.ended_ms is None:
                 # Followed from mid-run: the history holds both timestamps; read it first.
                 self.needs_history = True
@@ -296,29 +336,45 @@ class JobState:
                     self.finished_nodes = set(self.workflow.nodes) - set(self.cached)
                 changed = self.finish(ProgressStatus.COMPLETED, mono, wall, None)
         elif kind == "execution_error":
-            self._ended(data)
+            self._ended(data, mono)
             self.error = error_from(data)
-            changed = self.finish(ProgressStatus.FAILED, mono, wall, "execution_error")
+            changed = self.finish(ProgressStatus.FAILED, mono, wall, Detail.EXECUTION_ERROR)
         elif kind == "execution_interrupted":
-            self._ended(data)
-            changed = self.finish(ProgressStatus.CANCELLED, mono, wall, "interrupted")
+            self._ended(data, mono)
+            changed = self.finish(ProgressStatus.CANCELLED, mono, wall, self.interrupt_detail)
         else:
             return False, None
         return changed, step_seconds
 
-    def _ended(self, data: Mapping[str, Any]) -> None:
+    def _ended(self, data: Mapping[str, Any], mono: float) -> None:
         self.ended_ms = _ms(data.get("timestamp"))
         if self.ended_ms is not None:
             self.ended_wall = self.ended_ms / 1000.0
+        if self.current_node is not None and data.get("node_id") is None:
+            self._node_done(self.current_node, mono)
         self.finished_nodes |= {str(n) for n in data.get("executed") or ()} - set(self.cached)
 
-    def _enter(self, node: str) -> None:
-        if self.current_node is not None and self.current_node != node:
-            self.finished_nodes.add(self.current_node)
-        self.current_node = node
-        self.step = self.steps = 0
+    def _node_done(self, node: str, mono: float) -> None:
+        if node == self.current_node and self.node_since is not None:
+            self.node_seconds.setdefault(node, max(0.0, mono - self.node_since))
+        self.finished_nodes.add(node)
 
-    def _progress_state(self, nodes: Any) -> bool:
+    def _enter(self, node: str, mono: float) -> None:
+        if self.current_node is not None and self.current_node != node:
+            self._node_done(self.current_node, mono)
+        self.current_node = node
+        self.node_since = mono
+        self.step = self.steps = 0
+        self.step_at = None
+        self.first_step = None
+
+    def _stepped(self, value: int, mono: float) -> None:
+        if self.first_step is None:
+            self.first_step = (value, mono)
+        if value != self.step or self.step_at is None:
+            self.step_at = mono
+
+    def _progress_state(self, nodes: Any, mono: float) -> bool:
         if not isinstance(nodes, Mapping):
             return False
         running: str | None = None
@@ -326,12 +382,12 @@ class JobState:
             if not isinstance(state, Mapping):
                 continue
             if state.get("state") == "finished":
-                self.finished_nodes.add(str(node_id))
+                self._node_done(str(node_id), mono)
             elif state.get("state") == "running":
                 running = str(node_id)
                 value, maximum = state.get("value"), state.get("max")
                 if running != self.current_node:
-                    self._enter(running)
+                    self._enter(running, mono)
                 # progress_state counts the running node's steps as floats; a node with no
                 # progress callbacks says 0 of 1 throughout.
                 if (
@@ -339,6 +395,7 @@ class JobState:
                     and isinstance(maximum, (int, float))
                     and maximum > 1
                 ):
+                    self._stepped(int(value), mono)
                     self.step, self.steps = int(value), int(maximum)
         if running is None and self.current_node in self.finished_nodes:
             self.current_node = None
@@ -358,26 +415,64 @@ class JobState:
             return None
         return len(set(self.workflow.nodes) - set(self.cached))
 
-    def fraction(self) -> float:
-        """Share of the work done, by nodes (each node weighs the same) and steps within."""
+    def to_run(self) -> list[str]:
+        """The prompt's nodes that execute (cached ones excluded), in id order."""
+        if self.workflow is None:
+            return []
+        return sorted(set(self.workflow.nodes) - set(self.cached))
+
+    def node_part(self, weight: float | None, now: float) -> float:
+        """How far the running node is, 0..1: by its steps, and between two steps (or with
+        no steps at all) by the time it has run against ``weight``, its expected seconds,
+        so that progress and the ETA move while no event arrives."""
+        if self.current_node is None or self.current_node in self.finished_nodes:
+            return 0.0
+        by_steps = self.step / self.steps if self.steps else 0.0
+        if not weight or weight <= 0 or self.node_since is None:
+            return by_steps
+        # Never more than 95% by time alone: a node running long is late, not done.
+        return max(by_steps, min((now - self.node_since) / weight, 0.95))
+
+    def node_left(self, weight: float, now: float) -> float:
+        """Seconds the running node still needs: by its own step pace once two steps were
+        timed, else its expected time less what it ran, counted down with no events."""
+        first = self.first_step
+        if (self.steps and first is not None and self.step_at is not None
+                and self.step - first[0] >= 2 and self.step_at > first[1]):
+            per_step = (self.step_at - first[1]) / (self.step - first[0])
+            return max(0.0, per_step * (self.steps - self.step) - (now - self.step_at))
+        return weight * (1.0 - self.node_part(weight, now))
+
+    def fraction(self, weights: Mapping[str, float] | None = None, now: float = 0.0) -> float:
+        """Share of the work done. With ``weights`` (node id -> expected seconds), weighted
+        by time; without, every node weighs the same, steps count within a node."""
         if self.status is ProgressStatus.COMPLETED:
             return 1.0
-        total = self.nodes_total
-        step_part = self.step / self.steps if self.steps else 0.0
-        if not total:
-            return min(step_part, 0.999)
-        running = step_part if self.current_node not in self.finished_nodes else 0.0
+        nodes = self.to_run()
+        if not nodes:
+            return min(self.step / self.steps if self.steps else 0.0, 0.999)
+        if weights and all(n in weights for n in nodes):
+            total = sum(weights[n] for n in nodes)
+            if total > 0:
+                done = sum(weights[n] for n in nodes if n in self.finished_nodes)
+                current = self.current_node
+                running = 0.0
+                if current is not None and current in weights:
+                    running = weights[current] * self.node_part(weights[current], now)
+                return min((done + running) / total, 0.999)
+        running = self.node_part(None, now)
         # The last step's progress message never says max, and a job is not done until the
         # server says so: never report 100% for a job still executing.
-        return min((self.nodes_done + running) / total, 0.999)
+        return min((self.nodes_done + running) / len(nodes), 0.999)
 
-    def snapshot(self, eta: float | None, estimated: datetime | None) -> ProgressUpdate:
+    def snapshot(self, eta: float | None, estimated: datetime | None, fraction: float,
+                 as_of: float) -> ProgressUpdate:
         error = self.error.described if self.error else None
         return ProgressUpdate(
             job_id=self.job_id,
             comfyui_prompt_id=self.prompt_id,
             status=self.status,
-            progress_percent=round(100.0 * self.fraction(), 3),
+            progress_percent=round(100.0 * fraction, 3),
             current_step=self.step,
             total_steps=self.steps,
             estimated_completion=estimated,
@@ -395,8 +490,13 @@ class JobState:
             updated_at=self.updated_wall,
             ended_at=self.ended_wall,
             detail=self.detail,
+            eta_as_of=as_of if eta is not None else None,
+            workflow_name=self.workflow.name if self.workflow else None,
         )
 
 
 def _ms(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    try:
+        return timestamp_ms(value)
+    except ValueError:
+        return None  # a bad stamp on the event stream: the history's will be read

@@ -29,7 +29,8 @@ from progresskit import Estimate, estimate_run, record_finished_runs
 from progresskit_comfyui import RUNNER_TYPE
 from progresskit_comfyui.backoff import Backoff
 from progresskit_comfyui.client import ComfyUIClient
-from progresskit_comfyui.job import JobState, ProgressStatus, ProgressUpdate
+from progresskit_comfyui.deleted import remember_deleted
+from progresskit_comfyui.job import Detail, JobState, ProgressStatus, ProgressUpdate
 from progresskit_comfyui.protocol import (
     ComfyUIError,
     HistoryEntry,
@@ -39,10 +40,11 @@ from progresskit_comfyui.protocol import (
     ServerSlow,
     ServerUnavailable,
     Workflow,
+    loads,
     normalise_url,
     workflow_from,
 )
-from progresskit_comfyui.statistics import GenerationStatistics
+from progresskit_comfyui.statistics import GenerationStatistics, NodeTimes, record_node
 
 __all__ = ["ProgressCallback", "StatusMonitor"]
 
@@ -59,6 +61,24 @@ MARK_STEP = 0.01
 _ESTIMABLE = (ProgressStatus.QUEUED, ProgressStatus.PROCESSING, ProgressStatus.COMPLETING)
 #: History requests in flight at once per server, when many jobs left the queue together.
 _HISTORY_CONCURRENCY = 8
+#: Reconnection delays: capped so that a server back on its port is reached within 2 s
+#: (a delay is at most the cap, 1.5 s, plus the connection itself).
+DEFAULT_BACKOFF = Backoff(base=1.0, factor=2.0, cap=1.5)
+#: After an interrupt, the history and queue are asked this often until the server confirms
+#: (the event stream may lag seconds behind a server busy with previews).
+CONFIRM_INTERVAL = 0.1
+#: ...for at most this long (ComfyUI stops at the next step or node boundary).
+CONFIRM_SECONDS = 120.0
+#: How fast a job's own pace (its finished nodes against their typical times) takes over
+#: its ETA: fully once 1/PACE_TRUST of the expected work is done. Runs of one workflow
+#: differ mostly by a factor over all their nodes (inputs, load): the two captured runs of
+#: the same workflow, 25% apart, were so in every node. benchmarks/comfyui.py --eta: at 25%
+#: of a job, 17% median error trusting in proportion to the work done, 2-4% with this.
+PACE_TRUST = 4.0
+#: Text frames longer than this are no ComfyUI event (a progress message is about 150).
+MAX_EVENT_CHARS = 4 * 1024 * 1024
+#: What identifies the server process in ``/system_stats``: a change is another server.
+_IDENTITY_KEYS = ("comfyui_version", "python_version", "pytorch_version", "argv")
 
 
 class _ServerLink:
@@ -76,8 +96,18 @@ class _ServerLink:
         self.websocket_error: str | None = None
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
+        #: Monotonic time of the newest reply (any request); ``None`` before the first.
+        self.answered_at: float | None = None
+        #: The connection broke (refused, reset, the event stream dropped) since the last
+        #: good poll: followed jobs gone from queue and history then mean a restart.
+        self.lost_contact = False
+        self.identity: str | None = None
+        self.restarts = 0
+        #: Seconds without a reply after which the server is ``stalled`` (set by the monitor).
+        self.stall_after = 10.0
 
-    def reached(self) -> None:
+    def reached(self, now: float) -> None:
+        self.answered_at = now
         if self.up is False:
             logger.warning(
                 "ComfyUI %s is reachable again (after %d failed attempts)", self.url, self.failures
@@ -99,10 +129,24 @@ class _ServerLink:
             )
         self.up, self.last_error = False, str(exc)
         self.failures += 1
+        if isinstance(exc, ServerUnavailable):
+            self.lost_contact = True
 
-    def describe(self) -> dict[str, Any]:
+    def silent_for(self, now: float) -> float | None:
+        """Seconds the server has not answered while it is thought up (``None``: it answers,
+        or is known down)."""
+        if self.up is not True or self.answered_at is None:
+            return None
+        silent = now - self.answered_at
+        return silent if silent > self.stall_after else None
+
+    def describe(self, now: float) -> dict[str, Any]:
+        state = {None: "not contacted", True: "up", False: "down"}[self.up]
+        if self.silent_for(now) is not None:
+            state = "stalled"
         return {
-            "state": {None: "not contacted", True: "up", False: "down"}[self.up],
+            "state": state,
+            "restarts": self.restarts,
             "websocket": self.websocket,
             "failures": self.failures,
             "last_error": self.last_error or self.websocket_error,
@@ -156,11 +200,15 @@ class StatusMonitor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         statistics_window: int = 1000,
         record_history: bool = True,
+        unknown_timeout: float = 5.0,
+        stall_after: float = 10.0,
     ):
         for name, value in (
             ("poll_interval", poll_interval),
             ("vanish_timeout", vanish_timeout),
             ("http_timeout", http_timeout),
+            ("unknown_timeout", unknown_timeout),
+            ("stall_after", stall_after),
         ):
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
@@ -169,15 +217,25 @@ class StatusMonitor:
         self.poll_interval = poll_interval
         self.min_poll_gap = min(min_poll_gap, poll_interval)
         self.vanish_timeout = vanish_timeout
+        self.unknown_timeout = unknown_timeout
+        # Polls come every poll_interval: a silence shorter than two of them is no stall.
+        self.stall_after = max(stall_after, 2 * poll_interval)
         self.retention = retention
         self.max_retained = max_retained
         self.http_timeout = http_timeout
         self.use_websocket = use_websocket
         self.record_history = record_history
         self.client_id = client_id or f"progresskit-{uuid.uuid4().hex[:12]}"
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or DEFAULT_BACKOFF
         self._clock, self._wall, self._sleep = clock, wall_clock, sleep
         self.statistics = GenerationStatistics(statistics_window)
+        self.node_times = NodeTimes()
+        #: Bumped whenever node times are learned: cached weights are then recomputed.
+        self._times_version = 0
+        self._weights: dict[Hashable, tuple[tuple[int, int, int], dict[str, float] | None]] = {}
+        #: Job type -> typical total seconds the history store holds (asked once per type).
+        self._stored_totals: dict[str, float | None] = {}
+        self._confirming: set[asyncio.Task[None]] = set()
         self._links: dict[str, _ServerLink] = {}
         self._jobs: dict[Hashable, JobState] = {}
         self._finished: OrderedDict[Hashable, None] = OrderedDict()
@@ -202,6 +260,7 @@ class StatusMonitor:
         key = normalise_url(url)
         if key not in self._links:
             link = self._links[key] = _ServerLink(key, self.http_timeout)
+            link.stall_after = self.stall_after
             if self._running:
                 self._start(link)
         return key
@@ -228,6 +287,10 @@ class StatusMonitor:
     async def stop_monitoring(self) -> None:
         """Stop every task and close the connections."""
         self._running = False
+        for task in list(self._confirming):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for link in self._links.values():
             for task in link.tasks:
                 task.cancel()
@@ -300,6 +363,7 @@ class StatusMonitor:
         self._finished.pop(job_id, None)
         self._marks.pop(job_id, None)
         self._estimates.pop(job_id, None)
+        self._weights.pop(job_id, None)
         return True
 
     def add_progress_callback(self, callback: ProgressCallback) -> None:
@@ -325,7 +389,7 @@ class StatusMonitor:
         job = self._jobs.get(job_id)
         if job is None:
             return None
-        eta = self._eta(job)
+        eta = self._eta(job, self._clock())
         return None if eta is None else datetime.fromtimestamp(self._wall() + eta, timezone.utc)
 
     @property
@@ -345,7 +409,7 @@ class StatusMonitor:
             "monitored_jobs": sum(1 for j in self._jobs.values() if not j.status.is_terminal),
             "retained_jobs": len(self._finished),
             "generation_stats": self.statistics.as_dict(),
-            "servers": {url: link.describe() for url, link in self._links.items()},
+            "servers": {url: link.describe(self._clock()) for url, link in self._links.items()},
         }
 
     # -- cancel ---------------------------------------------------------------------------
@@ -364,29 +428,50 @@ class StatusMonitor:
             return False
         link = self._links[job.server]
         # A pending prompt can start between our look at the queue and the deletion: look
-        # again and interrupt it then.
+        # again and interrupt it then, saying so.
+        deleting = False
         for _ in range(3):
             found = (await link.client.queue()).find(job.prompt_id)
             if found is None:
-                return False
-            if found[0] == "running":
-                job.cancel_requested = True
-                await link.client.interrupt(job.prompt_id)
-                link.wake.set()
-                return True
-            await link.client.delete_pending([job.prompt_id])
-            if (await link.client.queue()).find(job.prompt_id) is None:
                 entry = await link.client.history(job.prompt_id)
                 if entry is not None:  # it ran to its end in between
                     self._apply_history(job, entry)
-                    return False
-                was = job.status
-                job.finish(
-                    ProgressStatus.CANCELLED, self._clock(), self._wall(), "deleted from the queue"
-                )
-                self._changed(job, was)
+                elif deleting:
+                    remember_deleted(link.url, job.prompt_id)
+                    self._finish(job, ProgressStatus.CANCELLED, Detail.DELETED)
+                    return True
+                return False
+            if found[0] == "running":
+                job.cancel_requested = True
+                if deleting:
+                    job.cancel_detail = Detail.INTERRUPTED_AFTER_DELETE
+                await link.client.interrupt(job.prompt_id)
+                self._confirm(link, job)
                 return True
+            await link.client.delete_pending([job.prompt_id])
+            deleting = True
         return False
+
+    def _finish(self, job: JobState, status: ProgressStatus, detail: str) -> None:
+        was = job.status
+        if job.finish(status, self._clock(), self._wall(), detail):
+            self._changed(job, was)
+
+    def _confirm(self, link: _ServerLink, job: JobState) -> None:
+        """Ask the history (and queue) until the interrupted job's end is confirmed."""
+
+        async def confirm() -> None:
+            deadline = self._clock() + CONFIRM_SECONDS
+            while not job.status.is_terminal and self._clock() < deadline:
+                await asyncio.sleep(CONFIRM_INTERVAL)
+                with contextlib.suppress(ComfyUIError):
+                    entry = await link.client.history(job.prompt_id)
+                    if entry is not None:
+                        self._apply_history(job, entry)
+
+        task = asyncio.ensure_future(confirm())
+        self._confirming.add(task)
+        task.add_done_callback(self._confirming.discard)
 
     # -- one-shot use (CLI) ---------------------------------------------------------------
 
@@ -466,8 +551,10 @@ class StatusMonitor:
             queue = await link.client.queue()
         else:
             asked = math.inf  # the caller vouches that the snapshot is the newest news
-        link.reached()
+        link.reached(self._clock())
         link.queue = queue
+        restarted = link.lost_contact and await self._identity_changed(link)
+        lost_contact, link.lost_contact = link.lost_contact, False
         where: dict[str, tuple[str, int]] = {}
         entries: dict[str, QueueEntry] = {}
         for i, entry in enumerate(queue.running):
@@ -477,7 +564,13 @@ class StatusMonitor:
         absent: list[JobState] = []
         wall = self._wall()
         for job in list(link.jobs.values()):
-            if job.status.is_terminal or job.news_at > asked:
+            if job.status.is_terminal:
+                continue
+            if job.news_at > asked:
+                # Older news than the event stream's about its status; its graph (the node
+                # classes) is still the graph.
+                if job.workflow is None and job.prompt_id in entries:
+                    job.workflow = entries[job.prompt_id].workflow
                 continue
             found = where.get(job.prompt_id)
             if found is None:
@@ -498,10 +591,31 @@ class StatusMonitor:
                     continue
                 if found_entry is not None:
                     self._apply_history(job, found_entry)
+                elif (lost_contact or restarted) and job.seen:
+                    # Followed, then contact broke, and now the server has it in neither
+                    # its queue nor its history (both live in its memory): it restarted.
+                    restarted = True
+                    self._finish(job, ProgressStatus.FAILED, Detail.SERVER_RESTARTED)
                 elif job.news_at <= asked:
                     was = job.status
-                    if job.on_absent(self._clock(), self._wall(), self.vanish_timeout):
+                    if job.on_absent(self._clock(), self._wall(), self.vanish_timeout,
+                                     self.unknown_timeout):
                         self._changed(job, was)
+        if restarted:
+            link.restarts += 1
+            logger.warning("ComfyUI %s restarted (restart %d): its lost jobs are failed",
+                           link.url, link.restarts)
+
+    async def _identity_changed(self, link: _ServerLink) -> bool:
+        """Whether ``/system_stats`` names another server process than before."""
+        try:
+            body = await link.client.system_identity()
+        except ComfyUIError:
+            return False
+        identity = json.dumps({k: body.get(k) for k in _IDENTITY_KEYS}, sort_keys=True)
+        changed = link.identity is not None and identity != link.identity
+        link.identity = identity
+        return changed
 
     def _apply_history(self, job: JobState, entry: HistoryEntry) -> None:
         was = job.status
@@ -525,6 +639,9 @@ class StatusMonitor:
         while self._running:
             try:
                 async with link.client.events(self.client_id) as ws:
+                    if link.websocket_error is not None:
+                        # The stream broke: a restart may have happened meanwhile.
+                        link.lost_contact = True
                     link.websocket, link.websocket_error = True, None
                     # Anything may have happened while disconnected: poll now.
                     link.wake.set()
@@ -554,10 +671,13 @@ class StatusMonitor:
             await self._sleep(delay)
 
     def _on_message(self, link: _ServerLink, text: str) -> None:
+        if len(text) > MAX_EVENT_CHARS:
+            logger.debug("ComfyUI %s: ignored a text frame of %d characters", link.url, len(text))
+            return
         try:
-            message = json.loads(text)
-        except ValueError:
-            logger.debug("ComfyUI %s: ignored a non-JSON text frame", link.url)
+            message = loads(text, f"{link.url}/ws")
+        except ProtocolError as exc:
+            logger.debug("ComfyUI %s: ignored a text frame: %s", link.url, exc)
             return
         if not isinstance(message, dict):
             return
@@ -588,8 +708,10 @@ class StatusMonitor:
         self._mark(job)
         if job.status.is_terminal and not was.is_terminal:
             self._finished[job.job_id] = None
+            self._learn_nodes(job)
             marks = self._marks.pop(job.job_id, None)
             self._estimates.pop(job.job_id, None)
+            self._weights.pop(job.job_id, None)
             if job.status is ProgressStatus.COMPLETED and job.generation_time is not None:
                 self.statistics.record_completion(job.job_type, job.generation_time)
                 self._record_history(job, marks)
@@ -599,6 +721,48 @@ class StatusMonitor:
             elif job.status is ProgressStatus.TIMEOUT:
                 self.statistics.record_failure(job.job_type, "timeout")
         self._notify(job)
+
+    def _learn_nodes(self, job: JobState) -> None:
+        """Keep how long each node of the ended job took (only nodes that ran to their end)."""
+        if not job.node_seconds:
+            return
+        if job.workflow is None:
+            # Ended before a poll saw its graph: the history has it.
+            self._learn_later(job)
+            return
+        # Nodes are timed by their events' arrival, which a server busy with previews delays;
+        # a completed job's times are scaled to the server's own measure of the whole.
+        measured = sum(job.node_seconds.values())
+        scale = 1.0
+        if (job.status is ProgressStatus.COMPLETED and job.generation_time and measured > 0
+                and set(job.node_seconds) >= set(job.to_run())):
+            scale = job.generation_time / measured
+        with record_finished_runs() if self.record_history else contextlib.nullcontext():
+            for node, measured_seconds in job.node_seconds.items():
+                seconds = measured_seconds * scale
+                node_class = job.workflow.class_of(node)
+                if node_class is None:
+                    continue
+                self.node_times.record(job.job_type, node_class, seconds)
+                start = job.started_wall if job.started_wall is not None else self._wall()
+                record_node(job.job_type, node_class, f"{job.server}/{job.prompt_id}/{node}",
+                            start, seconds)
+        self._times_version += 1
+
+    def _learn_later(self, job: JobState) -> None:
+        link = self._links[job.server]
+
+        async def learn() -> None:
+            with contextlib.suppress(ComfyUIError):
+                entry = await link.client.history(job.prompt_id)
+                if entry is not None and job.workflow is None:
+                    job.workflow = entry.workflow
+                    self._learn_nodes(job)
+
+        if self._running:
+            task = asyncio.ensure_future(learn())
+            self._confirming.add(task)
+            task.add_done_callback(self._confirming.discard)
 
     def _notify(self, job: JobState) -> None:
         if not self._callbacks:
@@ -621,14 +785,44 @@ class StatusMonitor:
             logger.error("async progress callback failed", exc_info=future.exception())
 
     def _update(self, job: JobState) -> ProgressUpdate:
-        eta = self._eta(job)
-        wall = self._wall()
+        mono, wall = self._clock(), self._wall()
+        eta = self._eta(job, mono)
         estimated = None if eta is None else datetime.fromtimestamp(wall + eta, timezone.utc)
-        update = job.snapshot(eta, estimated)
+        update = job.snapshot(eta, estimated, self._fraction(job, mono), wall)
+        if job.status.is_terminal:
+            return update
         link = self._links[job.server]
-        if link.up is False and not job.status.is_terminal:
+        if link.up is False:
             return _with_detail(update, f"server unreachable: {link.last_error}")
+        silent = link.silent_for(mono)
+        if silent is not None:
+            return _with_detail(update, f"server stalled: no answer for {silent:.0f}s")
         return update
+
+    def _weights_of(self, job: JobState) -> dict[str, float] | None:
+        """Expected seconds of each node the job runs, when every one is known."""
+        # Valid while nothing new is learned and the job's graph and cache stay as they were.
+        key = (self._times_version, id(job.workflow), len(job.cached))
+        known = self._weights.get(job.job_id)
+        if known is not None and known[0] == key:
+            return known[1]
+        weights: dict[str, float] | None = None
+        nodes = job.to_run()
+        if job.workflow is not None and nodes:
+            weights = {}
+            for node in nodes:
+                node_class = job.workflow.class_of(node)
+                seconds = None if node_class is None else self.node_times.expected(
+                    job.job_type, node_class)
+                if seconds is None:
+                    weights = None
+                    break
+                weights[node] = seconds
+        self._weights[job.job_id] = (key, weights)
+        return weights
+
+    def _fraction(self, job: JobState, mono: float) -> float:
+        return job.fraction(self._weights_of(job), mono)
 
     def _mark(self, job: JobState) -> None:
         if job.status is not ProgressStatus.PROCESSING or job.started_wall is None:
@@ -636,7 +830,7 @@ class StatusMonitor:
         marks = self._marks.get(job.job_id)
         if marks is None:
             marks = self._marks[job.job_id] = deque([(job.started_wall, 0.0)], maxlen=MAX_MARKS)
-        fraction = job.fraction()
+        fraction = self._fraction(job, self._clock())
         if fraction >= marks[-1][1] + MARK_STEP or (fraction >= 1.0 > marks[-1][1]):
             marks.append((self._wall(), fraction))
 
@@ -665,15 +859,25 @@ class StatusMonitor:
             finished=finished,
         )
 
-    def _eta(self, job: JobState) -> float | None:
-        """Remaining seconds. An executing job: progresskit's estimator over its own pace,
-        with the run history of its job type as the prior. Otherwise, or while that cannot
-        tell yet, seed 003's way: the median completion time of the job's type, scaled by
-        the progress made (queued: one median per job ahead of it as well); with no history
-        for the type, the job's own pace once it is 5% done."""
+    def _eta(self, job: JobState, mono: float) -> float | None:
+        """Remaining seconds, as of now.
+
+        With every node's expected time known (learned per node class and job type from
+        earlier jobs, across processes through the history store): the expected time of
+        what is left, counted down while the running node runs, scaled by this job's own
+        pace on the nodes it finished. Otherwise progresskit's estimator over the job's own
+        pace with the run history of its job type as prior; then seed 003's way, the
+        typical time of the job type scaled by the progress made; with neither, the job's
+        own pace once it is 5% done. A queued job waits for what runs before it.
+        """
         status = job.status
         if status not in _ESTIMABLE:
             return None
+        if status is ProgressStatus.QUEUED:
+            return self._queued_eta(job, mono)
+        weights = self._weights_of(job)
+        if weights:
+            return self._weighted_eta(job, weights, mono)
         marks = self._marks.get(job.job_id)
         if status is ProgressStatus.PROCESSING and marks is not None:
             known = self._estimates.get(job.job_id)
@@ -684,20 +888,71 @@ class StatusMonitor:
                 self._estimates[job.job_id] = (marks[-1], seconds)
             if seconds is not None:
                 return seconds
-        median = self.statistics.median(job.job_type)
-        if status is ProgressStatus.QUEUED:
-            if median is None:
-                return None
-            queue = self._links[job.server].queue
-            ahead = (job.queue_position or 0) + (len(queue.running) if queue else 0)
-            return median * (ahead + 1)
-        fraction = job.fraction()
-        if median is not None:
-            return median * (1.0 - fraction)
+        fraction = self._fraction(job, mono)
+        total = self._expected_total(job)
+        if total is not None:
+            if job.current_node is None and not job.finished_nodes and job.started_wall:
+                # Nothing seen of its nodes (another client's prompt): count down from the
+                # start the queue showed.
+                return max(0.0, total - max(0.0, self._wall() - job.started_wall))
+            return total * (1.0 - fraction)
         if fraction >= 0.05 and job.started_wall is not None:
             elapsed = max(0.0, self._wall() - job.started_wall)
             return elapsed * (1.0 - fraction) / fraction
         return None
+
+    def _weighted_eta(self, job: JobState, weights: Mapping[str, float], mono: float) -> float:
+        left = 0.0
+        expected_done = actual_done = 0.0
+        for node, seconds in weights.items():
+            if node in job.finished_nodes:
+                if node in job.node_seconds:
+                    expected_done += seconds
+                    actual_done += job.node_seconds[node]
+            elif node == job.current_node:
+                left += job.node_left(seconds, mono)
+            else:
+                left += seconds
+        total = sum(weights.values())
+        if expected_done > 0 and actual_done > 0 and total > 0:
+            # This job's pace against the typical one, trusted as it is measured: fully
+            # once a quarter of the expected work is done.
+            pace = (actual_done / expected_done) ** min(1.0, PACE_TRUST * expected_done / total)
+            left *= pace
+        return left
+
+    def _expected_total(self, job: JobState) -> float | None:
+        """Typical seconds of a whole job of the job's type: this process's completions,
+        else the sum of its nodes' typical times, else the history store's record."""
+        median = self.statistics.median(job.job_type)
+        if median is not None:
+            return median
+        weights = self._weights_of(job)
+        if weights:
+            return sum(weights.values())
+        if job.job_type not in self._stored_totals:
+            found = estimate_run([], 1.0, runner_type=RUNNER_TYPE, work_dir=job.server,
+                                 group=job.job_type).seconds
+            self._stored_totals[job.job_type] = (
+                found if found is not None and math.isfinite(found) else None)
+        return self._stored_totals[job.job_type]
+
+    def _queued_eta(self, job: JobState, mono: float) -> float | None:
+        """What runs before it (the running prompt's remaining time, one typical job per
+        prompt ahead), then its own typical time."""
+        own = self._expected_total(job)
+        if own is None:
+            return None
+        link = self._links[job.server]
+        queue = link.queue
+        ahead = 0.0
+        if queue is not None:
+            for entry in queue.running:
+                other = link.jobs.get(entry.prompt_id)
+                eta = None if other is None or other is job else self._eta(other, mono)
+                ahead += own if eta is None else eta
+        ahead += own * (job.queue_position or 0)
+        return ahead + own
 
 
 def _with_detail(update: ProgressUpdate, detail: str) -> ProgressUpdate:

@@ -74,6 +74,12 @@ def _options(config: Mapping[str, Any]) -> dict[str, Any]:
 # -- ProgressUpdate -> the progresskit model ----------------------------------------------------
 
 
+def run_name(update: ProgressUpdate) -> str:
+    """A job's name: its job type when someone named it, else its workflow's."""
+    named = update.job_type not in ("default", "") and "+" not in update.job_type
+    return update.job_type if named or not update.workflow_name else update.workflow_name
+
+
 def progress_info(update: ProgressUpdate, observed_at: float) -> ProgressInfo:
     """One job as a :class:`ProgressInfo`. ``observed_at``: when the server was asked."""
     active = not update.status.is_terminal
@@ -83,7 +89,8 @@ def progress_info(update: ProgressUpdate, observed_at: float) -> ProgressInfo:
         if update.current_node_class:
             node += f" ({update.current_node_class})"
     details = {"prompt_id": update.comfyui_prompt_id, "server": update.server,
-               "job_type": update.job_type}
+               "job_type": update.job_type, "items_unit": "nodes",
+               "run_name": run_name(update)}
     if update.queue_position is not None:
         details["queue_position"] = str(update.queue_position)
     if update.detail:
@@ -191,7 +198,7 @@ def combine(updates: Sequence[ProgressUpdate], observed_at: float) -> ProgressIn
         eta_seconds=max(etas) if etas else None,
         source_status=overall.value,
         reported_status=overall.canonical,
-        details={"server": updates[0].server,
+        details={"server": updates[0].server, "items_unit": "prompts",
                  "prompt_ids": ",".join(u.comfyui_prompt_id for u in updates)},
     )
 
@@ -335,19 +342,26 @@ def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
 
 @hookimpl
 def progresskit_resolve_target(target: str, config: Mapping[str, Any]) -> list[RunStatus] | None:
+    """``http(s)://HOST:PORT``: every job of the server; ``http(s)://HOST:PORT#PROMPT_ID``
+    (a run's ``work_dir``): that one job."""
     if not target.startswith(("http://", "https://")):
         return None
     from progresskit_comfyui.protocol import ComfyUIError, normalise_url
     from progresskit_comfyui.snapshot import snapshot_server
 
+    base, _, prompt_id = target.partition("#")
     try:
-        url = normalise_url(target)
-
-        snapshot = _run_sync(snapshot_server(url, **_options(config)))
+        url = normalise_url(base)
+        snapshot = _run_sync(snapshot_server(
+            url, prompt_ids=[prompt_id] if prompt_id else None,
+            job_type=config.get("comfyui_job_type"), **_options(config)))
     except (ValueError, ComfyUIError) as exc:
         raise RunnerDetectionError(f"{target}: not a usable ComfyUI server: {exc}") from exc
     return [
-        run_status(f"{snapshot.url}#{u.comfyui_prompt_id}", snapshot.url,
+        # The work dir is the job's identity (the dashboard's run id, a cancel's target);
+        # the config, what the table shows first, names it.
+        run_status(f"{run_name(u)} {u.comfyui_prompt_id[:8]}",
+                   f"{snapshot.url}#{u.comfyui_prompt_id}",
                    progress_info(u, snapshot.taken_at), config, snapshot.taken_at)
         for u in snapshot.updates
     ]

@@ -7,6 +7,8 @@ request and what was expected, never a ``KeyError`` deep inside the monitor.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -62,6 +64,12 @@ class Workflow:
     def kind(self) -> str:
         """A job type for prompts nobody named: the sorted class types, joined by ``+``."""
         return "+".join(sorted(set(self.nodes.values()))) or "empty"
+
+    @property
+    def name(self) -> str:
+        """What to call a prompt of this graph: the classes of its output nodes."""
+        outputs = sorted({self.nodes[o] for o in self.outputs if o in self.nodes})
+        return "+".join(outputs) or self.kind
 
     def class_of(self, node_id: str | None) -> str | None:
         return None if node_id is None else self.nodes.get(node_id)
@@ -174,6 +182,54 @@ class HistoryEntry:
         return max(0.0, (self.ended_ms - self.started_ms) / 1000.0)
 
 
+#: Largest integer literal accepted in a reply (digits): ComfyUI's largest are 64-bit seeds.
+MAX_INT_DIGITS = 40
+#: Server epoch milliseconds before this (2001) or after this (2286) are no timestamps.
+MIN_TIMESTAMP_MS = 1e12
+MAX_TIMESTAMP_MS = 1e13
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} does not fit a float")
+    return value
+
+
+def loads(content: bytes | str, what: str) -> Any:
+    """A reply or event as JSON; :class:`ProtocolError` for anything else, including NaN,
+    infinite or absurdly long numbers and nesting too deep to walk."""
+    try:
+        return json.loads(content, parse_constant=_no_constant, parse_int=_bounded_int,
+                          parse_float=_finite_float)
+    except RecursionError:
+        raise ProtocolError(f"{what}: reply is nested too deeply to be ComfyUI's") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{what}: reply is not JSON ComfyUI sends: {exc}"[:300]) from None
+
+
+def timestamp_ms(value: Any) -> float | None:
+    """A server timestamp (epoch ms), or ``None`` when absent; ``ValueError`` when it is
+    there but no plausible time."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"timestamp {_short(value)} is not a number")
+    if not (MIN_TIMESTAMP_MS <= value <= MAX_TIMESTAMP_MS):
+        raise ValueError(f"timestamp {_short(value)} is not a time (epoch milliseconds)")
+    return float(value)
+
+
 def parse_queue(body: Any, request: str = "GET /queue") -> QueueSnapshot:
     """``/queue`` as a :class:`QueueSnapshot`; :class:`ProtocolError` for another shape."""
     if not isinstance(body, Mapping) or not all(
@@ -204,11 +260,16 @@ def _queue_entry(item: Any, request: str) -> QueueEntry:
     )
 
 
-def parse_history(body: Any, request: str = "GET /history") -> dict[str, HistoryEntry]:
-    """``/history`` or ``/history/{id}``: prompt id -> entry (``{}`` while unknown or running)."""
+def parse_history(body: Any, request: str = "GET /history",
+                  limit: int | None = None) -> dict[str, HistoryEntry]:
+    """``/history`` or ``/history/{id}``: prompt id -> entry (``{}`` while unknown or running);
+    with ``limit``, only the newest ``limit`` entries are read."""
     if not isinstance(body, Mapping):
         raise ProtocolError(f"{request}: expected an object, got {_short(body)}")
-    return {str(pid): _history_entry(str(pid), item, request) for pid, item in body.items()}
+    items = list(body.items())
+    if limit is not None:
+        items = items[-limit:] if limit > 0 else []
+    return {str(pid): _history_entry(str(pid), item, request) for pid, item in items}
 
 
 def _history_entry(prompt_id: str, item: Any, request: str) -> HistoryEntry:
@@ -237,8 +298,10 @@ def _history_entry(prompt_id: str, item: Any, request: str) -> HistoryEntry:
         if not isinstance(message[1], Mapping):
             continue
         name, data = message
-        stamp = data.get("timestamp")
-        stamp = float(stamp) if isinstance(stamp, (int, float)) else None
+        try:
+            stamp = timestamp_ms(data.get("timestamp"))
+        except ValueError as exc:
+            raise ProtocolError(f"{request}: history of {prompt_id}: {exc}") from None
         if name == "execution_start":
             started = stamp
         elif name == "execution_cached":
@@ -257,20 +320,30 @@ def _history_entry(prompt_id: str, item: Any, request: str) -> HistoryEntry:
     )
 
 
-def parse_system_stats(body: Any, request: str = "GET /system_stats") -> str:
-    """The ComfyUI version from ``/system_stats``; :class:`ProtocolError` if it is not there."""
+def system_of(body: Any, request: str = "GET /system_stats") -> dict[str, Any]:
+    """The ``system`` object of ``/system_stats``; :class:`ProtocolError` if it is not
+    ComfyUI's (no ``system.comfyui_version``)."""
     system = body.get("system") if isinstance(body, Mapping) else None
     version = system.get("comfyui_version") if isinstance(system, Mapping) else None
-    if not isinstance(version, str):
+    if not isinstance(system, Mapping) or not isinstance(version, str):
         raise ProtocolError(
             f"{request}: does not answer like a ComfyUI server (expected "
             f"'system.comfyui_version' in the reply), got {_short(body)}"
         )
+    return dict(system)
+
+
+def parse_system_stats(body: Any, request: str = "GET /system_stats") -> str:
+    """The ComfyUI version from ``/system_stats``; :class:`ProtocolError` if it is not there."""
+    version: str = system_of(body, request)["comfyui_version"]
     return version
 
 
 def _short(value: Any, limit: int = 120) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "a value nested too deeply to show"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

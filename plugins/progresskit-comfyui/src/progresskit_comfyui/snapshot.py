@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from progresskit_comfyui.job import ProgressStatus, ProgressUpdate
+from progresskit_comfyui.deleted import was_deleted
+from progresskit_comfyui.job import Detail, ProgressStatus, ProgressUpdate
 from progresskit_comfyui.monitor import StatusMonitor
 from progresskit_comfyui.protocol import ComfyUIError, Workflow
 
@@ -80,12 +81,18 @@ async def snapshot_server(
             if update is None:
                 continue
             if update.status is ProgressStatus.INITIALIZING:
-                missing.append(prompt_id)
+                if was_deleted(monitor.servers[0], prompt_id):
+                    # This process deleted it from the queue: ComfyUI keeps no trace of it.
+                    update = attrs.evolve(update, status=ProgressStatus.CANCELLED,
+                                          detail=Detail.DELETED)
+                else:
+                    missing.append(prompt_id)
             updates.append(update)
         if missing:
             raise ComfyUIError(
-                f"{monitor.servers[0]}: prompt(s) {', '.join(missing)} are in neither the queue "
-                f"nor the history of the server (wrong server, deleted, or the server restarted)"
+                f"{monitor.servers[0]}: {Detail.UNKNOWN_PROMPT} {', '.join(missing)}: in neither "
+                f"the queue nor the history of the server (a wrong id or server, deleted by "
+                f"another client, or the server restarted)"
             )
         return ServerSnapshot(monitor.servers[0], version, tuple(updates), time.time())
     finally:

@@ -19,7 +19,6 @@ Only the JSON is read: ``transformers`` is not imported.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -33,6 +32,7 @@ from progresskit import (
     StatKey,
     Status,
     estimate_run,
+    read_json,
     stat_key,
 )
 
@@ -144,18 +144,16 @@ class HFTrainerTracker(BaseProgressTracker):
     def _read(self, relative: str, problems: list[str]) -> _State | None:
         path = os.path.join(self.work_dir, relative)
         try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-                mtime = os.fstat(fh.fileno()).st_mtime
+            # progresskit's reader: regular files only, never blocks, bounded in size.
+            data = read_json(path)
+            mtime = os.stat(path).st_mtime
         except FileNotFoundError:
             return None  # a checkpoint still being saved: its state comes last
         except OSError as exc:
             problems.append(f"{relative}: cannot read: {exc.strerror or exc}")
             return None
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            what = "empty" if not raw.strip() else f"not valid JSON ({exc})"
+        except ValueError as exc:  # empty, cut short, not JSON
+            what = str(exc).removeprefix(f"{path}: ")
             problems.append(f"{relative}: {what}; still being written?")
             return None
         if not isinstance(data, dict):
