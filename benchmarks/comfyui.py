@@ -19,11 +19,13 @@ reports step k (p50/p95), each with its ratio to the baseline's receive delay an
 and its second captured run (another colour: other real timings), in turn, compressed by
 ``--speed`` (default 2), for ``--train`` jobs that teach the monitor, then for
 ``--measure`` jobs whose ETA is sampled every 20 ms. Measured
-in the same run with the same replay: the current monitor, the monitor as committed
-(``git show HEAD``'s plugin, run from a copy in a subprocess of its own), and the source's
+in the same run with the same replay: the current monitor, the monitor before issue 21
+(``--baseline``, the plugin at git revision 4bbacb2, run from a copy in a subprocess of its
+own), and the source's
 own step-count estimate (elapsed x (1 - f) / f, f = nodes and steps done, what the server's
 numbers alone give). Printed: the median relative ETA error at 25/50/75% of each job's real
-duration, and the ratios.
+duration (from the server's execution start to when the monitor reports it completed),
+and the ratios.
 
     python benchmarks/comfyui.py --eta
 """
@@ -253,6 +255,8 @@ async def eta_worker(url: str, train: int, measure: int) -> list[dict[str, Any]]
                     update = monitor.progress_now(n)
                     assert update is not None
                     if update.status.is_terminal:
+                        # The job is over for whoever waits on it when the monitor says so.
+                        finished = time.time()
                         break
                     if update.status is ProgressStatus.PROCESSING and update.started_at:
                         samples.append((time.time(), update.eta_seconds, update.nodes_completed,
@@ -260,7 +264,7 @@ async def eta_worker(url: str, train: int, measure: int) -> list[dict[str, Any]]
                                         update.total_steps, update.started_at))
                     await asyncio.sleep(0.02)
                 if n >= train:
-                    out.append({"started": update.started_at, "ended": update.ended_at,
+                    out.append({"started": update.started_at, "ended": finished,
                                 "status": update.status.value, "samples": samples})
     return out
 
@@ -298,10 +302,15 @@ def eta_errors(jobs: list[dict[str, Any]], source: bool) -> dict[float, list[flo
     return errors
 
 
-def committed_plugin(tmp: Path) -> Path:
-    """The plugin as committed (HEAD), unpacked into ``tmp``: its ``src`` directory."""
+#: The plugin before issue 21 (node-count progress, ETA from the job's own pace and the
+#: type's history): the baseline the new ETA is measured against.
+BASELINE_REVISION = "4bbacb2"
+
+
+def committed_plugin(tmp: Path, revision: str) -> Path:
+    """The plugin at ``revision``, unpacked into ``tmp``: its ``src`` directory."""
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "HEAD", "plugins/progresskit-comfyui/src"],
+        ["git", "-C", str(ROOT), "archive", revision, "plugins/progresskit-comfyui/src"],
         check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
     return tmp / "plugins" / "progresskit-comfyui" / "src"
@@ -321,18 +330,18 @@ def run_eta(url: str, train: int, measure: int, plugin_src: Path | None) -> list
     return result
 
 
-def eta_main(speed: float, train: int, measure: int) -> None:
+def eta_main(speed: float, train: int, measure: int, revision: str) -> None:
     sys.path.insert(0, str(REPLAY))
     from comfyui_replay import ReplayThread
 
     replay = ReplayThread(speed=speed, previews=True)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            old = run_eta(replay.url, train, measure, committed_plugin(Path(tmp)))
+            old = run_eta(replay.url, train, measure, committed_plugin(Path(tmp), revision))
         new = run_eta(replay.url, train, measure, None)
     finally:
         replay.close()
-    rows = {"committed (HEAD)": eta_errors(old, False), "now": eta_errors(new, False),
+    rows = {f"before ({revision})": eta_errors(old, False), "now": eta_errors(new, False),
             "source step count": eta_errors(new, True)}
     print(f"ETA error, captured 5-node prompt at speed x{speed:g}: {train} jobs to learn "
           f"from, {measure} measured (median |ETA - real| / real remaining)")
@@ -341,11 +350,11 @@ def eta_main(speed: float, train: int, measure: int) -> None:
         cells = "".join(f"{statistics.median(errors[q]) * 100:9.1f}%" if errors[q] else
                         "        -" for q in QUANTILES)
         print(f"  {name:<19}{cells}")
-    now, before, source = rows["now"], rows["committed (HEAD)"], rows["source step count"]
+    now, before, source = rows["now"], rows[f"before ({revision})"], rows["source step count"]
     for q in QUANTILES:
         if now[q] and before[q] and source[q]:
             a, b, c = (statistics.median(v[q]) for v in (now, before, source))
-            print(f"  at {int(q * 100)}%: committed/now {b / a if a else float('inf'):.2f}x "
+            print(f"  at {int(q * 100)}%: before/now {b / a if a else float('inf'):.2f}x "
                   f"(target >= 2), source/now {c / a if a else float('inf'):.2f}x (target >= 1)")
 
 
@@ -353,8 +362,8 @@ def main() -> None:
     # Runs finished here go to an ETA history of the benchmark's own, never the user's.
     os.environ.setdefault("PROGRESSKIT_HISTORY", tempfile.mktemp(suffix=".sqlite3"))
     if sys.argv[1:2] == ["--eta-worker"]:
-        url, train, measure = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-        print(json.dumps(asyncio.run(eta_worker(url, train, measure))))
+        url, train, measured = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(asyncio.run(eta_worker(url, train, measured))))
         return
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -367,9 +376,11 @@ def main() -> None:
     parser.add_argument("--eta", action="store_true", help="measure ETA accuracy instead")
     parser.add_argument("--train", type=int, default=4, help="--eta: jobs to learn from")
     parser.add_argument("--measure", type=int, default=6, help="--eta: jobs measured")
+    parser.add_argument("--baseline", default=BASELINE_REVISION,
+                        help="--eta: git revision of the plugin to compare with")
     args = parser.parse_args()
     if args.eta:
-        eta_main(args.speed or 2.0, args.train, args.measure)
+        eta_main(args.speed or 2.0, args.train, args.measure, args.baseline)
         return
     args.speed = args.speed or 100.0
     previews = not args.no_previews

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from helpers.hostile import FORMATS, lease_text, trainer_run
 from progresskit.engine.session import Tracking
-from progresskit.plugin.config import load_yaml
 from progresskit.errors import ConfigError
+from progresskit.plugin.config import load_yaml
 from progresskit.testing import plugin_manager
 
 #: Peak Python memory one scan of one broken run may take.

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers.hostile import brush_run, hf_run, progress_run, trainer_run
+from helpers.hostile import brush_run, events_run, hf_run, progress_run, trainer_run
+from progresskit.builtin.multistage import MAX_LINE_BYTES
 from progresskit.builtin.table import escape_text, plain_table, status_table
 from progresskit.engine.session import Tracking
+from progresskit.formats.events import encode_event, progress_event, stamp
 from progresskit.formats.fileio import (
     MAX_FILE_ENV,
     FileTooLargeError,
@@ -360,3 +362,26 @@ def test_untrusted_config_keeps_its_harmless_keys(tmp_path: Path) -> None:
     config.chmod(0o666)
     values = Tracking(plugin_manager()).config_for(str(run))
     assert values["sleep_time"] == 7 and values["sinks"] == []
+
+
+# -- an event log whose last line has no newline -----------------------------------------------
+
+
+def test_an_unended_last_line_waits_and_an_overlong_line_is_skipped(tmp_path: Path) -> None:
+    run = events_run(tmp_path / "run")
+    log = run / "events.jsonl"
+    tracking = Tracking(plugin_manager())
+    with open(log, "ab") as fh:  # a writer mid-line, or garbage without newlines
+        fh.write(b'{"event_type": "progress", "pad": "' + b"x" * (3 << 20))
+    first = tracking.status(str(run), discover_processes=False)
+    assert first.progress.stage_progress_percentage == 40.0  # the complete lines count
+    assert not first.progress.warnings  # an unended line may still be being written
+    event = progress_event("training", 80.0, "y2", 3, 5)
+    stamp(event, "run-1")
+    with open(log, "ab") as fh:
+        fh.write(b'"}\n' + encode_event(event))
+    second = tracking.status(str(run), discover_processes=False)
+    assert second.progress.stage_progress_percentage == 80.0
+    assert second.progress.warnings == (
+        f"events.jsonl: line 4: longer than {MAX_LINE_BYTES} bytes; line skipped",
+    )

@@ -225,6 +225,21 @@ def test_example_config_passes_promtool_check() -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_a_real_server_bounds_its_per_run_series(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    make_trainer_run(root / "fresh", 3, total=10)
+    make_trainer_run(root / "quiet", 1, total=10, age=3 * 86400.0)  # silent for 3 days
+    with serve(root, "--metrics-max-runs", "1") as server:
+        views = {v["name"]: v["status"] for v in server.json("/api/runs")["runs"]}
+        _status, _headers, body = server.request("GET", "/metrics")
+    text = body.decode()
+    assert views["fresh"] == "running" and views["quiet"] != "running", views
+    # The run needing attention keeps its series; the healthy one is counted only.
+    assert _with_series(text) == {"quiet"}
+    omitted = {lab["status"]: int(v) for lab, v in _samples(text, "progresskit_runs_omitted")}
+    assert omitted["running"] == 1 and sum(omitted.values()) == 1
+
+
 def test_a_bad_limit_is_refused(tmp_path: Path) -> None:
     (tmp_path / "runs").mkdir()
     result = run_cli("serve", str(tmp_path / "runs"), "--metrics-max-runs", "-1", cwd=tmp_path)
@@ -384,8 +399,10 @@ def test_a_real_prometheus_scrapes_progress_transitions_and_fires_the_rules(
     with _jobs(root) as jobs, serve(root, "--metrics-max-runs", "10") as server:
         server.wait_for(
             "the jobs as the server sees them",
-            lambda: {v["name"]: v["status"] for v in server.json("/api/runs")["runs"]}
-            == {"steady": "running", "oom": "failed", "doomed": "running", "trainer": "running"},
+            lambda: (
+                {v["name"]: v["status"] for v in server.json("/api/runs")["runs"]}
+                == {"steady": "running", "oom": "failed", "doomed": "running", "trainer": "running"}
+            ),
         )
         # The exposition itself is valid, lint included.
         _status, _headers, body = server.request("GET", "/metrics")

@@ -5,6 +5,7 @@ server on loopback over real sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.client
 import json
@@ -143,7 +144,7 @@ def test_a_flood_of_idle_sockets_under_a_low_open_files_limit_neither_hangs_nor_
     with serve(
         _root(tmp_path), "--header-timeout", "1", preexec_fn=lambda: _limit_open_files(160)
     ) as server:
-        assert "lowered to 80" in server.stderr
+        assert "at most 80 connections" in server.stderr
         with _idle_sockets(server, 400):
             time.sleep(3)
             start = time.monotonic()
@@ -158,6 +159,36 @@ def test_a_flood_of_idle_sockets_under_a_low_open_files_limit_neither_hangs_nor_
         assert _get(server, "/api/stats")[0] == 200
         assert server.proc.poll() is None
     log = server.stderr
+    assert len(log) < 20_000, log[-3000:]
+    assert log.count("Traceback") <= 2, log[-3000:]
+
+
+@pytest.mark.slow
+def test_running_out_of_file_descriptors_is_logged_once_not_per_accept(tmp_path: Path) -> None:
+    """Told to allow more connections than it has descriptors for, the server runs out
+    (EMFILE): asyncio's accept loop then logs a traceback per pending accept, and as many
+    again at shutdown (megabytes in seconds). Logged once; the server recovers."""
+    with serve(
+        _root(tmp_path),
+        "--max-connections",
+        "1000",
+        "--header-timeout",
+        "3",
+        preexec_fn=lambda: _limit_open_files(60),
+    ) as server:
+        assert "over half the open-files limit" in server.stderr
+        with _idle_sockets(server, 150):
+            time.sleep(5)
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(OSError):
+                if _get(server, "/api/runs")[0] == 200:
+                    break
+            assert time.monotonic() < deadline, "the server never recovered"
+            time.sleep(0.2)
+    time.sleep(0.5)  # the last lines of a stopped server
+    log = server.stderr
+    assert "Too many open files" in log and "EMFILE: logged once per 60s" in log
     assert len(log) < 20_000, log[-3000:]
     assert log.count("Traceback") <= 2, log[-3000:]
 

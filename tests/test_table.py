@@ -153,9 +153,9 @@ def test_unknown_progress_and_epochs_are_a_dash_not_zero() -> None:
     # Issue 15: unknown progress read as an empty bar at 0.0% and epochs as "0/? ep".
     import time
 
-    from progresskit.builtin.table import _cells
+    from progresskit.builtin.table import row_cells
 
     progress = ProgressInfo(progress_percentage=None, completed_epochs=None,
                             runner_type="heartbeat")
-    cells = _cells(RunStatus("job", "/w", progress, Status.RUNNING), time.time())
+    cells = row_cells(RunStatus("job", "/w", progress, Status.RUNNING), time.time())
     assert cells[3] == "-" and cells[4] == "-"

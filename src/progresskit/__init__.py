@@ -44,6 +44,10 @@ _EXPORTS: dict[str, str] = {
     "StatKey": "progresskit.formats.fileio",
     "atomic_write_text": "progresskit.formats.fileio",
     "read_json": "progresskit.formats.fileio",
+    "read_bytes": "progresskit.formats.fileio",
+    "open_regular": "progresskit.formats.fileio",
+    "NotRegularFileError": "progresskit.formats.fileio",
+    "FileTooLargeError": "progresskit.formats.fileio",
     "stat_key": "progresskit.formats.fileio",
     "Change": "progresskit.formats.change",
     # producer
@@ -105,10 +109,12 @@ __all__ = [
     "Estimate",
     "EvaluatorProgressTracker",
     "EventEmitter",
+    "FileTooLargeError",
     "FormatError",
     "Heartbeat",
     "Monitor",
     "NoTrackerError",
+    "NotRegularFileError",
     "PluginError",
     "PluginManager",
     "ProcessInfo",
@@ -148,7 +154,9 @@ __all__ = [
     "heartbeat",
     "hookimpl",
     "load_progress_file",
+    "open_regular",
     "parse_config",
+    "read_bytes",
     "read_json",
     "record_finished_runs",
     "scan",
@@ -209,7 +217,16 @@ if TYPE_CHECKING:
         RunnerDetectionError,
     )
     from progresskit.formats.change import Change
-    from progresskit.formats.fileio import StatKey, atomic_write_text, read_json, stat_key
+    from progresskit.formats.fileio import (
+        FileTooLargeError,
+        NotRegularFileError,
+        StatKey,
+        atomic_write_text,
+        open_regular,
+        read_bytes,
+        read_json,
+        stat_key,
+    )
     from progresskit.formats.jsonio import to_json
     from progresskit.model.converter import load_progress_file, structure, unstructure
     from progresskit.model.core import (

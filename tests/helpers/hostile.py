@@ -20,8 +20,8 @@ from pathlib import Path
 
 import progresskit
 from helpers.runs import make_trainer_run
-from progresskit.formats.events import encode_event, progress_event, stage_change_event, stamp
 from progresskit.engine.session import Tracking
+from progresskit.formats.events import encode_event, progress_event, stage_change_event, stamp
 from progresskit.formats.jsonio import to_json
 from progresskit.formats.lease import Lease, dump_lease, process_start_time, this_host
 from progresskit.testing import plugin_manager

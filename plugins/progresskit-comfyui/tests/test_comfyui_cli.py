@@ -127,9 +127,9 @@ def test_an_unreachable_url_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
     assert "ConnectError" in result.stderr
 
 
-def _work_dir(root: Path, url: str, prompt_ids: list[str]) -> Path:
-    work_dir = root / "job"
-    work_dir.mkdir()
+def _work_dir(root: Path, url: str, prompt_ids: list[str], name: str = "job") -> Path:
+    work_dir = root / name
+    work_dir.mkdir(parents=True)
     config = {"comfyui_url": url, "comfyui_prompt_ids": prompt_ids, "comfyui_job_type": "image"}
     (work_dir / "progresskit.yaml").write_text(yaml.safe_dump(config))
     return work_dir
@@ -173,6 +173,33 @@ def test_a_work_dir_naming_unknown_prompts_is_unknown_with_the_reason(
     run = json.loads(result.stdout)["runs"][0]
     assert run["status"] == "unknown"
     assert "in neither the queue nor the history" in run["reason"]
+
+
+def test_config_only_work_dirs_are_runs_in_a_scan_of_their_tree(
+    server: ReplayThread, cli: Cli, tmp_path: Path
+) -> None:
+    # As docs/comfyui.md says to make them: a config, no other file, no runner_type.
+    _work_dir(tmp_path / "tree", server.url, SUCCESS, "done")
+    _work_dir(tmp_path / "tree", server.url, [RUNNING], "busy")
+    result = cli("status", str(tmp_path / "tree"), "--json", cwd=tmp_path)
+    runs = {Path(r["work_dir"]).name: r for r in json.loads(result.stdout)["runs"]}
+    assert {name: r["status"] for name, r in runs.items()} == {
+        "busy": "running", "done": "finished"}
+    table = cli("status", str(tmp_path / "tree"), cwd=tmp_path).stdout
+    # Nodes (and the running node's steps), not epochs.
+    assert "2/2 prompts" in table and " ep" not in table
+
+
+def test_a_server_url_row_is_named_by_its_workflow_and_counts_nodes(
+    server: ReplayThread, cli: Cli, tmp_path: Path
+) -> None:
+    table = cli("status", server.url, cwd=tmp_path).stdout
+    assert "SaveImage+SaveImageWebsocket" in table
+    assert "/2 nodes" in table and " ep" not in table
+    pm = get_plugin_manager()
+    runs = pm.hooks.resolve_target(server.url, {"comfyui_listen_seconds": 0.0}) or []
+    running = next(r for r in runs if r.status.value == "running")
+    assert pm.hooks.can_cancel(running)
 
 
 def test_bad_comfyui_config_values_are_refused(cli: Cli, tmp_path: Path) -> None:

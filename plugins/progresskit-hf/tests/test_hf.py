@@ -6,7 +6,6 @@ are derived from it with entries of the shapes transformers logs.
 
 from __future__ import annotations
 
-import ast
 import copy
 import json
 import os
@@ -21,7 +20,13 @@ from progresskit_hf.tracker import HFTrainerTracker
 import progresskit
 from progresskit import Status
 from progresskit.engine.session import Tracking
-from progresskit.testing import CliResult, TrackerConformance, make_run_dir, plugin_manager
+from progresskit.testing import (
+    CliResult,
+    TrackerConformance,
+    imports_outside_public_api,
+    make_run_dir,
+    plugin_manager,
+)
 
 DIST = Path(__file__).resolve().parent.parent
 REAL_STATE = DIST / "tests" / "data" / "checkpoint-100_trainer_state.json"
@@ -283,25 +288,7 @@ def test_it_is_found_through_its_entry_point(
 
 
 def test_it_uses_only_the_public_api_and_no_transformers() -> None:
-    public = set(progresskit.__all__)
-    for source in PLUGIN_SRC.glob("*.py"):
-        tree = ast.parse(source.read_text(), str(source))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                modules = [node.module]
-                if node.module == "progresskit":
-                    private = {a.name for a in node.names} - public
-                    assert not private, f"{source.name} imports private names {private}"
-            else:
-                continue
-            for module in modules:
-                top = module.split(".")[0]
-                assert top != "transformers", f"{source.name} imports transformers"
-                assert module == "progresskit" or top != "progresskit", (
-                    f"{source.name} imports {module}: only the progresskit package's public API"
-                )
+    assert imports_outside_public_api(PLUGIN_SRC, ["transformers"]) == []
 
 
 class TestHFConformance(TrackerConformance):

@@ -7,7 +7,6 @@ cut or recombined, never written by hand.
 
 from __future__ import annotations
 
-import ast
 import itertools
 import os
 import re
@@ -24,7 +23,13 @@ from progresskit_lightning.tracker import LightningTracker
 import progresskit
 from lightning_samples import DATA, real_times, restore
 from progresskit import Status, Tracking
-from progresskit.testing import CliResult, TrackerConformance, make_run_dir, plugin_manager
+from progresskit.testing import (
+    CliResult,
+    TrackerConformance,
+    imports_outside_public_api,
+    make_run_dir,
+    plugin_manager,
+)
 
 PLUGIN_SRC = Path(__file__).resolve().parent.parent / "src" / "progresskit_lightning"
 CSV_RUN = "out/csv"
@@ -486,25 +491,7 @@ def test_it_is_found_through_its_entry_point(
 
 
 def test_it_uses_only_the_public_api_and_no_lightning() -> None:
-    public = set(progresskit.__all__)
-    for source in PLUGIN_SRC.glob("*.py"):
-        tree = ast.parse(source.read_text(), str(source))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                modules = [node.module]
-                if node.module == "progresskit":
-                    private = {a.name for a in node.names} - public
-                    assert not private, f"{source.name} imports private names {private}"
-            else:
-                continue
-            for module in modules:
-                top = module.split(".")[0]
-                assert top not in ("lightning", "pytorch_lightning", "torch"), source.name
-                assert module == "progresskit" or top != "progresskit", (
-                    f"{source.name} imports {module}: only the progresskit package's public API"
-                )
+    assert imports_outside_public_api(PLUGIN_SRC, ["lightning", "pytorch_lightning", "torch"]) == []
 
 
 def test_the_per_epoch_bar_does_not_become_the_runs_total(tmp_path: Path) -> None:

@@ -5,13 +5,14 @@ Progress is binary, as in seed 001: 0% until the scores file holds valid JSON, t
 
 from __future__ import annotations
 
+import math
 import os
 
 from progresskit.formats.fileio import read_json, stat_key
 from progresskit.model.core import ProgressInfo
 from progresskit.model.scores import flatten_scores
 from progresskit.plugin.spec import TrackerSpec
-from progresskit.plugin.tracker import BaseProgressTracker, Target
+from progresskit.plugin.tracker import BaseProgressTracker, Curves, Target
 
 RUNNER_TYPE = "evaluator"
 SCORES_FILE = "evaluation_scores.json"
@@ -23,6 +24,17 @@ class EvaluatorProgressTracker(BaseProgressTracker):
     runner_type = RUNNER_TYPE
     expected_files = (SCORES_FILE,)
     log_pattern = "eval_*.log"
+    curve_axis = "evaluation"
+
+    def curves(self) -> Curves:
+        """The one evaluation's scores, one point each (x 1; time: when they were written):
+        an evaluator keeps no history of its own."""
+        progress = self.calculate_progress()
+        return {
+            name: [(1.0, value, progress.last_update_time)]
+            for name, value in (progress.latest_score or {}).items()
+            if math.isfinite(value)
+        }
 
     def calculate_progress(self) -> ProgressInfo:
         path = os.path.join(self.work_dir, SCORES_FILE)

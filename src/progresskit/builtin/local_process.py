@@ -390,3 +390,13 @@ def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
         _stops.append(stop)
     stop.thread.start()
     return True
+
+
+@hookimpl(trylast=True)
+def progresskit_can_cancel(run: RunStatus) -> bool | None:
+    # What progresskit_cancel needs before it can try: a process known on this host (the
+    # proof that it is the run's reads /proc, so it waits for the cancel itself).
+    info = run.process_info
+    if info is None or (info.host is not None and info.host != this_host()):
+        return None
+    return True

@@ -41,7 +41,7 @@ from progresskit.model.vocabulary import canonical_status
 from progresskit.plugin.config import ConfigSchema, ensure
 from progresskit.plugin.hookspec import hookimpl
 from progresskit.plugin.spec import TrackerSpec
-from progresskit.plugin.tracker import BaseProgressTracker, Target
+from progresskit.plugin.tracker import BaseProgressTracker, Curves, Target
 
 RUNNER_TYPE = "multi_stage"
 
@@ -62,6 +62,8 @@ OBSERVATION_STEP = 0.5
 MAX_LINE_BYTES = 1 << 20
 #: Bytes before the offset that must be unchanged for the log to count as only appended to.
 ANCHOR_BYTES = 64
+#: The name of the overall progress curve (:meth:`MultiStageProgressTracker.curves`).
+PROGRESS_CURVE = "progress_pct"
 
 
 class InvalidEvent(ValueError):
@@ -119,9 +121,17 @@ def _finite(value: float | None) -> float | None:
 class _Fold:
     """The state of one log, folded event by event; a pure function of the lines given."""
 
-    def __init__(self, pinned_run: str | None, weights: Mapping[str, float] | None = None):
+    def __init__(
+        self,
+        pinned_run: str | None,
+        weights: Mapping[str, float] | None = None,
+        *,
+        record: bool = False,
+    ):
         self.pinned_run = pinned_run
         self.weights = weights
+        #: Whether every event's figures are kept as curves (a run page's read, not a query's).
+        self.record = record
         self.lines = 0
         self.problems: list[str] = []
         self.problem_count = 0
@@ -159,6 +169,8 @@ class _Fold:
         #: Times of the newest events of the run, whatever their kind: its rhythm, for
         #: liveness without a lease (engine/rhythm.py).
         self.event_times: collections.deque[float] = collections.deque(maxlen=MAX_OBSERVATIONS)
+        #: With ``record``: metric -> (event time, value, event time) after each timed event.
+        self.curves: Curves = {}
 
     # -- lines ----------------------------------------------------------------------------
 
@@ -220,11 +232,25 @@ class _Fold:
                 self.first_unknown = f"'{kind}' at line {self.lines}"
             return
         changes()
+        if self.record and when is not None:
+            self._record(kind, when)
         if self.weights and when is not None:
             overall = self.overall(self.weights, [])
             last = self.observations[-1][1] if self.observations else None
             if last is None or abs(overall - last) >= OBSERVATION_STEP:
                 self.observations.append((when, overall))
+
+    def _record(self, kind: str, when: float) -> None:
+        """Keep the figures of the event just folded: the overall progress whenever it
+        moved, and a completed target's metrics."""
+        points = self.curves.setdefault(PROGRESS_CURVE, [])
+        overall = self.overall(self.weights, [])
+        if not points or points[-1][1] != overall:
+            points.append((when, overall, when))
+        if kind == "target_complete" and self.completed:
+            item = next(reversed(self.completed.values()))
+            for name, value in item.metrics.items():
+                self.curves.setdefault(name, []).append((when, value, when))
 
     def _belongs(self, run_id: str | None) -> bool:
         """Whether an event of ``run_id`` is folded: the pinned run, else the newest run."""
@@ -434,6 +460,7 @@ class MultiStageProgressTracker(BaseProgressTracker):
     """Progress of a multi-stage run from its event log, read incrementally."""
 
     runner_type = RUNNER_TYPE
+    curve_axis = "time"
     expected_files = (DEFAULT_EVENT_FILE,)
     # The events' own timestamps are the heartbeat; a training log written next to the
     # event log is a sign of life too (seed 001's rule).
@@ -489,6 +516,25 @@ class MultiStageProgressTracker(BaseProgressTracker):
 
     def update_times(self) -> Sequence[float]:
         return tuple(self._fold.event_times)
+
+    def curves(self) -> Curves:
+        """The overall progress and each completed target's metrics over the whole event
+        log (x: the event's time), folded afresh by the rules of a query; a last line
+        still being written is left out, as a query leaves it."""
+        fold = _Fold(self._run_filter, self._weights, record=True)
+        try:
+            fd, _st = open_regular(self.path)
+        except OSError:
+            return {}
+        with os.fdopen(fd, "rb") as fh:
+            while line := fh.readline(MAX_LINE_BYTES + 1):
+                if len(line) > MAX_LINE_BYTES:
+                    while line and not line.endswith(b"\n"):  # skip the rest, unread
+                        line = fh.readline(CHUNK_BYTES)
+                    fold.overlong()
+                elif line.endswith(b"\n"):
+                    fold.line(line[:-1])
+        return fold.curves
 
     def _read_new(self) -> bool:
         """Fold the lines appended since the last read; whether anything was folded.

@@ -3,7 +3,9 @@
 
 rich lays the table out. Its import costs ``progresskit status`` more than reading a run,
 so :func:`plain_table` gives, without rich, the very text rich prints to a pipe when the
-table is plain (no markup, no wide characters, no cell to fold); any other table is rich's.
+table is plain (no markup, no wide characters); any other table is rich's. Both fit the
+table to the width the same way (:mod:`progresskit.builtin.tablefit`): a cell is cut with an
+ellipsis, never folded, and columns give way in a documented order.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from progresskit.builtin.runorder import display_name, summary_text
+from progresskit.builtin.tablefit import Column, Fitted, fit
 from progresskit.engine.rules import format_duration
 from progresskit.model.core import RunStatus, Status
 
@@ -23,10 +26,13 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 __all__ = [
+    "COLUMNS",
     "STATUS_STYLE",
     "escape_text",
+    "one_line",
     "plain_table",
     "render_table",
+    "row_cells",
     "status_summary",
     "status_table",
 ]
@@ -54,6 +60,14 @@ def _bar(percentage: float) -> str:
 
 def _amount(run: RunStatus) -> str:
     p = run.progress
+    unit = p.details.get("items_unit")
+    if unit and (p.items_total is not None or p.items_completed is not None):
+        # Items of a named kind (a ComfyUI job's nodes), with the running one's steps.
+        total = "?" if p.items_total is None else str(p.items_total)
+        text = f"{p.items_completed or 0}/{total} {unit}"
+        if p.total_steps:
+            text += f", step {p.completed_steps or 0}/{p.total_steps}"
+        return text
     if p.total_steps is not None or p.completed_steps is not None:
         total = "?" if p.total_steps is None else str(p.total_steps)
         return f"{p.completed_steps or 0}/{total} steps"
@@ -137,7 +151,7 @@ def escape_text(text: str) -> str:
     )
 
 
-_COLUMNS = ("run", "type", "status", "progress", "done", "ETA", "last update", "reason")
+COLUMNS = ("run", "type", "status", "progress", "done", "ETA", "last update", "reason")
 #: The characters whose width rich counts as one cell: printable ASCII and the table's own
 #: symbols and bar.
 _PLAIN = frozenset(
@@ -154,45 +168,99 @@ _PLAIN = frozenset(
 _RICH_SYNTAX = re.compile(r"\[[a-z#/@]|\\\[|:\S*:")
 
 
-def _cells(run: RunStatus, now: float) -> tuple[str, ...]:
-    """A run's row: the text of each of :data:`_COLUMNS`."""
+def one_line(text: str) -> str:
+    """A reason in the table: its first line, and how many more there are (the full text
+    is in ``--json`` and ``--verbose``)."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    return f"{lines[0]} (+{len(lines) - 1} lines)"
+
+
+def row_cells(run: RunStatus, now: float, name: str | None = None) -> tuple[str, ...]:
+    """A run's row: the text of each of :data:`COLUMNS`; ``name`` the run's name to show
+    (its path relative to the root given), else its config."""
     _, symbol = STATUS_STYLE[run.status]
     last = "-" if run.last_activity is None else f"{format_duration(now - run.last_activity)} ago"
     pct = run.progress.progress_percentage
     # Unknown progress is "-", never an empty bar at 0%.
     shown = "-" if pct is None else f"{_bar(pct)} {pct:5.1f}%"
     return (
-        escape_text(run.config),
+        escape_text(run.config if name is None else name),
         escape_text(run.progress.runner_type),
         f"{symbol} {run.status.value}",
         shown,
         _amount(run),
         _eta(run, now),
         last,
-        escape_text(run.reason or ""),
+        escape_text(one_line(run.reason or "")),
     )
 
 
-def plain_table(runs: Sequence[RunStatus], now: float, width: int) -> str | None:
+def _percent_only(cell: str) -> str:
+    """The progress column without its bar: ``50.0%``."""
+    return cell if cell == "-" else cell[_BAR_WIDTH:].strip()
+
+
+#: Each column's rules at a narrow width (docs/cli.md, "Width"): the run's name is cut in
+#: the middle (both ends of a path tell runs apart), the reason at its end; every other
+#: column keeps its texts whole.
+_FIT = (
+    Column("run", cut="middle", minimum=16),
+    Column("type"),
+    Column("status"),
+    Column("progress", compact=_percent_only),
+    Column("done"),
+    Column("ETA"),
+    Column("last update"),
+    Column("reason", cut="end", minimum=16),
+)
+#: What gives way first when the table is too wide, in this order: the type, the amount
+#: done, the last update, the bar (the percentage stays), the reason, the ETA. The run's
+#: name and its status always stay.
+_NARROWING = ((1, "drop"), (4, "drop"), (6, "drop"), (3, "compact"), (7, "drop"), (5, "drop"))
+
+
+def _fitted(
+    runs: Sequence[RunStatus],
+    now: float,
+    width: int,
+    names: Mapping[str, str] | None,
+    measure: Callable[[str], int],
+) -> Fitted:
+    rows = [row_cells(run, now, display_name(run, names)) for run in runs]
+    return fit(_FIT, rows, width, _NARROWING, measure)
+
+
+def plain_table(
+    runs: Sequence[RunStatus],
+    now: float,
+    width: int,
+    names: Mapping[str, str] | None = None,
+    summary: str | None = None,
+) -> str | None:
     """What :func:`render_table` prints, summary included, on a console of ``width``
     columns that is no terminal (no colour: a pipe, a file), computed without rich; ``None``
     when only rich can say (a cell with markup, an emoji code or a character other than
-    plain ASCII and the table's symbols, or a table wider than ``width``)."""
-    rows = [_cells(run, now) for run in runs]
-    summary = status_summary(runs)
-    texts = [*_COLUMNS, *(cell for row in rows for cell in row), summary]
+    plain ASCII and the table's symbols, or a table that does not fit ``width`` even with
+    every narrowing step taken)."""
+    fitted = _fitted(runs, now, width, names, len)
+    summary = status_summary(runs) if summary is None else summary
+    texts = [*fitted.headers, *(cell for row in fitted.rows for cell in row), summary]
     if (
         not all(_PLAIN.issuperset(text) and _RICH_SYNTAX.search(text) is None for text in texts)
         or len(summary) > width
     ):
         return None
-    widths = [max(len(row[i]) for row in (_COLUMNS, *rows)) for i in range(len(_COLUMNS))]
+    columns = range(len(fitted.kept))
+    widths = [max(len(row[i]) for row in (fitted.headers, *fitted.rows)) for i in columns]
     last = len(widths) - 1
     # rich's table without its edge: one space of padding each side of a cell but the
     # outer ones, a one-character rule between columns.
     padded = [w + (i > 0) + (i < last) for i, w in enumerate(widths)]
     if sum(padded) + last > width:
-        return None  # rich would shrink and fold columns
+        return None  # rich would shrink the columns
 
     def line(cells: Sequence[str], rule: str) -> str:
         return rule.join(
@@ -200,35 +268,64 @@ def plain_table(runs: Sequence[RunStatus], now: float, width: int) -> str | None
             for i, cell in enumerate(cells)
         )
 
-    lines = [line(_COLUMNS, "┃"), "╇".join("━" * w for w in padded)]
-    lines += [line(row, "│") for row in rows]
+    lines = [line(fitted.headers, "┃"), "╇".join("━" * w for w in padded)]
+    lines += [line(row, "│") for row in fitted.rows]
     return "\n".join([*lines, summary, ""])
 
 
-def render_table(runs: Sequence[RunStatus], console: Console, now: float | None = None) -> None:
-    """One row per run: status word (with colour and symbol), bar, amount, ETA, last update."""
-    console.print(status_table(runs, now))
-    console.print(status_summary(runs))
+def render_table(
+    runs: Sequence[RunStatus],
+    console: Console,
+    now: float | None = None,
+    names: Mapping[str, str] | None = None,
+    summary: str | None = None,
+) -> None:
+    """One row per run: status word (with colour and symbol), bar, amount, ETA, last update,
+    fitted to the console's width; then the summary (:func:`status_summary` of ``runs``
+    unless given)."""
+    console.print(status_table(runs, now, names, width=console.width))
+    console.print(status_summary(runs) if summary is None else summary, markup=False)
 
 
-def status_summary(runs: Sequence[RunStatus]) -> str:
-    """``"2 running, 1 stuck"``: how many runs are in each status."""
-    counts = Counter(run.status.value for run in runs)
-    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no runs"
+def status_summary(runs: Sequence[RunStatus], unrecognised: int = 0) -> str:
+    """``"3 runs: 1 stuck, 2 running"``: how many runs are in each status, in urgency
+    order, and how many run-like directories no tracker claims."""
+    return summary_text(runs, unrecognised)
 
 
-def status_table(runs: Sequence[RunStatus], now: float | None = None) -> Table:
-    """The table :func:`render_table` prints, for callers that lay it out themselves."""
+def status_table(
+    runs: Sequence[RunStatus],
+    now: float | None = None,
+    names: Mapping[str, str] | None = None,
+    width: int | None = None,
+) -> Table:
+    """The table :func:`render_table` prints, for callers that lay it out themselves;
+    fitted to ``width`` when given (texts cut, columns dropped: never a folded cell)."""
+    from rich.cells import cell_len
     from rich.table import Table
     from rich.text import Text
 
     now = now or time.time()
     table = Table(show_edge=False, pad_edge=False)
-    for column in _COLUMNS:
-        table.add_column(column, overflow="fold")
-    for run in runs:
-        cells = [Text(cell) for cell in _cells(run, now)]  # Text: never read as markup
-        style, _ = STATUS_STYLE[run.status]
-        cells[2].stylize(style)
+    if width is None:
+        headers: Sequence[str] = COLUMNS
+        rows: Sequence[Sequence[str]] = [
+            row_cells(run, now, display_name(run, names)) for run in runs
+        ]
+        status_at: int | None = 2
+    else:
+        fitted = _fitted(runs, now, width, names, cell_len)
+        headers, rows = fitted.headers, fitted.rows
+        status_at = fitted.kept.index(2) if 2 in fitted.kept else None
+    for header in headers:
+        if width is None:
+            table.add_column(header, overflow="fold")
+        else:
+            table.add_column(header, no_wrap=True, overflow="ellipsis")
+    for run, row in zip(runs, rows, strict=True):
+        cells = [Text(cell) for cell in row]  # Text: never read as markup
+        if status_at is not None:
+            style, _ = STATUS_STYLE[run.status]
+            cells[status_at].stylize(style)
         table.add_row(*cells)
     return table

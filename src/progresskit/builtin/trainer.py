@@ -8,6 +8,7 @@ directory holds every expected file, each non-empty; total epochs come from the 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import statistics
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ from progresskit.model.scores import flatten_scores
 from progresskit.plugin.config import ConfigSchema, ensure
 from progresskit.plugin.hookspec import hookimpl
 from progresskit.plugin.spec import TrackerSpec
-from progresskit.plugin.tracker import BaseProgressTracker, Target
+from progresskit.plugin.tracker import BaseProgressTracker, Curves, Target
 
 RUNNER_TYPE = "trainer"
 DEFAULT_EXPECTED_FILES = ("training_losses.pt", "optimizer_buffer.json", "validation_scores.json")
@@ -90,6 +91,7 @@ class TrainerProgressTracker(BaseProgressTracker):
     runner_type = RUNNER_TYPE
     expected_files = DEFAULT_EXPECTED_FILES
     log_pattern = "train_val*.log"
+    curve_axis = "epoch"
 
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
         super().__init__(work_dir, config)
@@ -206,6 +208,17 @@ class TrainerProgressTracker(BaseProgressTracker):
             group=os.path.basename(os.path.abspath(self.work_dir)),
             finished=finished,
         )
+
+    def curves(self) -> Curves:
+        """Every score of every completed epoch's ``validation_scores.json`` (x: the
+        epoch's number, counted from 1; time: when the epoch completed)."""
+        curves: Curves = {}
+        warnings: list[str] = []
+        for epoch, ended in enumerate(self._completed_epoch_times(self.entries())):
+            for name, value in (self._read_scores(epoch, warnings) or {}).items():
+                if math.isfinite(value):
+                    curves.setdefault(name, []).append((float(epoch + 1), value, ended))
+        return curves
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from progresskit.builtin.runorder import SORT_KEYS, parse_statuses
 from progresskit.errors import ConfigError
+from progresskit.model.core import Status
 from progresskit.plugin.config import config_file, load_yaml
 
 if TYPE_CHECKING:
@@ -29,17 +31,65 @@ __all__ = [
     "PIPED_WIDTH",
     "Override",
     "add_overrides",
+    "add_view_arguments",
     "check_option",
     "console",
     "disabled_plugins",
     "overrides",
+    "piped_width",
     "plain_stdout",
     "print_error",
 ]
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
-#: The width of what is printed to a pipe or a file.
+#: The width of what is printed to a pipe or a file, unless ``$COLUMNS`` says otherwise.
 PIPED_WIDTH = 160
+
+
+def piped_width() -> int:
+    """The width of what is printed to a pipe or a file: ``$COLUMNS`` when it is a whole
+    number >= 20 (``COLUMNS=100 progresskit status runs > table.txt``), else
+    :data:`PIPED_WIDTH`: piped output is read by people too (CI logs, ``| less``), and 80
+    columns would drop most of the table."""
+    text = os.environ.get("COLUMNS", "")
+    return int(text) if text.isdigit() and int(text) >= 20 else PIPED_WIDTH
+
+
+def _statuses(text: str) -> frozenset[Status]:
+    try:
+        return parse_statuses(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def add_view_arguments(parser: argparse.ArgumentParser, *, limit: bool = True) -> None:
+    """Which runs a view shows, and in which order: ``--status``, ``--active``, ``--sort``
+    and (``limit``) ``--limit`` (docs/cli.md)."""
+    parser.add_argument(
+        "--status",
+        type=_statuses,
+        metavar="LIST",
+        help="only runs in these statuses, comma-separated (crashed,failed,stuck)",
+    )
+    parser.add_argument(
+        "--active", action="store_true", help="only active runs (pending, running, stuck)"
+    )
+    parser.add_argument(
+        "--sort",
+        choices=SORT_KEYS,
+        help="row order (default: urgency: crashed, failed, stuck, unknown, running by ETA, "
+        "pending, cancelled, finished, outdated)",
+    )
+    if limit:
+        parser.add_argument(
+            "--limit", type=_positive, metavar="N", help="at most N runs, after sorting"
+        )
 
 
 def disabled_plugins(flags: Sequence[str], explicit: Path | None) -> list[str]:
@@ -128,7 +178,7 @@ def console() -> Console:
 
     out = Console()
     # Piped output is read by people too (CI logs, `| less`): don't fold rows at 80 columns.
-    return out if out.is_terminal else Console(width=PIPED_WIDTH)
+    return out if out.is_terminal else Console(width=piped_width())
 
 
 def plain_stdout() -> bool:

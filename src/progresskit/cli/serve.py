@@ -30,6 +30,7 @@ DEFAULT_GRACE = ServeSettings(token="").grace_seconds
 DEFAULT_PING_INTERVAL = ServeSettings(token="").ping_interval
 _DEFAULTS = ServeSettings(token="")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+_BACKLOG = 256
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,13 +100,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="a webhook sink's spool_dir whose lost events /metrics reports; repeatable "
         "(default spools are reported without it)",
     )
+    parser.add_argument(
+        "--metrics-max-runs",
+        type=int,
+        default=_DEFAULTS.metrics_max_runs,
+        metavar="N",
+        help="most runs with series of their own on /metrics, the most urgent first; the "
+        f"others are counted per status (default: {_DEFAULTS.metrics_max_runs}; 0: none)",
+    )
     limits = parser.add_argument_group("limits (docs/serve.md, 'Limits')")
     limits.add_argument(
         "--max-connections",
         type=int,
-        default=_DEFAULTS.max_connections,
         metavar="N",
-        help=f"most open connections; beyond: 503 (default: {_DEFAULTS.max_connections})",
+        help=f"most open connections; beyond: 503 (default: {_DEFAULTS.max_connections}, at "
+        "most half the open-files limit)",
     )
     limits.add_argument(
         "--max-stream-clients",
@@ -178,22 +187,25 @@ def _origin(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _connection_cap(requested: int) -> int:
-    """``requested``, or less under a low open-files limit: connections beyond half of it
-    would leave the monitor and the accept loop without file descriptors (EMFILE)."""
+def _connection_cap(requested: int | None) -> int:
+    """``requested``, else the default, lowered under a low open-files limit: connections
+    beyond half of it would leave the monitor and the accept loop without file descriptors
+    (EMFILE). An explicit value is kept, with a warning."""
     import resource
 
+    wanted = _DEFAULTS.max_connections if requested is None else requested
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return requested
     cap = max(1, soft // 2)
-    if requested > cap:
+    if soft == resource.RLIM_INFINITY or wanted <= cap:
+        return wanted
+    if requested is not None:
         _say(
-            f"--max-connections {requested} lowered to {cap}: half the open-files limit "
-            f"(ulimit -n {soft})"
+            f"WARNING: --max-connections {requested} is over half the open-files limit "
+            f"(ulimit -n {soft}): the server may run out of file descriptors"
         )
-        return cap
-    return requested
+        return requested
+    _say(f"at most {cap} connections: half the open-files limit (ulimit -n {soft})")
+    return cap
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -207,7 +219,7 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(256)
+        sock.listen(_BACKLOG)
     except OSError as exc:
         sock.close()
         raise ProgresskitError(
@@ -230,8 +242,11 @@ def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
         check_option(
             flag,
             getattr(args, flag[2:].replace("-", "_")),
-            lambda v: ensure(v >= 1, "must be >= 1"),
+            lambda v: ensure(v is None or v >= 1, "must be >= 1"),
         )
+    check_option(
+        "--metrics-max-runs", args.metrics_max_runs, lambda v: ensure(v >= 0, "must be >= 0")
+    )
     for flag in ("--header-timeout", "--idle-timeout"):
         check_option(
             flag,
@@ -267,6 +282,7 @@ def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
         header_timeout=args.header_timeout,
         idle_timeout=args.idle_timeout,
         sink_spools=tuple(os.path.abspath(os.path.expanduser(d)) for d in args.sink_spool),
+        metrics_max_runs=args.metrics_max_runs,
     )
     app = create_app(monitor, pm, settings)
     sock = _listen(args.host, args.port)
@@ -293,6 +309,9 @@ def run_serve(pm: PluginManager, args: argparse.Namespace) -> int:
         app,
         http=guarded_protocol(settings),
         timeout_keep_alive=max(1, round(settings.idle_timeout)),
+        # asyncio tries up to this many accepts per wake-up, and on EMFILE schedules a retry
+        # for each: the listen backlog we set, not uvicorn's 2048.
+        backlog=_BACKLOG,
         # The request line and headers together; h11's default, said here.
         h11_max_incomplete_event_size=16 * 1024,
         log_level="warning",

@@ -12,18 +12,20 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from progresskit.builtin.runorder import display_name, relative_name, select_runs, sort_runs
 from progresskit.cli.options import (
     EXIT_OK,
     EXIT_UNHEALTHY,
     EXIT_USAGE,
-    PIPED_WIDTH,
     Override,
     add_overrides,
+    add_view_arguments,
     console,
     overrides,
+    piped_width,
     plain_stdout,
     print_error,
 )
@@ -38,6 +40,7 @@ from progresskit.plugin.sink import Sink, build_sinks
 __all__ = [
     "OVERRIDES",
     "add_status_arguments",
+    "reasons_text",
     "run_status",
     "status_document",
     "unrecognised_text",
@@ -60,6 +63,17 @@ def add_status_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``progresskit status``."""
     parser.add_argument("targets", nargs="+", metavar="WORK_DIR", help="a run or a root of runs")
     parser.add_argument("--json", action="store_true", help="machine-readable output (docs/cli.md)")
+    parser.add_argument(
+        "--format",
+        choices=("table", "tsv", "json"),
+        default="table",
+        help="table (default; fitted to the terminal, or to $COLUMNS or 160 columns when "
+        "piped), tsv (one tab-separated line per run) or json (as --json)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="every reason in full below the table"
+    )
+    add_view_arguments(parser)
     add_overrides(parser, OVERRIDES)
 
 
@@ -81,6 +95,7 @@ def run_status(pm: PluginManager, args: argparse.Namespace) -> int:
     runs: list[RunStatus] = []
     lost: list[Unrecognised] = []
     invalid: list[str] = []
+    names: dict[str, str] = {}  # config -> the name shown: relative to its target
     for target in args.targets:
         try:
             found = tracking.runs_of(target, strict=True)
@@ -89,23 +104,33 @@ def run_status(pm: PluginManager, args: argparse.Namespace) -> int:
             continue
         runs += found
         lost += found.unrecognised
+        names.update((run.config, relative_name(run.config, target)) for run in found)
     _emit(sinks, runs)
 
     now = time.time()
-    if args.json:
-        document = status_document(runs, now, lost)
+    shown = _shown(runs, names, args, now)
+    if args.json or args.format == "json":
+        document = status_document(runs, now, lost, shown)
         document["errors"] = invalid
         print(jsonio.dumps(document, indent=2))
-    else:
-        if runs:
-            from progresskit.builtin.table import plain_table, render_table
+    elif args.format == "tsv":
+        from progresskit.builtin.tsv import tsv_table
 
-            # Piped, a plain table is written as rich would lay it out, without loading rich.
-            text = plain_table(runs, now, PIPED_WIDTH) if plain_stdout() else None
-            if text is None:
-                render_table(runs, console(), now)
-            else:
-                sys.stdout.write(text)
+        sys.stdout.write(tsv_table(shown, now, names))
+        for message in invalid:
+            print_error(message)
+    else:
+        from progresskit.builtin.table import status_summary
+
+        summary = status_summary(runs, len(lost))
+        if len(shown) < len(runs):
+            summary += f"; {len(shown)} shown"
+        if shown:
+            _print_table(shown, now, names, summary)
+        elif runs:
+            print(summary)
+        if args.verbose:
+            sys.stdout.write(reasons_text(shown, names))
         if lost:
             sys.stdout.write(unrecognised_text(lost))
         for message in invalid:
@@ -114,6 +139,51 @@ def run_status(pm: PluginManager, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     healthy = all(run.status.is_healthy for run in runs) and not lost
     return EXIT_OK if healthy else EXIT_UNHEALTHY
+
+
+def _shown(
+    runs: Sequence[RunStatus], names: Mapping[str, str], args: argparse.Namespace, now: float
+) -> list[RunStatus]:
+    """The runs the options select, in their order: urgency by default, except in
+    ``--json``, which keeps each target's path order unless ``--sort`` is given."""
+
+    def name(run: RunStatus) -> str:
+        return display_name(run, names)
+
+    shown = select_runs(runs, args.status, active=args.active, name=name)
+    as_json = args.json or args.format == "json"
+    key = args.sort or (None if as_json else "urgency")
+    if key is not None:
+        shown = sort_runs(shown, key, now, name)
+    return shown[: args.limit] if args.limit else shown
+
+
+def _print_table(
+    runs: Sequence[RunStatus], now: float, names: Mapping[str, str], summary: str
+) -> None:
+    from progresskit.builtin.table import plain_table, render_table
+
+    # Piped, a plain table is written as rich would lay it out, without loading rich.
+    text = plain_table(runs, now, piped_width(), names, summary) if plain_stdout() else None
+    if text is None:
+        render_table(runs, console(), now, names, summary)
+    else:
+        sys.stdout.write(text)
+
+
+def reasons_text(runs: Sequence[RunStatus], names: Mapping[str, str]) -> str:
+    """``--verbose``: each run's reason in full, every line of it, below the table (the
+    table shows its first line)."""
+    from progresskit.builtin.table import escape_text
+
+    lines = []
+    for run in runs:
+        if not run.reason:
+            continue
+        first, *more = run.reason.strip().splitlines() or [""]
+        lines.append(f"{escape_text(display_name(run, names))}: {escape_text(first)}")
+        lines += [f"    {escape_text(line)}" for line in more]
+    return "".join(f"{line}\n" for line in (["reasons:", *lines] if lines else []))
 
 
 def unrecognised_text(lost: Sequence[Unrecognised]) -> str:
@@ -132,8 +202,11 @@ def status_document(
     runs: Sequence[RunStatus],
     now: float | None = None,
     unrecognised: Sequence[Unrecognised] = (),
+    shown: Sequence[RunStatus] | None = None,
 ) -> dict[str, Any]:
-    """The stable machine format of ``progresskit status --json`` (docs/cli.md)."""
+    """The stable machine format of ``progresskit status --json`` (docs/cli.md): the
+    summary counts ``runs``; the document lists ``shown`` (what ``--status``, ``--active``,
+    ``--sort`` and ``--limit`` select from them), all of ``runs`` when not given."""
     # The converter loads cattrs, which the table does not need.
     from progresskit.model.converter import JSON_FORMAT_VERSION, unstructure
 
@@ -146,8 +219,9 @@ def status_document(
             "total": len(runs),
             "by_status": dict(sorted(counts.items())),
             "unrecognised": len(unrecognised),
+            "shown": len(runs if shown is None else shown),
         },
-        "runs": [unstructure(run) for run in runs],
+        "runs": [unstructure(run) for run in (runs if shown is None else shown)],
         "unrecognised": [entry.document() for entry in unrecognised],
     }
 

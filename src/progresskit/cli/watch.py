@@ -1,9 +1,10 @@
-"""Watch the runs under ROOT (new ones included) until Ctrl-C or SIGTERM: a live table
-on a terminal, JSON lines otherwise (docs/watch.md).
+"""Watch the runs under ROOT (new ones included) until Ctrl-C or SIGTERM: a full-screen
+view on a terminal, JSON lines otherwise (docs/watch.md).
 
 ``progresskit watch ROOT`` is a :class:`~progresskit.engine.monitor.Monitor` on the command
-line. On a terminal it shows a live table (one row per run, the same columns as
-``status``); otherwise, or with ``--json``, it writes one JSON line per change. SIGINT and
+line. On a terminal (standard input and output) it shows a full-screen table that scrolls,
+sorts, filters and opens a run's page (:mod:`progresskit.cli.tui`); otherwise, or with
+``--json``, it writes one JSON line per change. SIGINT and
 SIGTERM stop it cleanly: the sinks are closed (the webhook delivers what it can within its
 ``flush_timeout``) and the exit code is 0.
 """
@@ -15,14 +16,18 @@ import os
 import signal
 import sys
 import threading
-import time
 from types import FrameType
 
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Console
 
-from progresskit.builtin.table import escape_text, status_summary, status_table
-from progresskit.cli.options import EXIT_OK, Override, add_overrides, overrides
+from progresskit.builtin.table import escape_text
+from progresskit.cli.options import (
+    EXIT_OK,
+    Override,
+    add_overrides,
+    add_view_arguments,
+    overrides,
+)
 from progresskit.engine.monitor import Monitor
 from progresskit.formats import jsonio
 from progresskit.formats.change import Change, change_document
@@ -47,16 +52,14 @@ OVERRIDES = (
     ),
 )
 
-#: How often the live view is redrawn when nothing changed ("last update" keeps ticking).
-_REDRAW_SECONDS = 1.0
-
-
 def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``progresskit watch``."""
     parser.add_argument("root", metavar="ROOT", help="a run or a directory of runs to watch")
     parser.add_argument(
         "--json", action="store_true", help="JSON lines even on a terminal (docs/watch.md)"
     )
+    # The screen's filter and order at start-up (the s and f keys change them).
+    add_view_arguments(parser, limit=False)
     add_overrides(parser, OVERRIDES)
 
 
@@ -85,8 +88,8 @@ def run_watch(pm: PluginManager, args: argparse.Namespace) -> int:
     losses = threading.Thread(target=_report_losses, args=(monitor, err, done), daemon=True)
     losses.start()
     try:
-        if not args.json and sys.stdout.isatty():
-            _live(monitor, done)
+        if not args.json and sys.stdout.isatty() and sys.stdin.isatty():
+            _screen(monitor, pm, args, done, err)
         else:
             _json_lines(monitor, done)
     finally:
@@ -114,22 +117,37 @@ def _json_lines(monitor: Monitor, done: threading.Event) -> None:
         pass
 
 
-def _live(monitor: Monitor, done: threading.Event) -> None:
-    dirty = threading.Event()
-    monitor.subscribe(lambda _change: dirty.set())
-    monitor.start()
-    console = Console()
+def _screen(
+    monitor: Monitor,
+    pm: PluginManager,
+    args: argparse.Namespace,
+    done: threading.Event,
+    err: Console,
+) -> None:
+    """The full-screen view (progresskit.cli.tui), or JSON lines without Textual."""
+    import importlib.util
 
-    def view() -> Group:
-        runs = monitor.runs
-        return Group(status_table(runs, time.time()), status_summary(runs))
+    if importlib.util.find_spec("textual") is None:
+        err.print(
+            "progresskit: the full-screen view needs Textual: pip install 'progresskit[tui]'; "
+            "writing JSON lines",
+            markup=False,
+            soft_wrap=True,
+        )
+        _json_lines(monitor, done)
+        return
+    from progresskit.cli.cancel import DEFAULT_GRACE
+    from progresskit.cli.tui.app import run_screen
+    from progresskit.cli.tui.view import ViewState, default_filters
 
-    with Live(view(), console=console, auto_refresh=False, transient=False) as live:
-        while not done.is_set():
-            dirty.wait(_REDRAW_SECONDS)
-            dirty.clear()
-            live.update(view(), refresh=True)
-            done.wait(0.05)  # coalesce bursts of changes into one redraw
+    state = ViewState(
+        monitor.root,
+        sort=args.sort or "urgency",
+        filters=default_filters(args.status, args.active),
+    )
+    # What was logged while the screen was up is said again once it is gone.
+    for line in run_screen(monitor, pm, state, done, DEFAULT_GRACE):
+        err.print(f"progresskit: {line}", markup=False, soft_wrap=True)
 
 
 def _report_losses(monitor: Monitor, err: Console, done: threading.Event) -> None:

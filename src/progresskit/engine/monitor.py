@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -27,12 +28,14 @@ from typing import Any
 
 import attrs
 
-from progresskit.engine.session import Tracking, resolve
-from progresskit.errors import ProgresskitError, RunnerDetectionError
+from progresskit.engine.session import Tracking, broken_status, resolve
+from progresskit.errors import NoTrackerError, ProgresskitError, RunnerDetectionError
 from progresskit.formats.change import Change, change_key
 from progresskit.model.core import ProcessInfo, RunStatus
 from progresskit.model.unclaimed import Unrecognised
+from progresskit.plugin.config import CONFIG_FILENAME
 from progresskit.plugin.coreconfig import (
+    DEFAULT_SCAN_MAX_DEPTH,
     DEFAULT_WATCH_HEARTBEAT,
     DEFAULT_WATCH_MODE,
     DEFAULT_WATCH_POLL_INTERVAL,
@@ -56,6 +59,17 @@ NOTIFY_STEP_MS = 20
 #: against its 250 ms target, and 50 ms brought it to 150 ms. Only the runs whose files
 #: changed are re-evaluated, so the extra rounds under a steady stream of writes are cheap.
 NOTIFY_DEBOUNCE_MS = 50
+#: With notifications, the periodic check (what no file write announces: a run falling
+#: silent, a process exiting, a notification the OS dropped) spends at most this share of a
+#: core, in CPU time of the monitor's thread as measured: it walks the tree, then re-evaluates
+#: the runs a few at a time. A tree whose whole check costs less is checked in full every
+#: poll interval; a bigger one in a longer cycle, so that an idle monitor costs the same
+#: on 10,000 runs as on 1,000 (docs/watch.md, "What watching costs").
+SWEEP_CPU_SHARE = 0.003
+#: A change that no known run holds (a log in an unclaimed directory, a tree of runs moved
+#: in, a config file) needs a walk and an evaluation of every run; those get at most this
+#: share of a core, so that a busy unclaimed directory cannot keep the monitor scanning.
+RESCAN_CPU_SHARE = 0.05
 
 
 @attrs.frozen
@@ -106,6 +120,26 @@ def _resolve_mode(mode: str, root: str) -> str:
 
 
 Subscriber = Callable[[Change], None]
+
+
+@attrs.define
+class _Budget:
+    """CPU time the monitor may spend on one kind of periodic work: ``share`` of a core,
+    earned as time passes (at most ``cap`` seconds saved up: no burst after a quiet hour),
+    spent by what each piece of work measured."""
+
+    share: float
+    cap: float
+    credit: float = 0.0
+    at: float = attrs.field(factory=time.monotonic)
+
+    def available(self, now: float) -> bool:
+        self.credit = min(self.cap, self.credit + self.share * (now - self.at))
+        self.at = now
+        return self.credit > 0
+
+    def spend(self, cpu_seconds: float) -> None:
+        self.credit -= cpu_seconds
 
 
 class Monitor:
@@ -181,6 +215,17 @@ class Monitor:
         self._unrecognised: list[Unrecognised] = []
         self._processes: dict[str, ProcessInfo] | None = None
         self._last_error: str | None = None
+        # The periodic check with notifications (see SWEEP_CPU_SHARE): the runs left to
+        # re-evaluate in this cycle, and when it began.
+        self._sweep: collections.deque[str] = collections.deque()
+        self._cycle_began = time.monotonic()
+        tick = self.settings.poll_interval
+        self._sweep_budget = _Budget(SWEEP_CPU_SHARE, SWEEP_CPU_SHARE * tick)
+        self._rescan_budget = _Budget(RESCAN_CPU_SHARE, RESCAN_CPU_SHARE * tick)
+        #: A notification no known run holds asked for a full scan (paced: RESCAN_CPU_SHARE).
+        self._rescan_wanted = False
+        #: CPU seconds one run's re-evaluation cost, as last measured (a guess until then).
+        self._run_cost = 1e-4
 
     # -- the public API -------------------------------------------------------------------
 
@@ -215,6 +260,13 @@ class Monitor:
         """The run-like directories no tracker claimed at the latest full scan."""
         with self._lock:
             return list(self._unrecognised)
+
+    def config_for(self, work_dir: str) -> dict[str, Any]:
+        """The validated config a run in ``work_dir`` is evaluated with (its nearest
+        ``progresskit.yaml`` or the one given, under the monitor's overrides): for a
+        tracker made aside for one run (``progresskit serve``'s run page)."""
+        with self._evaluating:  # the session's caches are not thread-safe
+            return self._tracking.config_for(work_dir)
 
     def start(self) -> None:
         """Run the monitor in a background thread (no-op when it already runs)."""
@@ -320,9 +372,9 @@ class Monitor:
         import watchfiles
 
         tick = self.settings.poll_interval
-        # Due at once: the first round, after the OS watch is set up, catches what changed
+        # Due at once: the first cycle, after the OS watch is set up, catches what changed
         # between the first evaluation and then.
-        next_tick = time.monotonic()
+        self._cycle_began = time.monotonic() - tick
         next_heartbeat = self._next_heartbeat()
         try:
             for events in watchfiles.watch(
@@ -335,14 +387,10 @@ class Monitor:
                 raise_interrupt=False,
                 ignore_permission_denied=True,
             ):
+                if events:
+                    self._notified({path for _, path in events})
                 now = time.monotonic()
-                periodic = now >= next_tick
-                if periodic:
-                    next_tick = now + tick
-                if periodic:
-                    self._tick(refresh_processes=True)
-                elif events:
-                    self._tick(refresh_processes=False, paths={path for _, path in events})
+                self._periodic(now)
                 if next_heartbeat is not None and now >= next_heartbeat:
                     self._heartbeat()
                     next_heartbeat = self._next_heartbeat()
@@ -372,18 +420,9 @@ class Monitor:
         try:
             statuses = self._tracking.runs_of(self.root, processes=processes)
         except Exception as exc:
-            # The root vanished or its config became invalid: say so once, keep the last
-            # known statuses and try again at the next change or tick.
-            expected = isinstance(exc, ProgresskitError)
-            message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
-            if message != self._last_error:
-                # An unexpected error is a bug somewhere: its traceback is worth the noise.
-                log.error("cannot evaluate %s: %s", self.root, message, exc_info=not expected)
-                self._last_error = message
+            self._failed(exc)
             return None
-        if self._last_error is not None:
-            log.warning("%s can be evaluated again", self.root)
-            self._last_error = None
+        self._recovered()
         if processes is None:
             self._processes = {
                 run.work_dir: run.process_info for run in statuses if run.process_info
@@ -392,59 +431,177 @@ class Monitor:
             self._unrecognised = list(statuses.unrecognised)
         return statuses
 
-    def _tick(self, *, refresh_processes: bool, paths: set[str] | None = None) -> list[Change]:
-        """Evaluate, report and return the changes: of every run, or only of the known runs
-        holding ``paths`` (the files an OS notification named) when that is enough."""
+    def _failed(self, exc: Exception) -> None:
+        """The root vanished or its config became invalid: say so once; the last known
+        statuses stay, and the next change or tick tries again."""
+        expected = isinstance(exc, ProgresskitError)
+        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        if message != self._last_error:
+            # An unexpected error is a bug somewhere: its traceback is worth the noise.
+            log.error("cannot evaluate %s: %s", self.root, message, exc_info=not expected)
+            self._last_error = message
+
+    def _recovered(self) -> None:
+        if self._last_error is not None:
+            log.warning("%s can be evaluated again", self.root)
+            self._last_error = None
+
+    def _tick(self, *, refresh_processes: bool) -> list[Change]:
+        """Evaluate every run, report and return the changes."""
         with self._evaluating:
-            partial = None if paths is None else self._evaluate_runs_of(paths)
-            if partial is not None:
-                changes = self._diff(partial, complete=False)
-            else:
-                statuses = self._scan(refresh_processes)
-                changes = [] if statuses is None else self._diff(statuses, complete=True)
+            statuses = self._scan(refresh_processes)
+            changes = [] if statuses is None else self._diff(statuses, complete=True)
+            if statuses is not None:  # a whole cycle of the periodic check, done at once
+                self._rescan_wanted = False
+                self._sweep.clear()
+                self._cycle_began = time.monotonic()
         self._publish(changes)
         return changes
 
-    def _evaluate_runs_of(self, paths: set[str]) -> list[RunStatus] | None:
-        """The fresh status of each known run holding one of ``paths``; ``None`` when a
-        full scan is needed (a path outside every known run: a new run, a config change...).
+    # -- with notifications: only what changed, and a periodic check spread out ------------
 
-        A full scan costs a few stats per run: on a tree of thousands of runs, where some
-        log is written every moment, evaluating only the runs written to keeps the
-        notification path fast.
-        """
+    def _notified(self, paths: set[str]) -> None:
+        """Re-evaluate the runs holding ``paths`` (the files an OS notification named), and
+        take in the new runs among them; what only a walk can tell is left to
+        :meth:`_periodic` (``_rescan_wanted``)."""
+        with self._evaluating:
+            runs: set[str] = set()
+            for path in paths:
+                work_dir = self._run_holding(path)
+                if work_dir is None:
+                    work_dir = self._new_run(path)
+                if work_dir:
+                    runs.add(work_dir)
+            changes = self._refresh(sorted(runs))
+        self._publish(changes)
+
+    def _run_holding(self, path: str) -> str | None:
+        """The known run ``path`` is in (or is), if any: a walk up from it, no I/O."""
+        known = self._last  # written by this thread only: read without the lock
+        current = path
+        while current not in known:
+            parent = os.path.dirname(current)
+            if parent == current or not current.startswith(self.root + os.sep):
+                return None
+            current = parent
+        return current
+
+    def _new_run(self, path: str) -> str:
+        """The directory of ``path``, a path in no known run, when its files make it a run
+        that a walk would find; ``""`` when the change matters to no run (a hidden
+        directory, one deeper than ``scan_max_depth``), and a full scan is wanted for the
+        rest (a config file, a file in an unclaimed directory, a tree moved in)."""
+        directory = path if os.path.isdir(path) else os.path.dirname(path)
+        relative = os.path.relpath(directory, self.root)
+        if os.path.basename(path) == CONFIG_FILENAME or relative.startswith((".", os.pardir)):
+            self._rescan_wanted = True  # the root itself, or a config: every run below
+            return ""
+        parts = relative.split(os.sep)
+        max_depth = int(self._tracking.config_for(self.root).get(
+            "scan_max_depth", DEFAULT_SCAN_MAX_DEPTH
+        ))
+        if any(part.startswith(".") for part in parts) or len(parts) > max_depth:
+            return ""  # the walk never enters it
+        try:
+            self._tracking.tracker_for(directory, allow_config=False)
+        except ProgresskitError:
+            self._rescan_wanted = True
+            return ""
+        return directory
+
+    def _periodic(self, now: float) -> None:
+        """What no file write announces, within the CPU budgets: the full scan a
+        notification asked for, else the next runs of the current cycle (a walk of the tree
+        and the processes, then each run re-evaluated in turn, the runs that are new or
+        whose process changed first). A cycle begins at most every poll interval."""
+        if self._rescan_wanted:
+            if self._rescan_budget.available(now):
+                began = time.thread_time()
+                self._tick(refresh_processes=True)
+                self._rescan_budget.spend(time.thread_time() - began)
+            return
+        if not self._sweep_budget.available(now):
+            return
+        with self._evaluating:
+            if not self._sweep:
+                if now - self._cycle_began < self.settings.poll_interval:
+                    return
+                began = time.thread_time()
+                changes = self._begin_cycle(now)
+                self._sweep_budget.spend(time.thread_time() - began)
+            else:
+                changes = []
+            due: list[str] = []
+            spent = 0.0
+            # Re-evaluating costs about the same per run: the budget left buys that many
+            # runs, at the cost measured last time.
+            while self._sweep and spent < self._sweep_budget.credit:
+                due.append(self._sweep.popleft())
+                spent += self._run_cost
+            if due:
+                began = time.thread_time()
+                changes += self._refresh(due)
+                cost = time.thread_time() - began
+                self._sweep_budget.spend(cost)
+                self._run_cost = max(cost / len(due), 1e-6)
+        self._publish(changes)
+
+    def _begin_cycle(self, now: float) -> list[Change]:
+        """Walk the tree and look at the processes: the runs gone are removed, and every
+        run is queued for re-evaluation (new ones and those whose process changed first)."""
+        self._cycle_began = now
+        try:
+            found, lost = self._tracking.survey(self.root)
+        except Exception as exc:
+            self._failed(exc)
+            return []
+        self._recovered()
+        names = [work_dir for work_dir, _runner_type, _problem in found]
+        processes = self._tracking.discover_processes(d for d, rt, _ in found if rt)
+        before = self._processes or {}
+        self._processes = processes
         with self._lock:
-            known = set(self._last)
-        runs: set[str] = set()
-        for path in paths:
-            current = path
-            while current not in known:
-                parent = os.path.dirname(current)
-                if parent == current or not current.startswith(self.root + os.sep):
-                    return None
-                current = parent
-            runs.add(current)
-        statuses = []
-        for work_dir in sorted(runs):
+            self._unrecognised = list(lost)
+        known = self._last
+        urgent = [n for n in names if n not in known or processes.get(n) != before.get(n)]
+        first = set(urgent)
+        self._sweep = collections.deque(urgent + [n for n in names if n not in first])
+        present = set(names)
+        return self._diff([], removed=[name for name in known if name not in present])
+
+    def _refresh(self, work_dirs: Sequence[str]) -> list[Change]:
+        """Re-evaluate ``work_dirs`` (known runs, or directories a tracker claims) and
+        return the changes; a run whose directory is gone is removed, one that its files no
+        longer make a run is left to a full scan."""
+        statuses: list[RunStatus] = []
+        removed: list[str] = []
+        processes = self._processes or {}
+        for work_dir in work_dirs:
+            process = processes.get(work_dir)
             try:
-                # Still this run on file evidence, or the full scan decides what it is now.
+                # Still a run by its files, or the full scan decides what it is now.
                 self._tracking.tracker_for(work_dir, allow_config=False)
                 statuses.append(
-                    self._tracking.status(
-                        work_dir,
-                        process=(self._processes or {}).get(work_dir),
-                        discover_processes=False,
-                    )
+                    self._tracking.status(work_dir, process=process, discover_processes=False)
                 )
-            except ProgresskitError:
-                return None
-        return statuses
+            except NoTrackerError:
+                if os.path.lexists(work_dir):
+                    self._rescan_wanted = True
+                else:
+                    removed.append(work_dir)
+            except ProgresskitError as exc:
+                # Claimed by several trackers, an invalid config, unlistable: a scan's row.
+                statuses.append(broken_status(work_dir, work_dir, str(exc), process=process))
+        return self._diff(statuses, removed=removed)
 
-    def _diff(self, statuses: list[RunStatus], *, complete: bool) -> list[Change]:
-        """Changes between ``statuses`` and what was last reported; with ``complete``, the
-        statuses are every run, and a known run missing from them was removed."""
+    def _diff(
+        self, statuses: list[RunStatus], *, complete: bool = False, removed: Sequence[str] = ()
+    ) -> list[Change]:
+        """Changes between ``statuses`` and what was last reported, and ``removed`` (names
+        of runs gone); with ``complete``, the statuses are every run, and a known run
+        missing from them was removed. Costs what ``statuses`` hold, not every known run."""
         changes: list[Change] = []
-        current: dict[str, tuple[str, RunStatus]] = {} if complete else dict(self._last)
+        fresh: dict[str, tuple[str, RunStatus]] = {}
         for run in statuses:
             key = change_key(run)
             before = self._last.get(run.config)
@@ -452,19 +609,25 @@ class Monitor:
                 changes.append(Change("new", run))
             elif before[0] != key:
                 changes.append(Change("changed", run, previous_status=before[1].status))
-            current[run.config] = (key, run)
-        for name, (_key, run) in self._last.items():
-            if complete and name not in current:
-                changes.append(Change("removed", run, previous_status=run.status))
+            fresh[run.config] = (key, run)
         with self._lock:
-            self._last = current
+            if complete:
+                gone = [run for name, (_key, run) in self._last.items() if name not in fresh]
+                self._last = fresh
+            else:
+                gone = [self._last.pop(name)[1] for name in removed if name in self._last]
+                added = any(name not in self._last for name in fresh)
+                self._last.update(fresh)
+                if added:  # runs stay in path order
+                    self._last = dict(sorted(self._last.items()))
+        changes.extend(Change("removed", run, previous_status=run.status) for run in gone)
         return changes
 
     def _heartbeat(self) -> None:
-        just_reported = {c.run.config for c in self._tick(refresh_processes=True)}
-        self._publish(
-            [Change("heartbeat", run) for run in self.runs if run.config not in just_reported]
-        )
+        """Restate every run as last evaluated, without evaluating again: polling
+        re-evaluates every interval, and the periodic check keeps the statuses as fresh
+        as its cycle with notifications."""
+        self._publish([Change("heartbeat", run) for run in self.runs])
 
     def _publish(self, changes: list[Change]) -> None:
         if not changes:

@@ -370,6 +370,14 @@ class Tracking:
         """
         return self._walk(root)[0]
 
+    def survey(
+        self, root: str
+    ) -> tuple[list[tuple[str, str | None, str | None]], list[Unrecognised]]:
+        """:meth:`find_runs` and the run-like directories no tracker claims, from one walk
+        and without evaluating a run: what a monitor's periodic check starts with."""
+        with self._query():
+            return self._walk(root)
+
     def _walk(
         self, root: str
     ) -> tuple[list[tuple[str, str | None, str | None]], list[Unrecognised]]:

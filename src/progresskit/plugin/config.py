@@ -228,7 +228,7 @@ def _parse_yaml(raw: bytes, p: Path) -> Any:
     import yaml
 
     try:
-        return yaml.load(raw, Loader=_loader())  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(raw, Loader=_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -272,7 +272,7 @@ def _loader() -> type:
             self._open: list[str | None] = []
 
         def compose_node(self, parent: Any, index: Any) -> Any:
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             if isinstance(event, yaml.AliasEvent):
                 self._alias(event)
                 return super().compose_node(parent, index)

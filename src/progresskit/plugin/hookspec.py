@@ -31,9 +31,10 @@ plugin first, so every third-party plugin is asked before the builtins, which ar
 fallback. ``tryfirst=True`` puts an implementation before every unmarked one,
 ``trylast=True`` after them (the builtin ``local_process`` cancel is ``trylast``); among
 implementations with the same mark, the most recently registered is still called first.
-For a *firstresult* hook (``make_tracker``, ``resolve_target``, ``cancel``, ``can_cancel``) the first
-non-``None`` answer in that order wins and later implementations are not called: a
-third-party tracker that provides a builtin's runner type is the one used for it.
+For a *firstresult* hook (``make_tracker``, ``resolve_target``, ``cancel``,
+``can_cancel``) the first non-``None`` answer in that order wins and later implementations
+are not called: a third-party tracker that provides a builtin's runner type is the one used
+for it.
 ``process_info`` merges every answer, the first one for a work dir winning. Between
 third-party plugins the order is reproducible but not a ranking: answer only for what is
 yours, or mark the implementation ``tryfirst``/``trylast``.

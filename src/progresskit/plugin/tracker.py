@@ -27,7 +27,7 @@ __all__ = [
 #: One point of a metric's curve: ``(x, value, time)``, ``x`` in the tracker's
 #: :attr:`~BaseProgressTracker.curve_axis` (an epoch, a step), ``time`` the Unix time the
 #: source recorded for it, or ``None`` when it records none.
-CurvePoint = tuple[float, float, "float | None"]
+CurvePoint = tuple[float, float, float | None]
 #: Metric name -> its points, oldest first: what :meth:`BaseProgressTracker.curves` returns.
 Curves = dict[str, list[CurvePoint]]
 
@@ -124,8 +124,8 @@ class BaseProgressTracker(ABC):
     #: on disk does): the answer is reused that long after it was read, and the fingerprint
     #: is not consulted.
     reuse_seconds: ClassVar[float | None] = None
-    #: What the x of the points of :meth:`curves` counts: ``"epoch"``, ``"step"``, or
-    #: ``"time"`` (x is then a Unix time).
+    #: What the x of the points of :meth:`curves` counts, as the run page labels its axis:
+    #: ``"epoch"``, ``"step"``, ... or ``"time"`` (x is then a Unix time).
     curve_axis: ClassVar[str] = "step"
 
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):

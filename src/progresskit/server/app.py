@@ -63,7 +63,7 @@ async def _refresh_drops(hub: Hub, spools: tuple[str, ...]) -> None:
 def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> Starlette:
     """The application serving ``monitor``'s runs. Its lifespan starts the monitor (if it
     is not running yet) and stops it on shutdown."""
-    hub = Hub(monitor.root, history_size=settings.history_size)
+    hub = Hub(monitor.root, history_size=settings.history_size, can_cancel=pm.hooks.can_cancel)
     dashboard = DashboardChannel(hub, settings)
     hub.channels += [dashboard, *(make(hub, settings) for make in SEED_CHANNELS)]
 

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: What asyncio's accept loop logs (without an errno in the message) when accept() fails so.
 _ACCEPT_FAILURE = "out of system resource"
+#: asyncio schedules one accept retry per failed accept (up to the backlog at each wake-up);
+#: once the listening socket is closed, each of them fails in turn: the same failure's echo.
+_ACCEPT_RETRY = "BaseSelectorEventLoop._start_serving"
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
     b"connection: close\r\ncontent-length: 52\r\n\r\n"
@@ -113,7 +116,8 @@ def _resource_errno(record: logging.LogRecord) -> int | None:
         if isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS:
             return exc.errno
         exc = exc.__cause__ or exc.__context__
-    if _ACCEPT_FAILURE in record.getMessage():
+    message = record.getMessage()
+    if _ACCEPT_FAILURE in message or _ACCEPT_RETRY in message:
         return errno.EMFILE
     return None
 

@@ -21,12 +21,16 @@ import attrs
 from progresskit.engine.monitor import Monitor
 from progresskit.formats.change import Change
 from progresskit.model.core import RunStatus
+from progresskit.server.metrics import Transitions
 from progresskit.server.views import RUN_ID_PATTERN, history_point, run_id, run_view
 
 if TYPE_CHECKING:
     from progresskit.server.channels import Channel
 
-__all__ = ["Entry", "Hub", "News"]
+__all__ = ["STATUS_HISTORY_SIZE", "Entry", "Hub", "News"]
+
+#: Status changes kept per run (the run page's status history).
+STATUS_HISTORY_SIZE = 200
 
 
 @attrs.define
@@ -37,6 +41,11 @@ class Entry:
     view: dict[str, Any]
     history: collections.deque[dict[str, Any]]
     cancel_requested_at: float | None = None
+    #: The run's status changes seen since the server started, the newest
+    #: ``status_history_size``: ``{"t", "status", "previous", "reason"}``.
+    statuses: collections.deque[dict[str, Any]] = attrs.field(
+        factory=lambda: collections.deque(maxlen=STATUS_HISTORY_SIZE)
+    )
 
     def document(self) -> dict[str, Any]:
         """The run's view with its history: ``GET /api/runs/{id}``'s ``run``."""
@@ -63,9 +72,17 @@ class Hub:
     """The runs as last reported by the monitor, their history, and the channels told of
     every change."""
 
-    def __init__(self, root: str, *, history_size: int = 100):
+    def __init__(
+        self,
+        root: str,
+        *,
+        history_size: int = 100,
+        can_cancel: Callable[[RunStatus], bool] | None = None,
+    ):
         self.root = root
         self._history_size = history_size
+        #: Whether a plugin could cancel an active run (``can_cancel`` in its view).
+        self._can_cancel = can_cancel or (lambda _run: False)
         self._entries: dict[str, Entry] = {}
         #: Counts every change of the state (channels key their caches on it).
         self.version = 0
@@ -74,6 +91,8 @@ class Hub:
         self.channels: list[Channel] = []
         #: Sink spool -> its drop record (what the sink lost), refreshed by the app.
         self.sink_drops: dict[str, dict[str, Any]] = {}
+        #: The runs' status changes, per (from, to), for ``/metrics``.
+        self.transitions = Transitions()
 
     # -- fed by the monitor -------------------------------------------------------------
 
@@ -97,11 +116,23 @@ class Hub:
             self._entries.pop(rid, None)
             self._tell(News(change, rid, run_view(run, self.root), None, previous))
             return
+        if previous is not None:
+            self.transitions.observe(previous.status, run.status)
         cancel_at = entry.cancel_requested_at if entry is not None else None
-        view = run_view(run, self.root, cancel_at)
+        can_cancel = run.status.is_active and self._can_cancel(run)
+        view = run_view(run, self.root, cancel_at, can_cancel=can_cancel)
         if entry is None:
             entry = Entry(run, view, collections.deque(maxlen=self._history_size), cancel_at)
             self._entries[rid] = entry
+        if previous is None or previous.status is not run.status:
+            entry.statuses.append(
+                {
+                    "t": change.at,
+                    "status": run.status.value,
+                    "previous": None if previous is None else previous.status.value,
+                    "reason": run.reason,
+                }
+            )
         entry.run, entry.view = run, view
         if change.kind == "heartbeat":
             return  # a restatement: fresher clocks and ETA for queries, nothing to announce

@@ -1,5 +1,6 @@
-"""The HTTP API and the dashboard page (docs/serve.md "The API"), answered from the hub's
-state: no handler ever touches the disk or takes a path from a URL."""
+"""The HTTP API and the dashboard's pages (docs/serve.md "The API"), answered from the hub's
+state: no handler takes a path from a URL, and only the run page's data
+(``/api/runs/{id}/detail``) touches the disk, reading the files of a run the monitor found."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from progresskit.plugin.manager import PluginManager
 from progresskit.server import metrics
 from progresskit.server.cancel import CancelRefused, Unauthorized, authorize, cancel
 from progresskit.server.channels import Channel
+from progresskit.server.detail import run_detail
 from progresskit.server.hub import Hub
 from progresskit.server.settings import ServeSettings
 from progresskit.server.views import dumps
@@ -95,6 +97,8 @@ class Api:
             Route("/", self.index),
             Route("/api/runs", self.list_runs),
             Route("/api/runs/{run_id}", self.get_run),
+            Route("/api/runs/{run_id}/detail", self.run_detail),
+            Route("/runs/{run_id}", self.run_page),
             Route("/api/runs/{run_id}/cancel", self.cancel_run, methods=["POST"]),
             Route("/api/stats", self.stats),
             Route("/api/unrecognised", self.unrecognised),
@@ -124,6 +128,26 @@ class Api:
         if entry is None:
             return _unknown(rid)
         return Response(dumps({"run": entry.document()}), media_type="application/json")
+
+    async def run_detail(self, request: Request) -> Response:
+        """``GET /api/runs/{id}/detail``: the run page's data. Unlike the rest of the API it
+        reads the disk (the run's own files, in a worker thread: server/detail.py)."""
+        rid = request.path_params["run_id"]
+        entry = self._hub.get(rid)
+        if entry is None:
+            return _unknown(rid)
+        document = await run_in_threadpool(run_detail, self._monitor, self._pm, entry.run)
+        # The hub's state as it is now: the run may have changed during the read.
+        entry = self._hub.get(rid) or entry
+        document["run"] = {**entry.document(), "statuses": list(entry.statuses)}
+        return Response(dumps(document), media_type="application/json")
+
+    async def run_page(self, request: Request) -> Response:
+        """``GET /runs/{id}``: one run's page."""
+        rid = request.path_params["run_id"]
+        if self._hub.get(rid) is None:
+            return _unknown(rid)
+        return FileResponse(STATIC_DIR / "run.html", headers={"cache-control": "no-cache"})
 
     async def cancel_run(self, request: Request) -> Response:
         """``POST /api/runs/{id}/cancel``: with the token, ask the plugins to stop the job."""
@@ -165,6 +189,8 @@ class Api:
 
     async def prometheus(self, _request: Request) -> Response:
         """``GET /metrics``: Prometheus text."""
-        text = metrics.prometheus_text([(e.view["name"], e.run) for e in self._hub.entries()])
+        runs = [(e.view["name"], e.run) for e in self._hub.entries()]
+        text = metrics.prometheus_text(runs, self._settings.metrics_max_runs)
+        text += self._hub.transitions.text()
         text += metrics.losses_text(self._hub.sink_drops, self._hub.dropped_clients)
         return Response(text, media_type=metrics.CONTENT_TYPE)

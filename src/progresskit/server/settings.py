@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import attrs
 
+from progresskit.server.metrics import DEFAULT_MAX_RUNS
+
 __all__ = ["ServeSettings"]
 
 
@@ -49,3 +51,6 @@ class ServeSettings:
     sink_spools: tuple[str, ...] = ()
     #: Seconds between two log records of the same resource failure (EMFILE, ENOMEM...).
     resource_log_interval: float = 60.0
+    #: Most runs with series of their own on ``/metrics`` (``--metrics-max-runs``), the
+    #: most urgent first; the others are counted per status (docs/prometheus.md).
+    metrics_max_runs: int = DEFAULT_MAX_RUNS

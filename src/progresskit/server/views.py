@@ -53,15 +53,24 @@ def _created_at(run: RunStatus) -> float | None:
     return None
 
 
-def run_view(run: RunStatus, root: str, cancel_requested_at: float | None = None) -> dict[str, Any]:
+def run_view(
+    run: RunStatus,
+    root: str,
+    cancel_requested_at: float | None = None,
+    *,
+    can_cancel: bool = False,
+) -> dict[str, Any]:
     """What the API and the stream say about one run: its id, a display name relative to
-    the served root, and the full :class:`RunStatus` under ``run``."""
+    the served root, whether a plugin could cancel it (``can_cancel``: active, and the
+    ``progresskit_can_cancel`` hook said so), and the full :class:`RunStatus` under
+    ``run``."""
     return {
         "id": run_id(run.work_dir),
         "name": _name(run.work_dir, root),
         "runner_type": run.progress.runner_type,
         "status": run.status.value,
         "active": run.status.is_active,
+        "can_cancel": can_cancel and run.status.is_active,
         "created_at": _created_at(run),
         "cancel_requested_at": cancel_requested_at,
         "run": unstructure(run),

@@ -14,6 +14,7 @@ from progresskit.testing.conformance import TrackerConformance
 from progresskit.testing.helpers import (
     CliResult,
     backdate_tree,
+    imports_outside_public_api,
     installed_plugin_names,
     make_run_dir,
     plugin_manager,
@@ -25,6 +26,7 @@ __all__ = [
     "CliResult",
     "TrackerConformance",
     "backdate_tree",
+    "imports_outside_public_api",
     "installed_plugin_names",
     "make_run_dir",
     "plugin_manager",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
@@ -29,6 +30,7 @@ from progresskit.plugin.manager import (
 __all__ = [
     "CliResult",
     "backdate_tree",
+    "imports_outside_public_api",
     "installed_plugin_names",
     "make_run_dir",
     "plugin_manager",
@@ -92,6 +94,43 @@ def write_config(directory: str | os.PathLike[str], values: Mapping[str, Any]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(dict(values), sort_keys=False), encoding="utf-8")
     return path
+
+
+def imports_outside_public_api(
+    package_dir: str | os.PathLike[str], forbidden: Iterable[str] = ()
+) -> list[str]:
+    """What a plugin distribution's modules import that a plugin must not, one line each.
+
+    A plugin uses ``from progresskit import NAME`` for names of ``progresskit.__all__`` only
+    (never a submodule of progresskit, never a private name), and none of the ``forbidden``
+    libraries (the system it reads, which its users need not install). The import-linter
+    contract says the same for the first-party plugins; this check runs in a third party's
+    own tests. Empty when the package is clean.
+    """
+    import progresskit
+
+    public = set(progresskit.__all__)
+    banned = tuple(forbidden)
+    found = []
+    for source in sorted(Path(package_dir).rglob("*.py")):
+        tree = ast.parse(source.read_text(encoding="utf-8"), str(source))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules = [node.module]
+                if node.module == "progresskit":
+                    private = sorted({a.name for a in node.names} - public)
+                    if private:
+                        found.append(f"{source.name}: imports private names {private}")
+            else:
+                continue
+            for module in modules:
+                if module != "progresskit" and module.split(".")[0] == "progresskit":
+                    found.append(f"{source.name}: imports {module}: only progresskit's public API")
+                if any(module == b or module.startswith(b + ".") for b in banned):
+                    found.append(f"{source.name}: imports {module}")
+    return found
 
 
 def installed_plugin_names() -> list[str]:

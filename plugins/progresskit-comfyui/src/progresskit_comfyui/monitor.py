@@ -730,16 +730,10 @@ class StatusMonitor:
             # Ended before a poll saw its graph: the history has it.
             self._learn_later(job)
             return
-        # Nodes are timed by their events' arrival, which a server busy with previews delays;
-        # a completed job's times are scaled to the server's own measure of the whole.
-        measured = sum(job.node_seconds.values())
-        scale = 1.0
-        if (job.status is ProgressStatus.COMPLETED and job.generation_time and measured > 0
-                and set(job.node_seconds) >= set(job.to_run())):
-            scale = job.generation_time / measured
+        # Timed by the arrival of their events, as the running job is followed: a server
+        # busy with previews delays its events alike for both.
         with record_finished_runs() if self.record_history else contextlib.nullcontext():
-            for node, measured_seconds in job.node_seconds.items():
-                seconds = measured_seconds * scale
+            for node, seconds in job.node_seconds.items():
                 node_class = job.workflow.class_of(node)
                 if node_class is None:
                     continue

@@ -305,11 +305,17 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
                check=lambda v: ensure(v > 0, "must be > 0"))
 
 
+#: The config file's name (progresskit's ``CONFIG_FILENAME``, not in its public API).
+_CONFIG_FILE = "progresskit.yaml"
+
+
 def _claims(target: Target) -> bool:
+    """The config names a server and prompts, and either the directory is the explicit
+    target or the config is its own file: a work dir of ComfyUI jobs has no other files,
+    so in a scan of a tree its own config is its file evidence."""
     config = target.config
-    return bool(
-        target.use_config and config.get("comfyui_url") and config.get("comfyui_prompt_ids")
-    )
+    evidence = target.use_config or target.has_file(_CONFIG_FILE)
+    return bool(evidence and config.get("comfyui_url") and config.get("comfyui_prompt_ids"))
 
 
 tracker = TrackerSpec(
@@ -321,22 +327,35 @@ tracker = TrackerSpec(
 progresskit_detect_runner, progresskit_make_tracker, progresskit_describe_runner = tracker.hooks
 
 
+def _cancel_target(run: RunStatus) -> tuple[str, list[str]] | None:
+    """The server and prompt ids a ComfyUI run stands for, if it records them."""
+    details = run.progress.details
+    server = details.get("server")
+    prompt_ids = details.get("prompt_ids") or details.get("prompt_id")
+    return (server, prompt_ids.split(",")) if server and prompt_ids else None
+
+
+@hookimpl
+def progresskit_can_cancel(run: RunStatus) -> bool | None:
+    if run.progress.runner_type != RUNNER_TYPE:
+        return None
+    return _cancel_target(run) is not None
+
+
 @hookimpl
 def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
     """Interrupt or dequeue the run's prompts. ComfyUI stops a prompt at its next step or
     node boundary by itself, so there is nothing to escalate after ``grace_seconds``."""
     if run.progress.runner_type != RUNNER_TYPE:
         return None
-    details = run.progress.details
-    server = details.get("server")
-    prompt_ids = details.get("prompt_ids") or details.get("prompt_id")
-    if not server or not prompt_ids:
+    target = _cancel_target(run)
+    if target is None:
         from progresskit_comfyui.protocol import ComfyUIError
 
         raise ComfyUIError(
             f"{run.config}: no ComfyUI server and prompt id recorded for this run; cannot cancel"
         )
-    _run_sync(cancel_prompts(server, prompt_ids.split(",")))
+    _run_sync(cancel_prompts(*target))
     return True
 
 

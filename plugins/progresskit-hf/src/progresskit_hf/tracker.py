@@ -45,6 +45,12 @@ RATE_WINDOW = 5
 EVAL_SPEED_KEYS = frozenset({"eval_runtime", "eval_samples_per_second", "eval_steps_per_second"})
 #: Keys of a training log entry reported as metrics.
 TRAIN_KEYS = ("loss", "learning_rate", "grad_norm")
+#: ``log_history`` keys that are no metric's curve: the axes, and the end-of-training
+#: summary's totals (``train_runtime``, ...; one entry, not a curve).
+NOT_CURVES = frozenset(
+    {"step", "epoch", "total_flos", "train_runtime", "train_samples_per_second",
+     "train_steps_per_second", "train_loss"}
+)
 
 
 def checkpoints(entries: Mapping[str, bool]) -> list[tuple[int, str]]:
@@ -106,6 +112,7 @@ class HFTrainerTracker(BaseProgressTracker):
 
     runner_type = RUNNER_TYPE
     expected_files = (STATE_FILE,)
+    curve_axis = "step"
     # The Trainer writes no log file of its own; launch scripts commonly tee to *.log.
     log_pattern = "*.log"
 
@@ -138,6 +145,22 @@ class HFTrainerTracker(BaseProgressTracker):
 
     def update_times(self) -> Sequence[float]:
         return self._saved_at
+
+    def curves(self) -> dict[str, list[tuple[float, float, float | None]]]:
+        """Every metric of the newest state's ``log_history`` (the loss, learning rate and
+        gradient norm of each logging step, each evaluation's scores) by global step; the
+        history records no time, so the points have none."""
+        state = self._newest_state([])
+        curves: dict[str, list[tuple[float, float, float | None]]] = {}
+        for entry in [] if state is None else state.log_history:
+            step = _number(entry.get("step"))
+            if step is None:
+                continue
+            for key, raw in entry.items():
+                value = _number(raw)
+                if value is not None and key not in NOT_CURVES and key not in EVAL_SPEED_KEYS:
+                    curves.setdefault(key, []).append((step, value, None))
+        return curves
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -9,13 +9,12 @@ summary of each tag is kept, never the events, so memory does not grow with the 
 from __future__ import annotations
 
 import collections
-import errno
 import math
 import os
-import stat
 
 import attrs
 
+from progresskit import open_regular
 from progresskit_tensorboard.proto import DecodeError, Value, decode_event
 from progresskit_tensorboard.tfrecord import Corruption, split_records
 
@@ -132,13 +131,9 @@ class EventFile:
         :raises OSError: when the file cannot be opened or read.
         """
         self.notes = []
-        # O_NONBLOCK: a FIFO named like an event file opens at once instead of waiting for
-        # a writer forever, and is refused below with the devices.
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-        with open(os.open(self.path, flags), "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise OSError(errno.EINVAL, "not a regular file (a FIFO or a device?): not read")
+        # A FIFO or a device named like an event file is refused without ever blocking.
+        fd, st = open_regular(self.path)
+        with open(fd, "rb") as fh:
             if self.inode is not None and (st.st_ino != self.inode or st.st_size < self.offset):
                 self._restart()
                 self.notes.append(

@@ -7,7 +7,6 @@ unpickling it: unpickling executes code named by the file, and torch is not a de
 from __future__ import annotations
 
 import glob
-import json
 import os
 import pickletools
 import zipfile
@@ -15,6 +14,7 @@ from collections.abc import Sequence
 from typing import IO
 
 from progresskit.compat.pylon.errors import PylonValueError
+from progresskit.formats.fileio import read_json
 
 __all__ = [
     "check_epoch_finished",
@@ -71,8 +71,7 @@ def check_file_loadable(filepath: str) -> bool:
         )
     try:
         if filepath.endswith(".json"):
-            with open(filepath, encoding="utf-8") as fh:
-                json.load(fh)
+            read_json(filepath)  # the bounded reader: never a FIFO, a huge file, a RecursionError
             return True
         return _torch_file_complete(filepath)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):

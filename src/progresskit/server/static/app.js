@@ -1,93 +1,34 @@
-// progresskit dashboard: one card per run, live through /ws, polling /api/runs every 5 s
-// while the socket is down. Every value from the server goes into the page as text, never
-// as markup.
+// progresskit dashboard: every run, filtered by status chips and a search, sorted (urgency
+// first by default), as cards or a compact list, one page at a time so that 10,000 runs
+// cost what one page costs. Live through /ws; polling /api/runs every 5 s while it is down.
+// The filter, search, sort, view and page are kept in the address (?status=...&q=...).
 "use strict";
 
-const POLL_MS = 5000;
 const HISTORY_MAX = 100;
+// Runs per page: what one screenful or a few show, so a page of 10,000 runs costs a page.
+const PAGE_SIZE = { cards: 48, list: 200 };
+const PHONE_CARDS = 20;
+const phone = window.matchMedia("(max-width: 700px)");
+
+function pageSize() {
+  return state.view === "cards" && phone.matches ? PHONE_CARDS : PAGE_SIZE[state.view];
+}
+const SORTS = {
+  urgency: "urgency", name: "name", progress: "progress", eta: "ETA", updated: "last update",
+};
 const CHART_KEYS_PREFERRED = ["loss", "psnr", "score", "val_loss", "acc", "accuracy"];
 
-// Icons (lucide-style paths): the status is told by text and icon, not colour alone.
-const ICONS = {
-  pending: '<circle cx="12" cy="12" r="9"/><path d="M12 7v5l3 2"/>',
-  running: '<path d="M13 2 4 14h7l-1 8 9-12h-7z"/>',
-  stuck: '<path d="M12 3 2 21h20z"/><path d="M12 10v5M12 18v.01"/>',
-  crashed: '<path d="M7.9 2h8.2L22 7.9v8.2L16.1 22H7.9L2 16.1V7.9z"/><path d="m15 9-6 6M9 9l6 6"/>',
-  failed: '<circle cx="12" cy="12" r="9"/><path d="M12 8v4M12 16v.01"/>',
-  cancelled: '<circle cx="12" cy="12" r="9"/><path d="m15 9-6 6M9 9l6 6"/>',
-  finished: '<circle cx="12" cy="12" r="9"/><path d="m8 12 3 3 5-6"/>',
-  outdated: '<rect x="3" y="4" width="18" height="5" rx="1"/><path d="M5 9v10h14V9M10 13h4"/>',
-  unknown: '<circle cx="12" cy="12" r="9"/><path d="M9.5 9a2.5 2.5 0 1 1 3.5 2.3c-.6.3-1 .9-1 1.7M12 17v.01"/>',
-  cancel: '<circle cx="12" cy="12" r="9"/><path d="m15 9-6 6M9 9l6 6"/>',
-};
-const LABELS = {
-  pending: "Pending", running: "Running", stuck: "Stuck", crashed: "Crashed", failed: "Failed",
-  cancelled: "Cancelled", finished: "Finished", outdated: "Outdated", unknown: "Unknown",
-};
-
 const state = {
-  runs: new Map(), // id -> {view, history, receivedAt}
-  cards: new Map(), // id -> card elements
-  socket: null,
-  pollTimer: null,
-  live: false,
+  runs: new Map(), // id -> {view, history, receivedAt, key}
+  shown: new Map(), // id -> the parts of its card or row, for the runs on the page
   root: "",
-  pendingCancel: null,
+  filter: new Set(), // statuses shown; empty: all
+  query: "",
+  sort: "urgency",
+  view: "cards",
+  page: 0,
+  renderQueued: false,
 };
-
-function token() { return sessionStorage.getItem("progresskit-token") || ""; }
-
-function takeTokenFromUrl() {
-  const match = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
-  if (match) {
-    sessionStorage.setItem("progresskit-token", decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname + location.search);
-  }
-}
-
-// -- formatting -------------------------------------------------------------------------
-
-function hms(seconds) {
-  if (seconds == null || !isFinite(seconds) || seconds < 0) return "--:--:--";
-  const s = Math.floor(seconds);
-  const pad = (n) => String(n).padStart(2, "0");
-  const h = Math.floor(s / 3600);
-  return `${pad(h)}:${pad(Math.floor((s % 3600) / 60))}:${pad(s % 60)}`;
-}
-
-function duration(seconds) {
-  if (seconds == null || !isFinite(seconds)) return "—";
-  if (seconds < 60) return `${Math.round(seconds)}s`;
-  if (seconds < 3600) return `${Math.round(seconds / 60)}m`;
-  if (seconds < 86400) return `${Math.floor(seconds / 3600)}h ${Math.round((seconds % 3600) / 60)}m`;
-  return `${Math.floor(seconds / 86400)}d ${Math.round((seconds % 86400) / 3600)}h`;
-}
-
-function num(value) {
-  if (value == null || !isFinite(value)) return "—";
-  const a = Math.abs(value);
-  if (a !== 0 && (a < 0.001 || a >= 1e6)) return value.toExponential(2);
-  return Number(value.toPrecision(4)).toString();
-}
-
-function when(unix) {
-  if (unix == null) return "unknown";
-  return new Date(unix * 1000).toLocaleString();
-}
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text != null) node.textContent = text;
-  return node;
-}
-
-function icon(name) {
-  const span = el("span");
-  span.setAttribute("aria-hidden", "true");
-  span.innerHTML = `<svg viewBox="0 0 24 24">${ICONS[name] || ICONS.unknown}</svg>`;
-  return span.firstChild;
-}
 
 // -- what a card shows ---------------------------------------------------------------------
 
@@ -106,6 +47,7 @@ function elapsed(item) {
 function steps(p) {
   if (p.total_steps != null || p.completed_steps != null)
     return ["Steps", `${p.completed_steps ?? "?"} / ${p.total_steps ?? "?"}`];
+  if (p.details && p.details.items_unit) return ["Steps", "—"];  // its items have a cell
   if (p.items_total != null || p.items_completed != null)
     return ["Items", `${p.items_completed ?? "?"} / ${p.items_total ?? "?"}`];
   if (p.completed_epochs == null && p.total_epochs == null) return ["Epochs", "—"];
@@ -124,38 +66,24 @@ function score(p) {
   return scores.slice(0, 2).map(([k, v]) => `${k} ${num(v)}`).join(", ");
 }
 
-function eta(view) {
-  const p = view.run.progress;
-  if (!view.active) return "—";
-  if (p.eta_seconds != null) {
-    let text = `~${duration(p.eta_seconds)}`;
-    if (p.eta_low_seconds != null && p.eta_high_seconds != null)
-      text += ` (${duration(p.eta_low_seconds)}–${duration(p.eta_high_seconds)})`;
-    // The source's own figure next to ours when it has one that differs (docs/eta.md).
-    if (p.source_eta_seconds != null && p.source_eta_seconds !== p.eta_seconds)
-      text += ` · source ~${duration(p.source_eta_seconds)}`;
-    return text;
-  }
-  if (p.source_eta_seconds != null) return `~${duration(p.source_eta_seconds)} (source)`;
-  return "unknown";
-}
-
 function chartKeys(history) {
   const seen = new Set();
   for (const point of history) for (const key of Object.keys(point.values || {})) seen.add(key);
   const ordered = CHART_KEYS_PREFERRED.filter((k) => seen.has(k));
   for (const key of [...seen].sort()) if (!ordered.includes(key)) ordered.push(key);
-  return ordered.slice(0, 3);
+  return ordered;
 }
 
+// The card's sparkline: the changes seen since the server started (the run page has the
+// full curves from disk, with axes).
 function renderChart(box, history) {
-  const keys = chartKeys(history);
   box.replaceChildren();
   // One step per recorded change (an epoch, a target): changes come in bursts and lulls,
   // so a time axis would squeeze most of the history into a few pixels.
-  const series = keys
-    .map((key) => history.map((p, i) => [i, p.values ? p.values[key] : null]).filter((p) => p[1] != null))
-    .filter((points) => points.length >= 2);
+  const series = chartKeys(history)
+    .map((key) => [key, history.map((p, i) => [i, p.values ? p.values[key] : null]).filter((p) => p[1] != null)])
+    .filter(([, points]) => points.length >= 2)
+    .slice(0, 3);
   if (!series.length) { box.hidden = true; return; }
   box.hidden = false;
   const ns = "http://www.w3.org/2000/svg";
@@ -163,11 +91,11 @@ function renderChart(box, history) {
   svg.setAttribute("viewBox", "0 0 300 60");
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("role", "img");
-  const t0 = Math.min(...series.map((s) => s[0][0]));
-  const t1 = Math.max(...series.map((s) => s[s.length - 1][0]));
+  const t0 = Math.min(...series.map(([, s]) => s[0][0]));
+  const t1 = Math.max(...series.map(([, s]) => s[s.length - 1][0]));
   const legend = el("div", "legend");
   const described = [];
-  series.forEach((points, i) => {
+  series.forEach(([key, points], i) => {
     const ys = points.map((p) => p[1]);
     const lo = Math.min(...ys), hi = Math.max(...ys);
     const line = document.createElementNS(ns, "polyline");
@@ -178,7 +106,6 @@ function renderChart(box, history) {
       return `${x.toFixed(1)},${y.toFixed(1)}`;
     }).join(" "));
     svg.appendChild(line);
-    const key = keys[i];
     const last = ys[ys.length - 1];
     const entry = el("span", `s${i}`);
     entry.appendChild(el("i"));
@@ -220,25 +147,27 @@ function renderStage(box, p) {
   }
 }
 
+function runLink(id, cls) {
+  const link = el("a", cls);
+  link.href = `/runs/${encodeURIComponent(id)}`;
+  return link;
+}
+
 function makeCard(id) {
   const card = el("article", "card");
   card.dataset.id = id;
   const head = el("div", "card-head");
   const title = el("div", "card-title");
   const name = el("h2", "name");
+  const link = runLink(id);
+  name.appendChild(link);
   const created = el("div", "created");
   const runner = el("div", "runner");
   title.append(name, created, runner);
   const badge = el("span", "badge");
   head.append(title, badge);
   const row = el("div", "progress-row");
-  const bar = el("div", "progress");
-  bar.setAttribute("role", "progressbar");
-  bar.setAttribute("aria-valuemin", "0");
-  bar.setAttribute("aria-valuemax", "100");
-  const fill = el("div", "bar");
-  bar.appendChild(fill);
-  const pct = el("span", "pct");
+  const { bar, fill, pct } = makeProgress();
   row.append(bar, pct);
   const metrics = el("dl", "metrics");
   const cells = {};
@@ -255,134 +184,272 @@ function makeCard(id) {
   const chart = el("div", "chart");
   const reason = el("p", "reason");
   const foot = el("div", "card-foot");
-  const cancel = el("button", "cancel");
-  cancel.type = "button";
-  cancel.appendChild(icon("cancel"));
-  cancel.appendChild(document.createTextNode("Cancel"));
-  cancel.addEventListener("click", () => askCancel(id));
+  const cancel = makeCancelButton(() => cancelRun(id));
   foot.append(reason, cancel);
   card.append(head, row, metrics, stage, chart, foot);
-  return { card, name, created, runner, badge, bar, fill, pct, cells, stage, chart, reason, cancel };
+  return { kind: "cards", root: card, link, created, runner, badge, bar, fill, pct, cells, stage, chart, reason, cancel };
 }
 
-function updateCard(id) {
-  const item = state.runs.get(id);
-  let parts = state.cards.get(id);
-  if (!parts) {
-    parts = makeCard(id);
-    state.cards.set(id, parts);
-  }
+function updateCard(parts, item) {
   const { view } = item;
   const p = view.run.progress;
-  parts.card.dataset.status = view.status;
-  parts.name.textContent = view.name;
-  parts.name.title = view.run.work_dir;
+  const name = displayName(view);
+  parts.root.dataset.status = view.status;
+  parts.link.textContent = name;
+  parts.link.title = view.run.work_dir;
   parts.created.textContent = `Created ${when(view.created_at)}`;
   parts.runner.textContent = view.runner_type + (p.source_status ? ` · source says “${p.source_status}”` : "");
-  parts.badge.dataset.status = view.status;
-  parts.badge.replaceChildren(icon(view.status), document.createTextNode(LABELS[view.status] || view.status));
-  // Unknown progress (null) is "—" and an indeterminate bar, never 0%.
-  const known = p.progress_percentage != null;
-  const percent = known ? Math.max(0, Math.min(100, p.progress_percentage)) : 0;
-  parts.fill.style.width = `${percent}%`;
-  if (known) parts.bar.setAttribute("aria-valuenow", percent.toFixed(1));
-  else parts.bar.removeAttribute("aria-valuenow");
-  parts.bar.setAttribute("aria-label", `${view.name} progress`);
-  parts.pct.textContent = known ? `${percent.toFixed(1)}%` : "—";
+  setBadge(parts.badge, view.status);
+  setProgress(parts.bar, parts.fill, parts.pct, view, `${name} progress`);
   const [stepLabel, stepText] = steps(p);
   parts.cells.steps.dt.textContent = stepLabel;
   parts.cells.steps.dd.textContent = stepText;
-  parts.cells.loss.dd.textContent = num(loss(p));
-  parts.cells.score.dd.textContent = score(p);
+  const unit = p.details && p.details.items_unit;
+  if (unit) {
+    // Items of a named kind (a ComfyUI job's nodes) instead of loss and score, which such
+    // runs never have.
+    parts.cells.loss.dt.textContent = unit.charAt(0).toUpperCase() + unit.slice(1);
+    parts.cells.loss.dd.textContent = `${p.items_completed ?? "?"} / ${p.items_total ?? "?"}`;
+    parts.cells.score.dt.textContent = "Current";
+    parts.cells.score.dd.textContent = p.current_item || "—";
+  } else {
+    parts.cells.loss.dt.textContent = "Loss";
+    parts.cells.loss.dd.textContent = num(loss(p));
+    parts.cells.score.dt.textContent = "Score";
+    parts.cells.score.dd.textContent = score(p);
+  }
   parts.cells.eta.dd.textContent = eta(view);
   renderStage(parts.stage, p);
   renderChart(parts.chart, item.history);
   parts.reason.classList.toggle("error", Boolean(p.error_message));
-  parts.cancel.hidden = !view.active;
+  // Offered only where a plugin said it can stop the run (the API's can_cancel).
+  parts.cancel.hidden = !view.can_cancel;
   parts.cancel.disabled = Boolean(view.cancel_requested_at);
-  parts.cancel.title = `Cancel ${view.name}`;
-  tickCard(id);
+  parts.cancel.setAttribute("aria-label", `Cancel ${name}`);
+  tick(parts, item);
 }
 
-// The server's reason carries the silence as of when it was decided ("no sign of life for
-// 42s", "last sign of life 3.0s ago"); between changes nothing is resent, so the text is
-// recomputed from the run's last activity every tick, or it would freeze while the age grows.
-const SILENCE = /(no sign of life for |last sign of life )\d+(?:\.\d+)?[dhms](?: \d+[dhms])?/g;
+function makeRow(id) {
+  const row = el("tr", "row");
+  row.dataset.id = id;
+  const cells = {};
+  for (const key of ["name", "status", "progress", "eta", "updated", "reason"]) {
+    cells[key] = el(key === "name" ? "th" : "td", `c-${key}`);
+    row.appendChild(cells[key]);
+  }
+  cells.name.setAttribute("scope", "row");
+  const link = runLink(id);
+  cells.name.appendChild(link);
+  const badge = el("span", "badge");
+  cells.status.appendChild(badge);
+  const { bar, fill, pct } = makeProgress();
+  cells.progress.append(bar, pct);
+  const reason = el("span", "reason");
+  cells.reason.appendChild(reason);
+  return { kind: "list", root: row, link, badge, bar, fill, pct, cells, reason };
+}
 
-function reasonText(view) {
+function updateRow(parts, item) {
+  const { view } = item;
+  const name = displayName(view);
+  parts.root.dataset.status = view.status;
+  parts.link.textContent = name;
+  parts.link.title = view.run.work_dir;
+  setBadge(parts.badge, view.status);
+  setProgress(parts.bar, parts.fill, parts.pct, view, `${name} progress`);
+  parts.cells.eta.textContent = eta(view);
+  tick(parts, item);
+}
+
+// Ages and silences are recomputed from timestamps every second, never frozen.
+function tick(parts, item) {
+  const { view } = item;
+  const text = reasonText(view);
+  parts.reason.textContent = text;
+  parts.reason.title = text;  // the list shows one line of it
+  const beat = view.run.progress.last_update_time || view.run.last_activity;
+  if (parts.kind === "cards") {
+    parts.cells.elapsed.dd.textContent = hms(elapsed(item));
+    parts.cells.heartbeat.dd.textContent = ago(beat);
+  } else {
+    parts.cells.updated.textContent = ago(beat);
+  }
+}
+
+function update(parts, item) {
+  if (parts.kind === "cards") updateCard(parts, item);
+  else updateRow(parts, item);
+}
+
+// -- which runs, in which order --------------------------------------------------------------
+
+function sortKey(view) {
   const p = view.run.progress;
-  let reason = p.error_message || view.run.reason || "";
-  const last = view.run.last_activity;
-  if (last != null && view.run.reason && reason === view.run.reason) {
-    const silent = duration(Math.max(0, Date.now() / 1000 - last));
-    reason = reason.replace(SILENCE, (_match, lead) => `${lead}${silent}`);
-  }
-  if (view.cancel_requested_at) reason = `Cancel requested ${when(view.cancel_requested_at)}. ${reason}`;
-  return reason;
+  return {
+    rank: URGENCY.indexOf(view.status),
+    name: displayName(view).toLowerCase(),
+    pct: p.progress_percentage,
+    eta: view.active && p.eta_seconds != null ? p.eta_seconds : null,
+    updated: view.run.last_activity || p.last_update_time || null,
+  };
 }
 
-function tickCard(id) {
-  const item = state.runs.get(id);
-  const parts = state.cards.get(id);
-  if (!item || !parts) return;
-  parts.reason.textContent = reasonText(item.view);
-  parts.cells.elapsed.dd.textContent = hms(elapsed(item));
-  const beat = item.view.run.progress.last_update_time || item.view.run.last_activity;
-  parts.cells.heartbeat.dd.textContent = beat ? `${duration(Math.max(0, Date.now() / 1000 - beat))} ago` : "—";
+// null last whatever the direction
+function nullsLast(a, b, sign) {
+  if (a == null || b == null) return a == null ? (b == null ? 0 : 1) : -1;
+  return a < b ? -sign : a > b ? sign : 0;
 }
 
-function order(a, b) {
-  if (a.view.active !== b.view.active) return a.view.active ? -1 : 1;
-  return a.view.name.localeCompare(b.view.name);
+const COMPARE = {
+  urgency: (a, b) => a.rank - b.rank || nullsLast(a.eta, b.eta, 1),
+  name: () => 0,
+  progress: (a, b) => nullsLast(a.pct, b.pct, -1),
+  eta: (a, b) => nullsLast(a.eta, b.eta, 1),
+  updated: (a, b) => nullsLast(a.updated, b.updated, -1),
+};
+
+function compare(x, y) {
+  const a = x.key, b = y.key;
+  return COMPARE[state.sort](a, b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 }
 
-function renderAll() {
-  const jobs = document.getElementById("jobs");
-  const items = [...state.runs.entries()].sort((x, y) => order(x[1], y[1]));
-  for (const [id] of items) updateCard(id);
-  for (const [id, parts] of state.cards) {
-    if (!state.runs.has(id)) { parts.card.remove(); state.cards.delete(id); }
-  }
-  items.forEach(([id], index) => {
-    const card = state.cards.get(id).card;
-    if (jobs.children[index] !== card) jobs.insertBefore(card, jobs.children[index] || null);
-  });
-  renderSummary();
+function matchesQuery(item) {
+  return !state.query || item.key.name.includes(state.query);
 }
 
-function renderSummary() {
+function selected() {
+  const searched = [];
+  for (const item of state.runs.values()) if (matchesQuery(item)) searched.push(item);
   const counts = {};
-  for (const { view } of state.runs.values()) counts[view.status] = (counts[view.status] || 0) + 1;
-  const summary = document.getElementById("summary");
-  summary.replaceChildren(el("span", null, `${state.runs.size} runs`));
-  for (const status of Object.keys(LABELS)) {
-    if (counts[status]) summary.appendChild(el("span", null, `${LABELS[status]}: ${counts[status]}`));
+  for (const item of searched) counts[item.view.status] = (counts[item.view.status] || 0) + 1;
+  const shown = state.filter.size ? searched.filter((item) => state.filter.has(item.view.status)) : searched;
+  shown.sort(compare);
+  return { shown, counts, searched: searched.length };
+}
+
+// -- the page --------------------------------------------------------------------------------
+
+function renderChips(counts, searched) {
+  const chips = document.getElementById("chips");
+  const all = el("button", "chip", `All ${searched}`);
+  all.type = "button";
+  all.dataset.status = "all";
+  all.setAttribute("aria-pressed", String(state.filter.size === 0));
+  all.addEventListener("click", () => { state.filter.clear(); changed(); });
+  const buttons = [all];
+  for (const status of URGENCY) {
+    if (!counts[status] && !state.filter.has(status)) continue;
+    const chip = el("button", "chip");
+    chip.type = "button";
+    chip.dataset.status = status;
+    chip.setAttribute("aria-pressed", String(state.filter.has(status)));
+    chip.append(icon(status), document.createTextNode(`${LABELS[status]} ${counts[status] || 0}`));
+    chip.addEventListener("click", () => {
+      if (state.filter.has(status)) state.filter.delete(status); else state.filter.add(status);
+      changed();
+    });
+    buttons.push(chip);
   }
+  chips.replaceChildren(...buttons);
+}
+
+function render() {
+  state.renderQueued = false;
+  const { shown, counts, searched } = selected();
+  renderChips(counts, searched);
+  const size = pageSize();
+  const pages = Math.max(1, Math.ceil(shown.length / size));
+  state.page = Math.min(state.page, pages - 1);
+  const slice = shown.slice(state.page * size, (state.page + 1) * size);
+  const cards = state.view === "cards";
+  const container = cards ? document.getElementById("jobs") : document.getElementById("rows");
+  document.getElementById("jobs").hidden = !cards || !slice.length;
+  document.getElementById("list").hidden = cards || !slice.length;
+  const wanted = new Set(slice.map((item) => item.view.id));
+  for (const [id, parts] of state.shown) {
+    if (!wanted.has(id) || parts.kind !== state.view) { parts.root.remove(); state.shown.delete(id); }
+  }
+  slice.forEach((item, index) => {
+    const id = item.view.id;
+    let parts = state.shown.get(id);
+    if (!parts) {
+      parts = cards ? makeCard(id) : makeRow(id);
+      state.shown.set(id, parts);
+      update(parts, item);
+    } else if (parts.item !== item) {
+      update(parts, item);
+    }
+    parts.item = item;
+    if (container.children[index] !== parts.root) container.insertBefore(parts.root, container.children[index] || null);
+  });
+  const first = shown.length ? state.page * size + 1 : 0;
+  const of = state.runs.size === searched && !state.filter.size ? "" : ` (${state.runs.size} in all)`;
+  document.getElementById("shown").textContent =
+    `Showing ${first}–${state.page * size + slice.length} of ${shown.length} runs${of}`;
+  document.getElementById("pager").hidden = pages <= 1;
+  document.getElementById("page-of").textContent = `Page ${state.page + 1} of ${pages}`;
+  document.getElementById("prev").disabled = state.page === 0;
+  document.getElementById("next").disabled = state.page >= pages - 1;
   document.getElementById("empty").hidden = state.runs.size > 0;
+  document.getElementById("no-match").hidden = state.runs.size === 0 || shown.length > 0;
   document.getElementById("empty-root").textContent = state.root || "the served directory";
+  document.getElementById("view-cards").setAttribute("aria-pressed", String(cards));
+  document.getElementById("view-list").setAttribute("aria-pressed", String(!cards));
+}
+
+function queueRender() {
+  if (state.renderQueued) return;
+  state.renderQueued = true;
+  requestAnimationFrame(render);
+}
+
+// A control changed: back to the first page, into the address, rendered at once.
+function changed(keepPage) {
+  if (!keepPage) state.page = 0;
+  const params = new URLSearchParams();
+  if (state.filter.size) params.set("status", [...state.filter].join(","));
+  if (state.query) params.set("q", state.query);
+  if (state.sort !== "urgency") params.set("sort", state.sort);
+  if (state.view !== "cards") params.set("view", state.view);
+  if (state.page) params.set("page", String(state.page + 1));
+  const search = params.toString();
+  history.replaceState(null, "", location.pathname + (search ? `?${search}` : ""));
+  render();
+}
+
+function readAddress() {
+  const params = new URLSearchParams(location.search);
+  for (const word of (params.get("status") || "").split(",")) if (LABELS[word]) state.filter.add(word);
+  state.query = (params.get("q") || "").trim().toLowerCase();
+  state.sort = SORTS[params.get("sort")] ? params.get("sort") : "urgency";
+  state.view = params.get("view") === "list" ? "list" : "cards";
+  state.page = Math.max(0, (parseInt(params.get("page"), 10) || 1) - 1);
+  document.getElementById("search").value = params.get("q") || "";
+  document.getElementById("sort").value = state.sort;
 }
 
 // -- data in ---------------------------------------------------------------------------------
 
-function point(view, t) {
-  const p = view.run.progress;
-  const values = { ...(p.latest_score || {}), ...(p.metrics || {}) };
-  return { t, status: view.status, pct: p.progress_percentage, values };
+function setRun(view, history) {
+  state.runs.set(view.id, { view, history: history.slice(-HISTORY_MAX), receivedAt: Date.now(), key: sortKey(view) });
 }
 
-function setRun(view, history) {
-  state.runs.set(view.id, { view, history: history.slice(-HISTORY_MAX), receivedAt: Date.now() });
+// One run changed: its card or row (if on the page) at once, the order and counts at the
+// next frame.
+function runChanged(id) {
+  const parts = state.shown.get(id);
+  const item = state.runs.get(id);
+  if (parts && item) { update(parts, item); parts.item = item; }
+  queueRender();
 }
 
 function onMessage(message) {
-  if (message.type === "batch") {
-    for (const inner of message.messages) onMessage(inner);
-  } else if (message.type === "hello") {
+  if (message.type === "hello") {
     state.root = message.root;
     document.getElementById("root").textContent = message.root;
     state.runs.clear();
     for (const run of message.runs) setRun(run, run.history || []);
-    renderAll();
+    render();
   } else if (message.type === "change") {
     if (message.kind === "removed") {
       state.runs.delete(message.run_id);
@@ -391,142 +458,49 @@ function onMessage(message) {
       const history = before ? before.history : [];
       if (message.point) history.push(message.point);
       setRun(message.run, history);
-      if (before && before.view.active === message.run.active) {
-        // Same place in the order: only this card changes.
-        updateCard(message.run_id);
-        renderSummary();
-        return;
-      }
     }
-    renderAll();
+    runChanged(message.run_id);
   } else if (message.type === "cancel_requested") {
-    const item = state.runs.get(message.run_id);
-    if (item) { item.view = { ...item.view, cancel_requested_at: message.at }; updateCard(message.run_id); }
+    cancelRequested(message.run_id, message.at);
   }
+}
+
+function cancelRequested(id, at) {
+  const item = state.runs.get(id);
+  if (!item) return;
+  item.view = { ...item.view, cancel_requested_at: at };
+  runChanged(id);
+}
+
+function cancelRun(id) {
+  const item = state.runs.get(id);
+  if (item) askCancel(id, displayName(item.view), (at) => cancelRequested(id, at));
 }
 
 async function poll() {
-  try {
-    const response = await fetch("/api/runs", { cache: "no-store" });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    const body = await response.json();
-    const seen = new Set();
-    for (const view of body.runs) {
-      seen.add(view.id);
-      const before = state.runs.get(view.id);
-      const history = before ? before.history : [];
-      const changed = !before || before.view.run.progress.progress_percentage !== view.run.progress.progress_percentage;
-      if (changed) history.push(point(view, Date.now() / 1000));
-      setRun(view, history);
+  const body = await fetchJson("/api/runs");
+  const seen = new Set();
+  for (const view of body.runs) {
+    seen.add(view.id);
+    const before = state.runs.get(view.id);
+    const history = before ? before.history : [];
+    const moved = !before || before.view.run.progress.progress_percentage !== view.run.progress.progress_percentage;
+    if (moved) {
+      const p = view.run.progress;
+      history.push({ t: Date.now() / 1000, status: view.status, pct: p.progress_percentage,
+                     values: { ...(p.latest_score || {}), ...(p.metrics || {}) } });
     }
-    for (const id of [...state.runs.keys()]) if (!seen.has(id)) state.runs.delete(id);
-    renderAll();
-  } catch (error) {
-    setConnection("polling", `server unreachable (${error.message}); retrying every 5 s`);
+    setRun(view, history);
   }
-}
-
-function setConnection(mode, text) {
-  const conn = document.getElementById("conn");
-  conn.dataset.state = mode;
-  conn.querySelector(".conn-text").textContent = text;
-}
-
-function startPolling() {
-  if (state.pollTimer) return;
-  setConnection("polling", "live updates lost: polling every 5 s");
-  poll();
-  state.pollTimer = setInterval(() => { poll(); connect(); }, POLL_MS);
-}
-
-function stopPolling() {
-  if (state.pollTimer) clearInterval(state.pollTimer);
-  state.pollTimer = null;
-}
-
-function connect() {
-  if (state.socket && state.socket.readyState <= WebSocket.OPEN) return;
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  let socket;
-  try {
-    socket = new WebSocket(`${scheme}://${location.host}/ws`);
-  } catch (error) {
-    startPolling();
-    return;
-  }
-  state.socket = socket;
-  socket.onopen = () => { state.live = true; stopPolling(); setConnection("live", "live"); };
-  socket.onmessage = (event) => {
-    let message;
-    try { message = JSON.parse(event.data); } catch (error) { return; }
-    onMessage(message);
-  };
-  socket.onclose = () => { state.live = false; state.socket = null; startPolling(); };
-  socket.onerror = () => socket.close();
-}
-
-// -- cancelling ------------------------------------------------------------------------------
-
-function askCancel(id) {
-  const item = state.runs.get(id);
-  if (!item) return;
-  state.pendingCancel = id;
-  document.getElementById("confirm-text").textContent =
-    `“${item.view.name}” will be asked to stop, then killed if it does not exit in time. This cannot be undone.`;
-  document.getElementById("confirm-error").textContent = "";
-  document.getElementById("token-row").hidden = Boolean(token());
-  document.getElementById("do-cancel").disabled = false;
-  document.getElementById("confirm").showModal();
-}
-
-async function confirmCancel() {
-  const id = state.pendingCancel;
-  const dialog = document.getElementById("confirm");
-  const input = document.getElementById("token");
-  const error = document.getElementById("confirm-error");
-  if (input.value.trim()) sessionStorage.setItem("progresskit-token", input.value.trim());
-  if (!token()) {
-    document.getElementById("token-row").hidden = false;
-    error.textContent = "Enter the cancel token first.";
-    return;
-  }
-  const button = document.getElementById("do-cancel");
-  button.disabled = true;
-  try {
-    const response = await fetch(`/api/runs/${encodeURIComponent(id)}/cancel`, {
-      method: "POST",
-      headers: { Authorization: `Bearer ${token()}` },
-    });
-    const body = await response.json().catch(() => ({}));
-    if (response.status === 401 || response.status === 403) {
-      sessionStorage.removeItem("progresskit-token");
-      document.getElementById("token-row").hidden = false;
-      error.textContent = body.error || "The token was refused.";
-      button.disabled = false;
-      return;
-    }
-    if (!response.ok) {
-      error.textContent = body.error || `Cancelling failed (HTTP ${response.status}).`;
-      button.disabled = false;
-      return;
-    }
-    input.value = "";
-    dialog.close();
-    const item = state.runs.get(id);
-    if (item) { item.view = { ...item.view, cancel_requested_at: Date.now() / 1000 }; updateCard(id); }
-  } catch (err) {
-    error.textContent = `Cancelling failed: ${err.message}`;
-    button.disabled = false;
-  }
+  for (const id of [...state.runs.keys()]) if (!seen.has(id)) state.runs.delete(id);
+  render();
 }
 
 // -- unrecognised: run-like directories no tracker claims (nothing vanishes) -----------------
 
 async function refreshUnrecognised() {
   try {
-    const response = await fetch("/api/unrecognised", { cache: "no-store" });
-    if (!response.ok) return;  // the connection indicator already says what is wrong
-    const body = await response.json();
+    const body = await fetchJson("/api/unrecognised");
     const section = document.getElementById("unrecognised");
     const list = el("ul");
     for (const entry of body.unrecognised) {
@@ -538,17 +512,35 @@ async function refreshUnrecognised() {
     section.replaceChildren(el("h2", null, `${body.count} unrecognised (claimed by no tracker)`), list);
     section.hidden = body.count === 0;
   } catch (error) {
-    // Unreachable: poll() reports it; the section keeps what it last showed.
+    // Unreachable: the connection indicator says so; the section keeps what it last showed.
   }
 }
 
 // -- start -------------------------------------------------------------------------------------
 
+function setUpControls() {
+  const sort = document.getElementById("sort");
+  for (const [value, label] of Object.entries(SORTS)) {
+    const option = el("option", null, label);
+    option.value = value;
+    sort.appendChild(option);
+  }
+  readAddress();
+  sort.addEventListener("change", () => { state.sort = sort.value; changed(); });
+  const search = document.getElementById("search");
+  search.addEventListener("input", () => { state.query = search.value.trim().toLowerCase(); changed(); });
+  document.getElementById("view-cards").addEventListener("click", () => { state.view = "cards"; changed(); });
+  document.getElementById("view-list").addEventListener("click", () => { state.view = "list"; changed(); });
+  document.getElementById("prev").addEventListener("click", () => { state.page -= 1; changed(true); });
+  document.getElementById("next").addEventListener("click", () => { state.page += 1; changed(true); });
+}
+
 takeTokenFromUrl();
-document.getElementById("keep").addEventListener("click", () => document.getElementById("confirm").close());
-document.getElementById("do-cancel").addEventListener("click", confirmCancel);
-setInterval(() => { for (const id of state.runs.keys()) tickCard(id); }, 1000);
-renderSummary();
-connect();
+setUpCancelDialog();
+setUpControls();
+phone.addEventListener("change", () => render());
+setInterval(() => { for (const parts of state.shown.values()) tick(parts, parts.item); }, 1000);
+render();
+openStream({ onMessage, poll });
 refreshUnrecognised();
 setInterval(refreshUnrecognised, POLL_MS);

@@ -1,0 +1,451 @@
+"""The full-screen ``progresskit watch``: a table of every run that scrolls, sorts and
+filters, a summary always on screen, changed rows marked, a page per run and cancel
+(docs/watch.md).
+
+The screen draws only what changed: the monitor's changes are coalesced into one update,
+and each update (or the once-a-second tick that moves the ages and ETAs on) rewrites only
+the cells whose text differs. Textual then repaints only those regions; an idle tree costs
+a comparison of texts per second.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import events
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.drivers.linux_driver import LinuxDriver
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets.data_table import CellDoesNotExist
+
+from progresskit.builtin.table import STATUS_STYLE
+from progresskit.builtin.tablefit import Column, fit
+from progresskit.cli.tui.screens import ConfirmCancel, DetailScreen
+from progresskit.cli.tui.view import CHANGE_MARK, SCREEN_COLUMNS, ViewState
+from progresskit.engine.cancel import CancelRefused, cancel_run
+from progresskit.engine.monitor import Monitor
+from progresskit.formats.change import Change
+from progresskit.model.core import RunStatus
+from progresskit.plugin.manager import PluginManager
+
+__all__ = ["WatchApp", "run_screen"]
+
+#: How long a burst of changes is gathered into one update.
+_COALESCE_SECONDS = 0.05
+#: How the screen's name and reason columns are cut (the table's rules: names in the
+#: middle, reasons at their end); the other columns are as wide as their texts.
+_SCREEN_FIT = tuple(
+    Column(h, cut="middle", minimum=16)
+    if h == "run"
+    else Column(h, cut="end", minimum=16)
+    if h == "reason"
+    else Column(h)
+    for h in SCREEN_COLUMNS
+)
+#: Textual's gap between columns (a cell's padding on both sides) and the scroll bar.
+_CELL_GAP, _SCROLLBAR = 2, 2
+
+
+class _Keyed(Text):
+    """The mark cell, carrying its run's key, so that a sort by rank needs no lookup."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, text: str, key: str, style: str = "") -> None:
+        super().__init__(text, style=style)
+        self.key = key
+
+
+class _StdoutDriver(LinuxDriver):
+    """Textual's terminal driver, drawing on standard output, the terminal ``watch``
+    checked, rather than on standard error (which may be a log file)."""
+
+    def __init__(self, app: App[Any], **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._file = sys.__stdout__
+
+
+class _Update(Message):
+    """The monitor reported changes (posted once per burst)."""
+
+
+class _Notice(Message):
+    """A log record or a line written to stderr while the screen is up."""
+
+    def __init__(self, text: str, severity: str) -> None:
+        super().__init__()
+        self.text = text
+        self.severity = severity
+
+
+class _Stop(Message):
+    """SIGINT or SIGTERM: leave."""
+
+
+class _ToApp(logging.Handler):
+    """The process's log records, while the screen is up, as notifications (a line on
+    the terminal would tear the screen)."""
+
+    def __init__(self, app: WatchApp) -> None:
+        super().__init__(logging.WARNING)
+        self.app = app
+
+    def emit(self, record: logging.LogRecord) -> None:
+        severity = "error" if record.levelno >= logging.ERROR else "warning"
+        self.app.post_message(_Notice(record.getMessage(), severity))
+
+
+class WatchApp(App[None]):
+    """The screen of ``progresskit watch`` over a started :class:`Monitor`."""
+
+    TITLE = "progresskit watch"
+    ENABLE_COMMAND_PALETTE = False
+    CSS = """
+    #summary { height: 2; padding: 0 1; background: $boost; }
+    #runs { height: 1fr; }
+    #search { dock: bottom; display: none; }
+    #search.shown { display: block; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "sort", "Sort"),
+        Binding("f", "filter", "Filter"),
+        Binding("slash", "search", "Search"),
+        # A priority binding: the table's own Enter would hide it from the footer.
+        Binding("enter", "detail", "Details", priority=True),
+        Binding("c", "cancel", "Cancel run"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        pm: PluginManager,
+        state: ViewState,
+        done: threading.Event,
+        grace_seconds: float,
+        driver_class: type[LinuxDriver] | None = None,
+    ) -> None:
+        super().__init__(driver_class=driver_class)
+        self.monitor = monitor
+        self.pm = pm
+        self.state = state
+        self.done = done
+        self.grace_seconds = grace_seconds
+        #: What went to the log or stderr while the screen was up, said again after it.
+        self.notices: list[str] = []
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, str]] = []
+        self._posted = False
+        self._showing = False
+        self._first_update_done = False
+        self._order: list[str] = []  # row keys, in the table's order
+        self._texts: dict[str, tuple[str, ...]] = {}
+        self._runs: dict[str, RunStatus] = {}
+        self._summary = ""
+        self._unmark: Timer | None = None
+        self._width = 0
+        self._handlers: list[logging.Handler] = []
+        self._unsubscribe = monitor.subscribe(self._on_change)
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="summary")
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=False)
+        yield Input(placeholder="search run names (Enter: apply, Esc: clear)", id="search")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        for key, header in zip(("mark", *SCREEN_COLUMNS[1:]), SCREEN_COLUMNS, strict=True):
+            table.add_column(header, key=key)
+        root = logging.getLogger()
+        self._handlers = list(root.handlers)
+        for handler in self._handlers:
+            root.removeHandler(handler)
+        root.addHandler(_ToApp(self))
+        self.begin_capture_print(self, stdout=False, stderr=True)
+        threading.Thread(target=self._wait_for_signal, daemon=True).start()
+        self.set_interval(1.0, self._render)  # ages and ETAs move on
+        self._showing = True
+        self._render()
+        table.focus()
+
+    def on_unmount(self) -> None:
+        self._unsubscribe()
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if isinstance(handler, _ToApp):
+                root.removeHandler(handler)
+        for handler in self._handlers:
+            root.addHandler(handler)
+
+    def on_resize(self, _event: events.Resize) -> None:
+        if self._showing:
+            self._render()
+
+    # -- what comes in --------------------------------------------------------------------
+
+    def _on_change(self, change: Change) -> None:
+        """The monitor's subscriber (its thread): remember, and post one update a burst."""
+        with self._lock:
+            self._pending.append((change.kind, change.run.config))
+            if self._posted or not self._showing:
+                return
+            self._posted = True
+        self.post_message(_Update())
+
+    def _wait_for_signal(self) -> None:
+        self.done.wait()
+        self.post_message(_Stop())
+
+    def on__update(self, _message: _Update) -> None:
+        self.set_timer(_COALESCE_SECONDS, self._apply_changes)
+
+    def on__stop(self, _message: _Stop) -> None:
+        self.exit()
+
+    def on__notice(self, message: _Notice) -> None:
+        self.notices.append(message.text)
+        self.notify(message.text, severity=message.severity, timeout=10)  # type: ignore[arg-type]
+
+    def on_print(self, event: events.Print) -> None:
+        if event.text.strip():
+            self.on__notice(_Notice(event.text.strip(), "warning"))
+
+    def _apply_changes(self) -> None:
+        with self._lock:
+            pending, self._pending, self._posted = self._pending, [], False
+        at = time.monotonic()
+        for kind, config in pending:
+            # The first evaluation reports every run as new: only later arrivals are news.
+            if kind in ("changed", "removed") or (kind == "new" and self._first_update_done):
+                self.state.mark(config, at)
+        self._first_update_done = True
+        self._render()
+        self._schedule_unmark()
+
+    def _schedule_unmark(self) -> None:
+        if self._unmark is not None:
+            self._unmark.stop()
+            self._unmark = None
+        wait = self.state.next_unmark(time.monotonic())
+        if wait is not None:
+            self._unmark = self.set_timer(max(wait, 0.0) + 0.05, self._unmarked)
+
+    def _unmarked(self) -> None:
+        self._unmark = None
+        self._render()
+        self._schedule_unmark()
+
+    # -- drawing --------------------------------------------------------------------------
+
+    def _render(self) -> None:
+        """Bring the screen up to date, touching only what differs."""
+        runs = self.monitor.runs
+        now, mono = time.time(), time.monotonic()
+        shown = self.state.shown(runs, now)
+        self._runs = {run.config: run for run in runs}
+        summary = self.state.summary(runs, len(self.monitor.unrecognised), len(shown))
+        if summary != self._summary:
+            self._summary = summary
+            self.query_one("#summary", Static).update(Text(summary))
+        table = self.query_one("#runs", DataTable)
+        width = max(40, self.size.width - _SCROLLBAR)
+        self._width = width
+        rows = [self.state.cells(run, now, mono) for run in shown]
+        # fit() counts 3 cells between columns, Textual a cell's padding on each side.
+        columns = len(SCREEN_COLUMNS)
+        room = width - _CELL_GAP * columns + 3 * (columns - 1)
+        fitted = fit(_SCREEN_FIT, rows, room, (), measure=len)
+        texts = dict(zip((run.config for run in shown), fitted.rows, strict=True))
+        keep = set(texts)
+        cursor = self._cursor_key(table)
+        for config in [c for c in self._order if c not in keep]:
+            table.remove_row(config)
+            del self._texts[config]
+        known = set(self._texts)
+        for run in shown:
+            config, row = run.config, texts[run.config]
+            if config not in known:
+                table.add_row(*self._cells(run, row), key=config)
+            elif row != self._texts[config]:
+                old = self._texts[config]
+                for i, (new_text, old_text) in enumerate(zip(row, old, strict=True)):
+                    if new_text != old_text:
+                        table.update_cell(config, _column_key(i), self._cell(run, i, new_text))
+            self._texts[config] = row
+        order = [run.config for run in shown]
+        if order != self._order_in_table(table):
+            rank = {config: i for i, config in enumerate(order)}
+            table.sort("mark", key=lambda mark: rank[mark.key])
+        self._order = order
+        if cursor is not None and cursor in texts:
+            index = table.get_row_index(cursor)
+            if index != table.cursor_row:
+                table.move_cursor(row=index, animate=False)
+        if isinstance(self.screen, DetailScreen) and self.screen.run.config in self._runs:
+            self.screen.show(self._runs[self.screen.run.config])
+        self.refresh_bindings()
+
+    def _order_in_table(self, table: DataTable[Any]) -> list[str]:
+        return [str(row.key.value) for row in table.ordered_rows]
+
+    def _cells(self, run: RunStatus, row: Sequence[str]) -> list[Text]:
+        return [self._cell(run, i, text) for i, text in enumerate(row)]
+
+    def _cell(self, run: RunStatus, index: int, text: str) -> Text:
+        if index == 0:
+            return _Keyed(text, run.config, "bold yellow" if text == CHANGE_MARK else "")
+        if index == 2:
+            style, _ = STATUS_STYLE[run.status]
+            return Text(text, style=style, no_wrap=True)
+        return Text(text, no_wrap=True)
+
+    def _cursor_key(self, table: DataTable[Any]) -> str | None:
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except CellDoesNotExist:  # a cursor past the end after rows were removed
+            return None
+        return None if key.value is None else str(key.value)
+
+    def selected(self) -> RunStatus | None:
+        """The run under the cursor (or on the open page)."""
+        if isinstance(self.screen, DetailScreen):
+            return self._runs.get(self.screen.run.config, self.screen.run)
+        key = self._cursor_key(self.query_one("#runs", DataTable))
+        return None if key is None else self._runs.get(key)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Cancel is offered (not greyed out) only for an active run; the table's keys
+        only over the table."""
+        if action == "cancel":
+            run = self.selected() if self._showing else None
+            return (run is not None and run.status.is_active) or None
+        if action in ("sort", "filter", "search", "detail"):
+            return self.screen is self.screen_stack[0]
+        return True
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self.refresh_bindings()
+
+    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_detail()
+
+    def action_sort(self) -> None:
+        self.state.next_sort()
+        self._render()
+
+    def action_filter(self) -> None:
+        self.state.next_filter()
+        self._render()
+
+    def action_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.add_class("shown")
+        search.value = self.state.search
+        search.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.state.search = event.value
+        self._render()
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self._close_search()
+
+    def on_key(self, event: events.Key) -> None:
+        search = self.query_one("#search", Input)
+        if event.key == "escape" and search.has_focus:
+            search.value = ""
+            self._close_search()
+            event.stop()
+
+    def _close_search(self) -> None:
+        self.query_one("#search", Input).remove_class("shown")
+        self.query_one("#runs", DataTable).focus()
+
+    def action_detail(self) -> None:
+        if self.query_one("#search", Input).has_focus:
+            self._close_search()
+            return
+        if self.screen is not self.screen_stack[0]:  # a page or the confirmation is open
+            return
+        run = self.selected()
+        if run is not None:
+            self.push_screen(DetailScreen(run, self.state.name(run)))
+
+    def action_cancel(self) -> None:
+        run = self.selected()
+        if run is None:
+            return
+        name = self.state.name(run)
+        if not run.status.is_active:
+            self.notify(f"{name} is {run.status.value}: nothing to cancel", severity="warning")
+            return
+        info = run.process_info
+        process = "" if info is None else f"; process {info.pid}" + (
+            f" on {info.host}" if info.host else ""
+        )
+        question = (
+            f"Cancel {name} ({run.status.value}, {run.progress.runner_type}{process})?\n"
+            f"A local job gets SIGTERM, then SIGKILL after {self.grace_seconds:g}s; another "
+            "job is stopped by its plugin."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(
+                    lambda: self._cancel(run, name), thread=True, exit_on_error=False
+                )
+
+        self.push_screen(ConfirmCancel(question), answered)
+
+    def _cancel(self, run: RunStatus, name: str) -> None:
+        """The stop (a worker thread: it blocks until the job is gone or killed)."""
+        from progresskit.builtin.local_process import wait_for_stops
+
+        try:
+            cancel_run(self.pm, run, self.grace_seconds)
+        except CancelRefused as exc:
+            self.post_message(_Notice(f"{name}: not cancelled: {exc}", "error"))
+            return
+        self.post_message(_Notice(f"{name}: cancel requested", "information"))
+        for stop in wait_for_stops():
+            if stop.outcome in ("terminated", "killed"):
+                how = "exited after SIGTERM" if stop.outcome == "terminated" else "killed"
+                self.post_message(_Notice(f"{name}: {how}", "information"))
+            else:
+                self.post_message(_Notice(f"{name}: still alive after SIGKILL", "error"))
+
+    def action_quit(self) -> None:  # type: ignore[override]
+        self.exit()
+
+
+def _column_key(index: int) -> str:
+    return "mark" if index == 0 else SCREEN_COLUMNS[index]
+
+
+def run_screen(
+    monitor: Monitor, pm: PluginManager, state: ViewState, done: threading.Event, grace: float
+) -> list[str]:
+    """Show the screen over ``monitor`` (started here) until ``q``, Ctrl-C or ``done``;
+    returns what was logged meanwhile."""
+    app = WatchApp(monitor, pm, state, done, grace, driver_class=_StdoutDriver)
+    monitor.start()
+    app.run()
+    return app.notices
+
