@@ -18,11 +18,10 @@ reports step k (p50/p95), each with its ratio to the baseline's receive delay an
 ``--eta``: ETA accuracy instead. One replay server plays the captured successful prompt
 and its second captured run (another colour: other real timings), in turn, compressed by
 ``--speed`` (default 2), for ``--train`` jobs that teach the monitor, then for
-``--measure`` jobs whose ETA is sampled every 20 ms. Measured
-in the same run with the same replay: the current monitor, the monitor before issue 21
-(``--baseline``, the plugin at git revision 4bbacb2, run from a copy in a subprocess of its
-own), and the source's
-own step-count estimate (elapsed x (1 - f) / f, f = nodes and steps done, what the server's
+``--measure`` jobs whose ETA is sampled every 20 ms. Measured in the same run with the
+same replay: the current monitor, the monitor before issue 21 (``--baseline``, the plugin
+at git revision 4bbacb2, run from a copy in a subprocess of its own), and the source's own
+step-count estimate (elapsed x (1 - f) / f, f = nodes and steps done, what the server's
 numbers alone give). Printed: the median relative ETA error at 25/50/75% of each job's real
 duration (from the server's execution start to when the monitor reports it completed),
 and the ratios.

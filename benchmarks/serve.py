@@ -1,20 +1,31 @@
-"""Benchmark: ``progresskit serve`` fanning changes out to many WebSocket clients.
+"""Benchmark: ``progresskit serve`` fanning changes out to many WebSocket clients, and
+what it costs when nothing changes.
 
 Generates R trainer runs, starts a real ``progresskit serve`` subprocess on loopback,
-connects WebSocket clients and completes epochs (one change = one new epoch directory,
-built aside and renamed in) at a steady rate in round-robin over the runs. For every
-change and every client it records the time from the rename to the client receiving the
-change, and the server process's CPU time over the phase. Measured in this same run:
+measures its CPU while nothing changes, then connects WebSocket clients and completes
+epochs (one change = one new epoch directory, built aside and renamed in) at a steady rate
+in round-robin over the runs. For every change and every client it records the time from
+the rename to the client receiving the change, and the server process's CPU time over the
+phase. Measured in this same run:
 
-  baseline: 1 client at the same change rate (the engine's own latency: notification,
-            debounce, re-evaluation of every run, one send);
-  load:     C clients (default 100).
+  idle:       the server's CPU over --idle-seconds with R unchanged runs (the periodic
+              check and a heartbeat included);
+  1 client:   the change rate with one client (the engine's own latency: notification,
+              debounce, re-evaluation of the changed run, one send);
+  C clients:  the same with C clients (default 100);
+  watchfiles: bare watchfiles (the monitor's debounce and step) on the same tree at the
+              same rate, the server stopped: rename -> event, the floor the server stands on;
+  reference:  1 client and C clients again, on a tree of --reference-runs (100) runs.
 
-Target (issue 8): load p95 < 250 ms with 100 clients, 1,000 runs, 50 changes/s.
+Targets: C clients p95 < 250 ms (issue 8); the 1-client and the C-client p95 each <= 1.5x
+the same at 100 runs, the 1-client p95 <= 1.5x bare watchfiles' p95, and idle CPU <= 1% of
+a core (issue 20, with --runs 10000).
 
+    python benchmarks/serve.py --runs 10000          # issue 20's measures (about 5 minutes)
     python benchmarks/serve.py                       # 1,000 runs, 100 clients, 50/s, 20 s
-    python benchmarks/serve.py --runs 200 --seconds 5   # a quick look
+    python benchmarks/serve.py --runs 200 --seconds 5 --idle-seconds 5   # a quick look
 """
+
 
 from __future__ import annotations
 
@@ -33,7 +44,10 @@ import time
 import urllib.request
 
 import psutil
+import watchfiles
 from websockets.asyncio.client import connect
+
+from progresskit.engine.monitor import NOTIFY_DEBOUNCE_MS, NOTIFY_STEP_MS
 
 TOKEN = "benchmark-token-0123456789"
 #: A change event's run id and the run's completed epochs (the first such field).
@@ -88,11 +102,14 @@ def wait_for_runs(url: str, runs: int) -> dict[str, str]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        with opener.open(url + "api/runs", timeout=60) as response:
-            views = json.loads(response.read())["runs"]
-        if len(views) == runs:
+        # The counts, not the runs: 10,000 run views a second would be the load measured.
+        with opener.open(url + "api/stats", timeout=60) as response:
+            total = json.loads(response.read())["total"]
+        if total == runs:
+            with opener.open(url + "api/runs", timeout=60) as response:
+                views = json.loads(response.read())["runs"]
             return {v["run"]["work_dir"]: v["id"] for v in views}
-        time.sleep(0.5)
+        time.sleep(1.0)
     raise SystemExit("the server did not list every run within 300 s")
 
 
@@ -180,14 +197,100 @@ def report(name: str, phase: Phase, cpu: float, expected: int) -> float:
         raise SystemExit(f"{name}: no change reached any client")
     q = statistics.quantiles(lat, n=100)
     p95 = q[94]
+    hello = f"  hello p50={statistics.median(phase.hellos) * 1000:.0f} ms" if phase.hellos else ""
     print(
-        f"{name:9s} clients={phase.clients:<4d} delivered={len(lat)}/{expected} "
+        f"{name:22s} clients={phase.clients:<4d} delivered={len(lat)}/{expected} "
         f"p50={q[49] * 1000:7.1f} ms  p95={p95 * 1000:7.1f} ms  p99={q[98] * 1000:7.1f} ms  "
         f"max={lat[-1] * 1000:7.1f} ms  server CPU={cpu * 100:5.1f}% of a core  "
-        f"clients' CPU={phase.client_cpu * 100:5.1f}%  "
-        f"hello p50={statistics.median(phase.hellos) * 1000:.0f} ms"
+        f"clients' CPU={phase.client_cpu * 100:5.1f}%{hello}"
     )
     return p95
+
+
+def bare_watchfiles(
+    root: str, runs: list[str], epochs: dict[str, int], rate: float, seconds: float
+) -> Phase:
+    """Rename -> event as bare watchfiles sees it, with the monitor's debounce and step."""
+    phase = Phase(0)
+    stop = threading.Event()
+    ready = threading.Event()
+    epoch_dir = re.compile(r"epoch_(\d+)$")
+
+    def watch() -> None:
+        for events in watchfiles.watch(
+            root, stop_event=stop, debounce=NOTIFY_DEBOUNCE_MS, step=NOTIFY_STEP_MS,
+            rust_timeout=200, yield_on_timeout=True, raise_interrupt=False,
+        ):
+            ready.set()
+            now = time.time()
+            for _kind, path in events:
+                match = epoch_dir.search(path)
+                if match:
+                    written = phase.written.get((os.path.dirname(path), int(match.group(1)) + 1))
+                    if written is not None:
+                        phase.latencies.append(now - written)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    ready.wait(60)
+    time.sleep(1.0)
+    # The writer keys a change by (run id, epochs done); here the run's path is its id.
+    writer(runs, {r: r for r in runs}, epochs, rate, seconds, phase, 0)
+    time.sleep(1.0)
+    stop.set()
+    thread.join()
+    return phase
+
+
+def serve_tree(
+    runs_count: int, args: argparse.Namespace, idle_seconds: float, label: str, *,
+    with_bare: bool,
+) -> tuple[float, float, float, float | None]:
+    """A tree of ``runs_count`` runs served: its 1-client p95, C-client p95 and idle CPU,
+    and with ``with_bare`` bare watchfiles' p95 on the same tree, the server stopped."""
+    root = tempfile.mkdtemp(prefix="progresskit-serve-bench-")
+    proc = None
+    try:
+        print(f"[{label}] generating {runs_count} runs in {root} ...", flush=True)
+        runs = generate(root, runs_count)
+        proc, url = start_server(root)
+        began = time.monotonic()
+        ids = wait_for_runs(url, runs_count)
+        server = psutil.Process(proc.pid)
+        print(f"[{label}] server up at {url}, every run listed after "
+              f"{time.monotonic() - began:.1f} s", flush=True)
+        idle = 0.0
+        if idle_seconds > 0:
+            time.sleep(3)  # the start-up's last answers
+            idle0, wall0 = sum(server.cpu_times()[:2]), time.monotonic()
+            time.sleep(idle_seconds)
+            idle = (sum(server.cpu_times()[:2]) - idle0) / (time.monotonic() - wall0)
+            print(f"[{label}] idle CPU over {idle_seconds:g} s with {runs_count} unchanged "
+                  f"runs: {idle * 100:.2f}% of a core", flush=True)
+        epochs = dict.fromkeys(runs, 1)
+        ws_url = "ws" + url[len("http") :] + "ws"
+        half = args.seconds / 2
+        one, one_cpu, one_expected = asyncio.run(
+            measure(ws_url, server, runs, ids, epochs, 1, args.rate, half, 0)
+        )
+        many, many_cpu, many_expected = asyncio.run(
+            measure(ws_url, server, runs, ids, epochs, args.clients, args.rate, args.seconds,
+                    int(args.rate * half))
+        )
+        one_p95 = report(f"{label} 1 client", one, one_cpu, one_expected)
+        many_p95 = report(f"{label} {args.clients} clients", many, many_cpu, many_expected)
+        proc.terminate()
+        proc.wait(30)
+        bare_p95 = None
+        if with_bare:
+            bare = bare_watchfiles(root, runs, epochs, args.rate, half)
+            bare_p95 = report(f"{label} bare watchfiles", bare, 0.0, len(bare.written))
+        return one_p95, many_p95, idle, bare_p95
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> int:
@@ -198,47 +301,32 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--rate", type=float, default=50.0, help="changes per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the load phase")
+    parser.add_argument("--idle-seconds", type=float, default=60.0,
+                        help="length of the idle phase (0: none)")
+    parser.add_argument("--reference-runs", type=int, default=100,
+                        help="runs of the reference tree (0: no reference phases)")
     args = parser.parse_args()
-
-    root = tempfile.mkdtemp(prefix="progresskit-serve-bench-")
-    proc = None
-    try:
-        print(f"generating {args.runs} runs in {root} ...", flush=True)
-        runs = generate(root, args.runs)
-        proc, url = start_server(root)
-        ids = wait_for_runs(url, args.runs)
-        server = psutil.Process(proc.pid)
-        idle0 = sum(server.cpu_times()[:2])
-        time.sleep(3)
-        idle = (sum(server.cpu_times()[:2]) - idle0) / 3
-        print(f"server up at {url}; idle CPU {idle * 100:.1f}% of a core", flush=True)
-        epochs = dict.fromkeys(runs, 1)
-        ws_url = "ws" + url[len("http") :] + "ws"
-        base, base_cpu, base_expected = asyncio.run(
-            measure(ws_url, server, runs, ids, epochs, 1, args.rate, args.seconds / 2, 0)
-        )
-        load, load_cpu, load_expected = asyncio.run(
-            measure(ws_url, server, runs, ids, epochs, args.clients, args.rate, args.seconds,
-                    int(args.rate * args.seconds / 2))
-        )
-        print(f"{args.runs} runs, {args.rate:g} changes/s")
-        base_p95 = report("baseline", base, base_cpu, base_expected)
-        load_p95 = report("load", load, load_cpu, load_expected)
-        print(
-            f"ratios load/baseline: p95 {load_p95 / base_p95:.2f}x, "
-            f"server CPU {load_cpu / max(base_cpu, 1e-9):.2f}x"
-        )
-        verdict = "meets" if load_p95 < 0.250 else "MISSES"
-        print(
-            f"target p95 < 250 ms with {args.clients} clients: {verdict} "
-            f"({load_p95 * 1000:.0f} ms)"
-        )
-        return 0 if load_p95 < 0.250 else 1
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(30)
-        shutil.rmtree(root, ignore_errors=True)
+    print(f"{args.runs} runs, {args.rate:g} changes/s", flush=True)
+    one, many, idle, bare = serve_tree(args.runs, args, args.idle_seconds, "main",
+                                       with_bare=True)
+    assert bare is not None
+    checks = [(f"{args.clients} clients p95 < 250 ms", many < 0.250, f"{many * 1000:.0f} ms"),
+              ("1 client p95 <= 1.5x bare watchfiles' p95", one <= 1.5 * bare,
+               f"{one / bare:.2f}x")]
+    if args.reference_runs:
+        ref_one, ref_many, _idle, _bare = serve_tree(args.reference_runs, args, 0, "reference",
+                                                     with_bare=False)
+        checks += [
+            (f"1 client p95 <= 1.5x at {args.reference_runs} runs", one <= 1.5 * ref_one,
+             f"{one / ref_one:.2f}x"),
+            (f"{args.clients} clients p95 <= 1.5x at {args.reference_runs} runs",
+             many <= 1.5 * ref_many, f"{many / ref_many:.2f}x"),
+        ]
+    if args.idle_seconds > 0:
+        checks.append(("idle CPU <= 1% of a core", idle <= 0.01, f"{idle * 100:.2f}%"))
+    for what, ok, figure in checks:
+        print(f"target {what}: {'meets' if ok else 'MISSES'} ({figure})")
+    return 0 if all(ok for _what, ok, _figure in checks) else 1
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from progresskit.engine.eta import Basis
 from progresskit.engine.history import (
     HISTORY_ENV,
     HistoryStore,
+    RunRecord,
     default_path,
     estimate_run,
     finished_record,
@@ -446,3 +447,13 @@ def test_source_estimate_stands_in_while_ours_has_no_evidence(tmp_path: Path) ->
     # Unusable source figures are not used.
     for bad in (0.0, -3.0, math.inf, math.nan):
         assert estimate_run([], 10, runner_type="x", work_dir="/x", source_eta=bad).seconds is None
+
+
+def test_a_prior_read_before_this_process_records_is_not_stale(tmp_path: Path) -> None:
+    # The cache is keyed by PRAGMA data_version, which only other connections' commits move.
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    store.record_many([RunRecord("trainer", "other", "seed", 1.0, 10.0, 10, 1.0, (1.0,) * 40)])
+    assert store.prior("trainer", "g") is None
+    store.record_many([RunRecord("trainer", "g", "r1", 2.0, 10.0, 10, 1.0, (1.0,) * 40)])
+    prior = store.prior("trainer", "g")
+    assert prior is not None and prior.runs == 1

@@ -452,3 +452,164 @@ def test_a_direct_read_does_not_key_a_later_query(tmp_path: Path) -> None:
         fh.write(_redraw(2))
     os.utime(log, (old + 1, old + 1))
     assert tracker.get_progress().completed_steps == 2
+
+
+# -- bars beyond the tail: looked for further back, bounded --------------------------------------
+
+#: A real job: tqdm's bar into the log (a redirected stderr), then what many jobs print after
+#: it: a flood of logging lines (``lines`` of them), and, with ``raise``, a traceback.
+FLOOD_JOB = textwrap.dedent(
+    """
+    import logging, sys
+    from tqdm import tqdm
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    steps, lines, ending = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    for step in tqdm(range(1000), desc="train", mininterval=0):
+        if step == steps:
+            break
+    log = logging.getLogger("data.loader")
+    for i in range(lines):
+        log.info("shard %d of /datasets/imagenet/train/shard-%05d.tar read, 1251 samples", i, i)
+    if ending == "raise":
+        raise RuntimeError("CUDA out of memory while evaluating")
+    """
+)
+
+
+def _flood_log(log: Path, steps: int, lines: int, ending: str = "") -> None:
+    with open(log, "ab") as fh:
+        subprocess.run(
+            [sys.executable, "-c", FLOOD_JOB, str(steps), str(lines), ending or "-"],
+            stdout=fh, stderr=fh, timeout=60, check=ending != "raise",
+        )
+
+
+def test_a_flood_of_log_lines_after_the_last_bar_is_looked_past(tmp_path: Path) -> None:
+    run = tmp_path / "job"
+    run.mkdir()
+    _flood_log(run / "train.log", 450, 3000)  # ~270 KiB of lines after the bar
+    assert (run / "train.log").stat().st_size > 4 * logs.DEFAULT_TAIL_KB * 1024
+    progress = Tracking().status(str(run), discover_processes=False).progress
+    assert (progress.completed_steps, progress.total_steps) == (450, 1000)
+    assert progress.current_stage == "train"
+    assert progress.progress_percentage == pytest.approx(45.0)
+
+
+def test_a_traceback_after_a_flood_keeps_the_steps_reached(tmp_path: Path) -> None:
+    run = tmp_path / "job"
+    run.mkdir()
+    _flood_log(run / "slurm-9.out", 620, 2000, "raise")
+    result = Tracking().status(str(run), discover_processes=False)
+    assert result.status is Status.FAILED
+    assert result.progress.error_message == (
+        "slurm-9.out: RuntimeError: CUDA out of memory while evaluating"
+    )
+    assert (result.progress.completed_steps, result.progress.total_steps) == (620, 1000)
+
+
+def test_a_bar_beyond_the_bound_is_not_looked_for(tmp_path: Path) -> None:
+    run = tmp_path / "job"
+    run.mkdir()
+    _flood_log(run / "train.log", 450, 400)  # ~36 KiB of lines after the bar
+    near = Tracking(config={"log_tail_kb": 4})  # 4 KiB tails: 64 KiB searched
+    assert near.status(str(run), discover_processes=False).progress.completed_steps == 450
+    far = Tracking(config={"log_tail_kb": 1})  # 1 KiB tails: 16 KiB searched, bar older
+    progress = far.status(str(run), discover_processes=False).progress
+    assert progress.completed_steps is None and progress.progress_percentage is None
+    assert any("no progress bar or traceback in the last 16 KiB" in w for w in progress.warnings)
+
+
+def test_looking_back_reads_a_bounded_amount_and_then_only_what_was_appended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "job"
+    run.mkdir()
+    log = run / "train.log"
+    with open(log, "wb") as fh:
+        fh.truncate(1 << 30)  # sparse: 1 GiB of NULs before the job's output
+    _flood_log(log, 450, 3000)
+    read: list[int] = []
+    real_read = os.read
+
+    def counted(fd: int, n: int) -> bytes:
+        data = real_read(fd, n)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(logs.os, "read", counted)
+    tail = logs.LogTail(str(run), ("*.log",))
+    tick = [time.time_ns() - 10**10]
+    _bump(log, tick)
+    found = tail.newest({"train.log": False})
+    assert found is not None and found[1].bar is not None and found[1].bar.n == 450
+    assert sum(read) <= logs.LOOKBACK_TAILS * logs.DEFAULT_TAIL_KB * 1024
+    for i in range(3):  # the flood goes on: a tail read, and none of what was searched
+        read.clear()
+        with open(log, "ab") as fh:
+            fh.write(b"2026-12-02 05:00:00,000 INFO data.loader: shard %d read\n" % i)
+        _bump(log, tick)
+        found = tail.newest({"train.log": False})
+        assert found is not None and found[1].bar is not None and found[1].bar.n == 450
+        assert sum(read) <= logs.DEFAULT_TAIL_KB * 1024 + 200, read
+    with open(log, "ab") as fh:  # a new bar is the newest again
+        fh.write(b"\rtrain:  46%|####6     | 460/1000 [00:10<00:12, 44.20it/s]")
+    _bump(log, tick)
+    found = tail.newest({"train.log": False})
+    assert found is not None and found[1].bar is not None and found[1].bar.n == 460
+
+
+# -- progress unknown is null, never 0% -----------------------------------------------------------
+
+
+def test_a_bar_without_a_total_is_progress_null_not_zero(tmp_path: Path) -> None:
+    run = tmp_path / "job"
+    run.mkdir()
+    line = tqdm.format_meter(450, None, 10.0, prefix="stream")
+    (run / "train.log").write_text("\r" + line)
+    progress = Tracking().status(str(run), discover_processes=False).progress
+    assert progress.completed_steps == 450 and progress.total_steps is None
+    assert progress.progress_percentage is None
+
+
+def test_a_heartbeat_run_with_a_log_without_a_total_is_progress_null(tmp_path: Path) -> None:
+    import progresskit
+
+    with progresskit.heartbeat(tmp_path, expect_every=60) as beat:
+        beat.beat()
+        line = tqdm.format_meter(450, None, 10.0, prefix="stream")
+        (tmp_path / "train.log").write_text("\r" + line)
+        (tmp_path / "notes.txt").write_text("not a log: the run is the heartbeat's\n")
+        run = Tracking().status(str(tmp_path), discover_processes=False)
+        assert run.progress.runner_type == "heartbeat" and run.status is Status.RUNNING
+        assert run.progress.completed_steps == 450  # the log fills what the lease lacks
+        assert run.progress.progress_percentage is None
+        shown = subprocess.run(  # a short name: the table's row is one line
+            [sys.executable, "-m", "progresskit", "status", tmp_path.name],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path.parent,
+        )
+        rows = [line for line in shown.stdout.splitlines() if "running │" in line]
+        assert len(rows) == 1, (shown.stdout, shown.stderr)
+        row = rows[0]
+        assert "%" not in row and "│ -        │" in row, row
+
+
+# -- tqdm's unit_divisor --------------------------------------------------------------------------
+
+
+def test_a_job_using_unit_divisor_1024_is_counted_as_it_was_told(tmp_path: Path) -> None:
+    run = tmp_path / "job"
+    run.mkdir()
+    line = tqdm.format_meter(
+        3 * 1024**2, 8 * 1024**2, 10.0, prefix="download", unit="B", unit_scale=True,
+        unit_divisor=1024,
+    )
+    assert "3.00M/8.00M" in line  # what tqdm prints: the same suffixes as for 1000
+    (run / "train.log").write_text("\r" + line)
+    told = Tracking(config={"log_unit_divisor": 1024})
+    progress = told.status(str(run), discover_processes=False).progress
+    assert (progress.completed_steps, progress.total_steps) == (3 * 1024**2, 8 * 1024**2)
+    default = Tracking().status(str(run), discover_processes=False).progress
+    assert (default.completed_steps, default.total_steps) == (3 * 10**6, 8 * 10**6)
+    with pytest.raises(ConfigError, match="expected 1000 or 1024"):
+        Tracking(config={"log_unit_divisor": 1023})

@@ -19,6 +19,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -63,6 +64,7 @@ postfixes = st.dictionaries(
     elapsed=st.floats(min_value=0, max_value=10**6),
     rate=st.one_of(st.none(), st.floats(min_value=1e-3, max_value=1e7)),
     unit_scale=st.booleans(),
+    unit_divisor=st.sampled_from([1000, 1024]),
     unit=st.sampled_from(["it", "B", "img", "tok"]),
     desc=descs,
     postfix=postfixes,
@@ -74,6 +76,7 @@ def test_tqdm_format_meter_round_trips(
     elapsed: float,
     rate: float | None,
     unit_scale: bool,
+    unit_divisor: int,
     unit: str,
     desc: str,
     postfix: dict[str, float],
@@ -86,10 +89,13 @@ def test_tqdm_format_meter_round_trips(
         prefix=desc,
         unit=unit,
         unit_scale=unit_scale,
+        unit_divisor=unit_divisor,
         rate=rate,
         postfix=", ".join(f"{k}={v}" for k, v in postfix.items()) or None,
     )
-    bar = parse_bar("\r" + line)
+    # tqdm prints the same "k"/"M" for both divisors ("1.00k" is 1024 items with 1024):
+    # the parser is told the job's divisor (log_unit_divisor), as tqdm was.
+    bar = parse_bar("\r" + line, unit_divisor)
     assert bar is not None, line
     assert bar.desc == desc, line
     assert (_close(bar.n, n) if unit_scale else bar.n == n), line
@@ -107,6 +113,20 @@ def test_tqdm_format_meter_round_trips(
     else:
         assert bar.rate is not None and _close(bar.rate, told), line
     assert bar.metrics == {k: float(str(v)) for k, v in postfix.items()}, line
+
+
+def test_unit_divisor_1024_counts_as_tqdm_was_told() -> None:
+    # What real tqdm prints for 1 KiB of 4 KiB with unit_divisor=1024: no "Ki" suffix, and
+    # "0.98k" for 1000 B (below one unit of 1024, which a divisor of 1000 never shows).
+    line = tqdm.format_meter(1024, 4096, 10, unit="B", unit_scale=True, unit_divisor=1024)
+    assert "1.00k/4.00k" in line
+    bar = parse_bar("\r" + line, 1024)
+    assert bar is not None and (bar.n, bar.total) == (1024, 4096)
+    assert parse_bar("\r" + line) == attrs.evolve(bar, n=1000, total=4000)  # the default
+    line = tqdm.format_meter(1000, 2048, 10, unit="B", unit_scale=True, unit_divisor=1024)
+    bar = parse_bar("\r" + line, 1024)
+    assert "0.98k/2.00k" in line and bar is not None and bar.total == 2048
+    assert bar.rate == 100.0  # rates are always shown with 1000: "100B/s"
 
 
 def test_the_issues_example_line() -> None:

@@ -9,7 +9,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,11 +23,6 @@ from progresskit.plugin.manager import default_plugin_manager
 from progresskit.producer.emitter import EventEmitter
 from progresskit.server.detail import thin
 from progresskit.server.views import run_id
-
-HF_STATE = Path(__file__).resolve().parent.parent / (
-    "plugins/progresskit-hf/tests/data/checkpoint-100_trainer_state.json"
-)
-
 
 # -- the trackers' curves ---------------------------------------------------------------------
 
@@ -80,21 +74,6 @@ def test_a_multi_stage_runs_curves_come_from_every_event(tmp_path: Path) -> None
     assert progress[-1] == pytest.approx(100.0) and progress == sorted(progress)
     assert all(x == t for x, _v, t in curves["psnr"]), "x is the event's time"
     assert tracker.curve_axis == "time"
-
-
-def test_the_hf_trackers_curves_are_its_log_history(tmp_path: Path) -> None:
-    from progresskit_hf.tracker import HFTrainerTracker
-
-    run = tmp_path / "hf"
-    run.mkdir()
-    shutil.copy(HF_STATE, run / "trainer_state.json")
-    history = json.loads(HF_STATE.read_text())["log_history"]
-    curves = HFTrainerTracker(str(run), {}).curves()
-    logged = [e for e in history if "loss" in e and "step" in e]
-    assert [(x, v) for x, v, _t in curves["loss"]] == [(e["step"], e["loss"]) for e in logged]
-    assert "step" not in curves and "epoch" not in curves
-    assert not any(key.endswith("_per_second") or key == "eval_runtime" for key in curves)
-    assert all(t is None for points in curves.values() for _x, _v, t in points)
 
 
 def test_thinning_keeps_the_ends_and_the_limit() -> None:

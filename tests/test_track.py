@@ -60,6 +60,22 @@ JOB = textwrap.dedent("""\
                 if step == 5:
                     raise ValueError("bad batch 5")
                 progress.update()
+    elif scenario == "break":
+        # Early stopping: the loop is left by the code's choice and the process goes on.
+        for step in progresskit.track(range(100), run_dir=run_dir, interval=0.02):
+            if step == 5:
+                break
+        print("left the loop", flush=True)
+        time.sleep(60)
+    elif scenario == "raise-caught":
+        # The body raises, the code catches it outside the loop and goes on.
+        try:
+            for step in progresskit.track(range(100), run_dir=run_dir, interval=0.02):
+                if step == 5:
+                    raise ValueError("bad batch 5")
+        except ValueError:
+            print("left the loop", flush=True)
+        time.sleep(60)
     elif scenario == "steady":
         for step in progresskit.track(range(400), run_dir=run_dir, interval=0.005):
             time.sleep(0.001)
@@ -298,6 +314,63 @@ def test_an_exception_reads_failed_with_its_message(
         assert (doc["state"], doc["error"]) == ("failed", "ValueError: bad batch 5")
 
 
+def test_a_loop_left_by_break_reads_finished_at_once_at_the_steps_reached(
+    tmp_path: Path, job: list[subprocess.Popen[str]]
+) -> None:
+    process = start_job(tmp_path, "break", stdout=subprocess.PIPE)
+    job.append(process)
+    assert process.stdout is not None and process.stdout.readline() == "left the loop\n"
+    assert process.poll() is None  # the process goes on: the run is closed all the same
+    run = progresskit.status(str(tmp_path))
+    assert run.status is Status.FINISHED, run.reason
+    assert (run.progress.completed_steps, run.progress.total_steps) == (5, 100)
+    assert run.progress.progress_percentage == pytest.approx(5.0)
+    doc = read_document(tmp_path)
+    assert (doc["state"], doc["steps"], doc["fraction"]) == ("finished", 5, 0.05)
+    assert doc["ended_at"] is not None and doc["error"] is None
+
+
+def test_a_loop_left_by_an_exception_is_never_read_finished(
+    tmp_path: Path, job: list[subprocess.Popen[str]]
+) -> None:
+    # The generator cannot see the exception: the run stays open for the process's end.
+    process = start_job(tmp_path, "raise-caught", stdout=subprocess.PIPE)
+    job.append(process)
+    assert process.stdout is not None and process.stdout.readline() == "left the loop\n"
+    run = progresskit.status(str(tmp_path))
+    assert run.status is Status.RUNNING, run.reason
+    assert read_document(tmp_path)["state"] == "running"
+    assert run.progress.completed_steps == 5
+
+
+def _left_by_return(run_dir: Path) -> int:
+    for step in track(range(10), run_dir=run_dir):
+        if step == 3:
+            return step
+    return -1
+
+
+@pytest.mark.parametrize("how", ["return", "del", "nested break"])
+def test_a_loop_left_on_purpose_ends_its_run(tmp_path: Path, how: str) -> None:
+    if how == "return":
+        assert _left_by_return(tmp_path) == 3
+    elif how == "del":
+        steps = iter(track(range(10), run_dir=tmp_path))
+        next(steps), next(steps), next(steps), next(steps)
+        del steps
+    else:
+        for _epoch in track(range(2), run_dir=tmp_path, desc="epoch"):
+            for step in track(range(10), run_dir=tmp_path, desc="batch"):
+                if step == 3:
+                    break
+            break
+    doc = read_document(tmp_path)
+    expected = (0, 2) if how == "nested break" else (3, 10)  # the outer loop's steps
+    assert (doc["state"], doc["steps"], doc["total"]) == ("finished", *expected)
+    assert doc["ended_at"] is not None
+    assert progresskit.status(str(tmp_path)).status is Status.FINISHED
+
+
 def test_ctrl_c_reads_cancelled(tmp_path: Path, job: list[subprocess.Popen[str]]) -> None:
     process = start_job(tmp_path, "forever", stderr=subprocess.PIPE)
     job.append(process)
@@ -358,6 +431,7 @@ def test_a_heartbeat_only_directory_is_a_run_of_liveness_only(tmp_path: Path) ->
         assert run.progress.runner_type == "heartbeat"
         assert run.progress.completed_steps is None and run.progress.total_steps is None
         assert run.progress.eta_seconds is None
+        assert run.progress.progress_percentage is None  # unknown, shown "-", never 0%
         [scanned] = progresskit.scan(str(tmp_path))
         assert scanned.work_dir == str(run_dir) and scanned.status is Status.RUNNING
     assert progresskit.status(str(run_dir)).status is Status.FINISHED

@@ -148,7 +148,7 @@ async def _bounded(call: Awaitable[Any], seconds: float = 5.0) -> float:
 @pytest.mark.parametrize("path, words", [
     ("/deep", "nested too deeply"),
     ("/nan", "NaN is not a JSON value"),
-    ("/huge", "digits"),
+    ("/huge", "not a time"),
 ])
 def test_bad_json_values_are_a_bad_reply(hostile: str, path: str, words: str) -> None:
     async def scenario() -> None:

@@ -362,3 +362,24 @@ def test_unknown_max_steps_is_null_progress_not_zero(tmp_path: Path) -> None:
     p = progress_of(run)
     assert p.progress_percentage is None  # issue 15: it read 0.0
     assert any("'max_steps' unknown" in w for w in p.warnings)
+
+
+def test_the_curves_are_every_metric_of_the_log_history(tmp_path: Path) -> None:
+    state = real_state()
+    state["log_history"].append({"epoch": 0.8, "step": 100, "eval_loss": 1.2,
+                                 "eval_runtime": 3.5, "eval_samples_per_second": 80.0})
+    make_run_dir(tmp_path / "out", {"checkpoint-100/trainer_state.json": dump(state)})
+    curves = HFTrainerTracker(str(tmp_path / "out"), {}).curves()
+    logged = [e for e in state["log_history"] if "loss" in e]
+    assert [(x, v) for x, v, _t in curves["loss"]] == [(e["step"], e["loss"]) for e in logged]
+    assert curves["learning_rate"][0] == (10.0, 0.000491, None), "the history has no time"
+    evaluations = [(e["step"], e["eval_loss"], None) for e in state["log_history"]
+                   if "eval_loss" in e]
+    assert curves["eval_loss"] == evaluations and evaluations[-1] == (100, 1.2, None)
+    assert not {"step", "epoch", "eval_runtime", "eval_samples_per_second"} & set(curves)
+    assert HFTrainerTracker.curve_axis == "step"
+
+
+def test_no_state_yet_is_no_curves(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    assert HFTrainerTracker(str(tmp_path / "out"), {}).curves() == {}

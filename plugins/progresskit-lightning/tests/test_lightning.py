@@ -159,6 +159,31 @@ def test_the_crashed_run_is_failed_with_its_exception(tmp_path: Path) -> None:
     assert p.details["log_file"] == "train.log"
 
 
+@pytest.mark.parametrize("where", [CSV_RUN, f"{CSV_RUN}/version_0"])
+def test_the_job_dirs_console_log_is_read_for_the_run_below_it(
+    tmp_path: Path, where: str
+) -> None:
+    # The real layout: job/train.log, the run (as a scan finds it) at job/out/csv.
+    job = restore("b_crashed", tmp_path / "b")
+    run = job / where
+    assert LightningTracker(run).log_dir() == str(job)
+    result = status_of(run)
+    assert result.status is Status.FAILED, result.reason
+    p = result.progress
+    assert p.error_message == "train.log: RuntimeError: deliberate failure at epoch 1 batch 20"
+    assert p.details["log_file"] == "train.log"
+    assert (p.completed_steps, p.completed_epochs) == (60, 1)  # the logger's, not the bar's
+
+
+def test_a_log_above_the_job_dir_is_not_the_runs(tmp_path: Path) -> None:
+    job = restore("b_crashed", tmp_path / "jobs" / "b")
+    (job / "train.log").rename(tmp_path / "train.log")  # beside many jobs' directories
+    (job.parent / "other.log").write_text("not this run's\n")
+    run = job / CSV_RUN
+    assert LightningTracker(run).log_dir() == str(run)
+    assert status_of(run).progress.reported_status is None
+
+
 def test_the_crashed_run_without_its_log_is_partial(tmp_path: Path) -> None:
     run = restore("b_crashed", tmp_path / "b") / CSV_RUN
     p = progress_of(run, max_epochs=3)
@@ -192,11 +217,14 @@ def test_a_partial_run_has_an_eta_from_its_checkpoint_saves(tmp_path: Path) -> N
 def test_a_run_whose_writes_stopped_is_failed_by_its_rhythm(tmp_path: Path) -> None:
     # The completed run's files, but configured for 4 epochs: its writes (start, four
     # checkpoints ~1.4 s apart, metrics) stopped short of the end 30 s ago.
+    # Without the job's console log, whose "`max_epochs=3` reached" says it finished.
     run = restore("a_completed", tmp_path / "a", age=30.0) / CSV_RUN
+    (tmp_path / "a" / "train.log").unlink()
     result = status_of(run, max_epochs=4)
     assert result.status is Status.FAILED, result.reason
     assert re.search(r"no sign of life for 3\ds; it updated every ~1\.4s", result.reason)
     fresh = restore("a_completed", tmp_path / "b", age=3.0) / CSV_RUN
+    (tmp_path / "b" / "train.log").unlink()
     assert status_of(fresh, max_epochs=4).status is Status.RUNNING
 
 

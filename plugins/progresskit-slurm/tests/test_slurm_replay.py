@@ -312,6 +312,7 @@ def test_engine_runs_are_judged_and_cancelled_through_the_hooks(
     live = attrs.evolve(lease_run, progress=ProgressInfo(details={"slurm_job_id": "23"}))
     judged = pm.hooks.judge_run(live, 1.8e9)
     assert judged.status is Status.STUCK and "attempt 2" in (judged.reason or "")
+    assert pm.hooks.can_cancel(live) is True  # the dashboard offers Cancel
     assert pm.hooks.cancel(live, 1.0) is True
     assert replay.calls()[-1] == "scancel 23"
     # Not a Slurm job: declined, the engine's verdict stands.

@@ -23,6 +23,7 @@ from progresskit.formats.progressfile import (
     PROGRESS_FILENAME,
     PROGRESS_FORMAT,
     PROGRESS_STATES,
+    update_times_of,
 )
 from progresskit.model.core import ProgressInfo, Status
 from progresskit.model.vocabulary import canonical_status
@@ -62,6 +63,9 @@ class ProgressFileTracker(BaseProgressTracker):
         self._observed: collections.deque[tuple[float, float]] = collections.deque(
             maxlen=MAX_OBSERVATIONS
         )
+        #: The document's own ``update_times`` (version 2): its last writes, which a
+        #: one-off query would otherwise never see.
+        self._written: tuple[float, ...] = ()
 
     def is_complete(self) -> bool:
         # A loop left by break after its last step is complete, though still "running".
@@ -69,8 +73,10 @@ class ProgressFileTracker(BaseProgressTracker):
         return progress.reported_status is Status.FINISHED or progress.at_full
 
     def update_times(self) -> Sequence[float]:
-        # The writes this tracker has read: a one-off query sees one, a watch sees them all.
-        return tuple(when for when, _done in self._observed)
+        # The writes the document lists (every one, where a watch may miss some); for a
+        # document of version 1, which lists none, the writes this tracker has read: a
+        # one-off query sees one, a watch sees them all.
+        return self._written or tuple(when for when, _done in self._observed)
 
     def calculate_progress(self) -> ProgressInfo:
         problem = ""
@@ -142,6 +148,8 @@ class ProgressFileTracker(BaseProgressTracker):
         desc = field("desc", _text, "a string")
         unit = field("unit", _text, "a string")
         error = field("error", _text, "a string")
+        times = field("update_times", update_times_of, "a list of Unix times") or ()
+        self._written = times[-MAX_OBSERVATIONS:]
         metrics: dict[str, float] = {}
         raw_metrics = data.get("metrics")
         if isinstance(raw_metrics, dict):
@@ -207,10 +215,18 @@ class ProgressFileTracker(BaseProgressTracker):
                 self._observed.append((started, 0.0))
             if not self._observed or self._observed[-1] != (updated, fraction):
                 self._observed.append((updated, fraction))
+        # The units are the fraction done, the same for every run: what the loop is (its
+        # description, unit and total) tells the runs of one job from the others.
+        loop = {
+            "desc": progress.details.get("desc"),
+            "unit": progress.details.get("unit"),
+            "total": progress.total_steps,
+        }
         estimate = estimate_run(
             self._observed,
             1.0 if fraction is not None else None,  # units: the fraction of the run done
             **self.history_args(),
+            workload=loop,
             finished=finished,
             source_eta=progress.source_eta_seconds,
         )

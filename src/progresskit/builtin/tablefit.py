@@ -36,11 +36,30 @@ class Column:
 
 @attrs.frozen
 class Fitted:
-    """The kept columns (their indices), their headers and the rows' texts, cut to fit."""
+    """The kept columns (their indices), their headers and the rows' texts, cut to fit;
+    ``widths``: each kept cut column's width (``None`` for a column never cut)."""
 
     kept: tuple[int, ...]
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    widths: tuple[int | None, ...] = ()
+
+    def cut(
+        self, columns: Sequence[Column], row: Sequence[str], measure: Measure = len
+    ) -> tuple[str, ...]:
+        """Another row (all of ``columns``' texts) cut as these rows were: a row whose
+        texts moved on (a clock) without the whole table being fitted again."""
+        return tuple(
+            _cut(columns[i], row[i], width, measure)
+            for i, width in zip(self.kept, self.widths, strict=True)
+        )
+
+
+def _cut(column: Column, text: str, width: int | None, measure: Measure) -> str:
+    if column.cut is None or width is None:
+        return text
+    cut = cut_middle if column.cut == "middle" else cut_end
+    return cut(text, width, measure)
 
 
 def _chars_width(measure: Measure) -> Callable[[str], list[int]]:
@@ -101,9 +120,12 @@ def fit(
     """
     kept = list(range(len(columns)))
     texts = [list(row) for row in rows]
+    widest: dict[int, int] = {}  # each column's widest text, measured once
 
     def natural(i: int) -> int:
-        return max([measure(columns[i].header), *(measure(row[i]) for row in texts)])
+        if i not in widest:
+            widest[i] = max([measure(columns[i].header), *(measure(row[i]) for row in texts)])
+        return widest[i]
 
     def needed() -> int:
         total = SEPARATOR * (len(kept) - 1)
@@ -124,6 +146,7 @@ def fit(
             if shorten is not None:
                 for row in texts:
                     row[index] = shorten(row[index])
+                widest.pop(index, None)
         else:
             raise ValueError(f"narrowing step {action!r}: expected 'drop' or 'compact'")
 
@@ -138,14 +161,11 @@ def fit(
         left -= widths[i]
 
     def cell(i: int, text: str) -> str:
-        column = columns[i]
-        if column.cut is None:
-            return text
-        cut = cut_middle if column.cut == "middle" else cut_end
-        return cut(text, widths[i], measure)
+        return _cut(columns[i], text, widths.get(i), measure)
 
     return Fitted(
         tuple(kept),
         tuple(cell(i, columns[i].header) for i in kept),
         tuple(tuple(cell(i, row[i]) for i in kept) for row in texts),
+        tuple(widths.get(i) for i in kept),
     )

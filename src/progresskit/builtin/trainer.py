@@ -151,7 +151,8 @@ class TrainerProgressTracker(BaseProgressTracker):
         self._epoch_ends = tuple(epoch_ends)
         completed = len(epoch_ends)
         self._completed = completed
-        total = self._total_epochs(entries, warnings)
+        run_config, unreadable = self._run_config(entries)
+        total = self._total_epochs(run_config, unreadable, warnings)
 
         cached = self._trusted_cache(entries, completed, epoch_ends, warnings)
         if cached is not None:
@@ -189,10 +190,17 @@ class TrainerProgressTracker(BaseProgressTracker):
             latest_score=latest,
             warnings=tuple(warnings),
         )
-        return self._eta(epoch_ends, total, early).apply(progress)
+        return self._eta(epoch_ends, total, early, run_config).apply(progress)
 
-    def _eta(self, ends: list[float], total: int | None, early: bool) -> Estimate:
-        """The ETA from epoch end times (epoch i done at ends[i]) and the history."""
+    def _eta(
+        self,
+        ends: list[float],
+        total: int | None,
+        early: bool,
+        run_config: Mapping[str, Any] | None,
+    ) -> Estimate:
+        """The ETA from epoch end times (epoch i done at ends[i]) and the history of the
+        runs of the same config name and workload (the run's ``config.json``)."""
         finished = early or (total is not None and len(ends) >= total)
         observations = list(enumerate(ends, start=1))
         # Epochs "finishing" under a second apart are files copied or restored into place,
@@ -206,6 +214,9 @@ class TrainerProgressTracker(BaseProgressTracker):
             # Pylon names a work dir after its config (configs/a/b.py -> logs/a/b): re-runs
             # of one config share a name, hence a history.
             group=os.path.basename(os.path.abspath(self.work_dir)),
+            # ...but a config edited between runs (another model, batch size) is other
+            # work: the saved config.json's values key the history too (docs/eta.md).
+            workload=run_config,
             finished=finished,
         )
 
@@ -239,20 +250,31 @@ class TrainerProgressTracker(BaseProgressTracker):
             ends.append(newest / 1e9)
         return ends
 
-    def _total_epochs(self, entries: Mapping[str, bool], warnings: list[str]) -> int | None:
+    def _run_config(self, entries: Mapping[str, bool]) -> tuple[dict[str, Any] | None, str]:
+        """The run's own ``config.json`` (its mapping, ``""``), or ``None`` and why not
+        (``""``: there is none)."""
+        if entries.get(RUN_CONFIG_FILE) is not False:
+            return None, ""
+        try:
+            run_config = read_json(os.path.join(self.work_dir, RUN_CONFIG_FILE))
+        except (OSError, ValueError) as exc:
+            return None, str(exc)
+        if not isinstance(run_config, dict):
+            return None, f"expected a JSON object, got {type(run_config).__name__}"
+        return run_config, ""
+
+    def _total_epochs(
+        self, run_config: Mapping[str, Any] | None, unreadable: str, warnings: list[str]
+    ) -> int | None:
         total = self.config.get("epochs")
         if total is not None:
             return int(total)
-        if entries.get(RUN_CONFIG_FILE) is False:
-            path = os.path.join(self.work_dir, RUN_CONFIG_FILE)
-            try:
-                run_config = read_json(path)
-            except (OSError, ValueError) as exc:
-                warnings.append(f"cannot read epochs from {RUN_CONFIG_FILE}: {exc}")
-                return None
-            epochs = run_config.get("epochs") if isinstance(run_config, dict) else None
-            if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0:
-                return epochs
+        if unreadable:
+            warnings.append(f"cannot read epochs from {RUN_CONFIG_FILE}: {unreadable}")
+            return None
+        epochs = run_config.get("epochs") if run_config is not None else None
+        if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0:
+            return epochs
         return None
 
     def _trusted_cache(

@@ -53,12 +53,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HISTORY_ENV",
+    "IGNORED_WORKLOAD_KEYS",
     "HistoryStore",
     "RunRecord",
     "estimate_run",
+    "group_name",
     "history_path",
     "record_finished_runs",
     "store_for",
+    "workload_digest",
 ]
 
 log = logging.getLogger("progresskit.engine.history")
@@ -156,7 +159,8 @@ class HistoryStore:
         self._local = threading.local()
         self._ready = False
         #: (runner type, group, units) -> (data_version, prior): a prior is re-read only
-        #: after a commit (by any process) changed the database.
+        #: after a commit changed the database (another connection's moves data_version;
+        #: ours clears the cache).
         self._priors: dict[tuple[str, str, float | None], tuple[int, Prior | None]] = {}
         self._lock = threading.Lock()
 
@@ -201,6 +205,10 @@ class HistoryStore:
             raise
         self._ready = True
 
+    def exists(self) -> bool:
+        """Whether there is a history to read: a connection is open, or the file exists."""
+        return getattr(self._local, "conn", None) is not None or self.path.exists()
+
     def record_many(self, records: Sequence[RunRecord]) -> int:
         """Add finished runs in one transaction; how many were new (0 when the store failed)."""
         now = time.time()
@@ -235,6 +243,11 @@ class HistoryStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            if added:
+                # data_version moves only for other connections' commits: our own would
+                # leave a cached prior stale.
+                with self._lock:
+                    self._priors.clear()
             return added
         except _store_errors() as exc:
             _warn_once(self.path, "record a finished run", exc)
@@ -370,6 +383,77 @@ def store_for(config: Mapping[str, Any] | None = None) -> HistoryStore | None:
         return store
 
 
+#: Keys of a run's configuration that do not change its work, at any depth (compared in
+#: lower case): names, output locations, and optimiser values that change what is learnt,
+#: not the cost of a step. Any key ending in ``_seed`` or starting with ``seed_`` is a seed
+#: too. Paths of inputs (``data_dir``, ``dataset_path``) stay: they name the data.
+IGNORED_WORKLOAD_KEYS = frozenset({
+    # seeds
+    "seed", "random_seed",
+    # names of the run (not "name": a model's or a dataset's name is their identity)
+    "run_name", "experiment_name", "run_id", "tags", "notes", "comment",
+    # where outputs go
+    "output_dir", "out_dir", "outdir", "save_dir", "save_path", "log_dir", "logging_dir",
+    "logdir", "work_dir", "checkpoint_dir", "ckpt_dir", "export_path", "output_path",
+    "resume_from_checkpoint",
+    # what is learnt, not what a step costs
+    "lr", "learning_rate", "weight_decay", "momentum", "betas", "eps", "adam_epsilon",
+    "adam_beta1", "adam_beta2",
+})
+#: Hex digits of the workload digest kept in the group: 48 bits, no collision among the
+#: workloads one history holds.
+WORKLOAD_DIGEST_CHARS = 12
+
+
+def _ignored(key: str) -> bool:
+    low = key.lower()
+    return low in IGNORED_WORKLOAD_KEYS or low.endswith("_seed") or low.startswith("seed_")
+
+
+#: Levels of a configuration digested; deeper values are left out. Real configs nest a
+#: handful of levels; a file nested hundreds deep (anyone may write a run's config.json)
+#: must not exhaust the stack of the status query that reads it.
+MAX_WORKLOAD_DEPTH = 32
+
+
+def _work_only(value: Any, depth: int = 0) -> Any:
+    """``value`` without the keys that do not change the work, with keys as strings (a YAML
+    mapping may have numbers for keys), ready for canonical JSON."""
+    if depth >= MAX_WORKLOAD_DEPTH:
+        return None
+    if isinstance(value, Mapping):
+        return {
+            str(k): _work_only(v, depth + 1) for k, v in value.items() if not _ignored(str(k))
+        }
+    if isinstance(value, list | tuple):
+        return [_work_only(v, depth + 1) for v in value]
+    return value
+
+
+def workload_digest(workload: Mapping[str, Any]) -> str | None:
+    """A stable digest of what defines a run's work: ``workload`` without
+    :data:`IGNORED_WORKLOAD_KEYS` (at any depth; below :data:`MAX_WORKLOAD_DEPTH` levels,
+    nothing), as canonical JSON (sorted keys), SHA-256,
+    the first :data:`WORKLOAD_DIGEST_CHARS` hex digits. The same on every host and in every
+    process; the order of keys does not matter. ``None`` when nothing is left."""
+    import hashlib  # loaded by the queries that use the history only
+
+    work = _work_only(workload)
+    if not work:
+        return None
+    text = json.dumps(work, sort_keys=True, separators=(",", ":"), default=repr)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return digest[:WORKLOAD_DIGEST_CHARS]
+
+
+def group_name(name: str, workload: Mapping[str, Any] | None) -> str:
+    """The history's group (its ``grp`` column) for a group ``name`` and a workload:
+    ``name#digest``, or ``name`` alone without a workload (what every group was before
+    workloads were keyed, so those rows still read as the runs of unknown work)."""
+    digest = None if not workload else workload_digest(workload)
+    return name if digest is None else f"{name}#{digest}"
+
+
 def estimate_run(
     observations: Iterable[tuple[float, float]],
     total: float | None,
@@ -378,6 +462,7 @@ def estimate_run(
     work_dir: str,
     config: Mapping[str, Any] | None = None,
     group: str | None = None,
+    workload: Mapping[str, Any] | None = None,
     finished: bool = False,
     run_id: str | None = None,
     source_eta: float | None = None,
@@ -398,6 +483,10 @@ def estimate_run(
     :param config: the run's config: ``eta_history`` and ``eta_group`` are read from it.
     :param group: the tracker's default group when the config sets no ``eta_group`` (the
         config name, a ComfyUI job type...).
+    :param workload: the values of the run's own configuration that define its work (a
+        trainer's ``config.json``: model, dataset, batch size...); their
+        :func:`workload_digest` joins ``group`` in the history's key, so only runs of the
+        same work are compared. Ignored when the config sets ``eta_group``.
     :param finished: the run completed (or stopped early, done): its ETA is 0 and, inside
         :func:`record_finished_runs`, it is recorded into the history (once per run, however
         often it is reported).
@@ -409,19 +498,33 @@ def estimate_run(
     """
     points = list(observations)
     store = store_for(config)
-    name = str((config or {}).get("eta_group") or group or "")
+    pinned = (config or {}).get("eta_group")
+    name = str(pinned or group or "")
+    # Digested only when the history is used: a query with no history file never loads
+    # hashlib (tests/test_startup_imports.py).
+    work = None if pinned else workload
     if finished:
         pending = _pending.get()
         if pending is not None and store is not None:
-            record = finished_record(points, total, runner_type, name, work_dir, run_id)
+            record = finished_record(
+                points, total, runner_type, group_name(name, work), work_dir, run_id
+            )
             if record is not None:
                 pending.append((store, record))
         return Estimate(0.0, 0.0, 0.0, Basis.DONE, "complete")
-    # Comparable runs are those of the same kind (runner type and group: the config, the
-    # workload) *and* the same total: a 30k-iteration run is not paced like a 1k one (their
-    # warm-up, evaluation and export shares differ), and mixing them let short runs' history
+    # Comparable runs are those of the same kind (runner type, group and workload) *and*
+    # the same total: a 30k-iteration run is not paced like a 1k one (their warm-up,
+    # evaluation and export shares differ), and mixing them let short runs' history
     # override a long run's own pace (issue 15).
-    prior = store.prior(runner_type, name, float(total)) if store is not None and total else None
+    prior = None
+    if store is not None and total and store.exists():
+        keyed = group_name(name, work)
+        prior = store.prior(runner_type, keyed, float(total))
+        if prior is None and keyed != name:
+            # Runs recorded without a workload (before it was keyed, or by a tracker that
+            # knows none) are of unknown work: a prior still, which the run's own pace
+            # overrides, and ignores when it is off by more than CONFLICT_RATIO.
+            prior = store.prior(runner_type, name, float(total))
     ours = estimate(points, total, prior)
     if source_eta is None or not (math.isfinite(source_eta) and source_eta > 0):
         return ours

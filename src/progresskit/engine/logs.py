@@ -13,28 +13,45 @@ that grew is read from where the last read stopped (checking that the bytes just
 are still the ones read) and only its new redraws are parsed, while its tail holds no
 traceback, epoch line or end of training; anything else (truncated, replaced, rewritten,
 grown by more than half the tail, a marker) is a full tail read.
+
+Bars beyond the tail: when a changed log's tail holds no bar (a traceback, or a flood of
+log lines after the last bar), the log is read further back, one tail at a time, up to
+:data:`LOOKBACK_TAILS` tails before its end (1 MiB by default), never the whole file; what
+that search found (or that it found nothing) is kept while the log only grows, so the next
+query searches only what was appended since.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from progresskit.formats.fileio import StatKey, open_regular, stat_key
-from progresskit.formats.progressbar import LogReading, parse_appended, parse_log, settled
+from progresskit.formats.fileio import StatKey, is_racy, open_regular, stat_key
+from progresskit.formats.progressbar import (
+    DEFAULT_UNIT_DIVISOR,
+    LogReading,
+    parse_appended,
+    parse_log,
+    settled,
+)
 from progresskit.model.core import ProgressInfo, Status
+from progresskit.plugin.tracker import list_entries
 
 __all__ = [
     "DEFAULT_LOG_FILES",
     "DEFAULT_TAIL_KB",
+    "DEFAULT_UNIT_DIVISOR",
     "LOG_RUNNER_TYPE",
+    "LOOKBACK_TAILS",
     "LogTail",
     "fill_from_log",
     "log_globs",
+    "log_tail_for",
     "progress_from_log",
     "read_tail",
 ]
@@ -45,6 +62,9 @@ LOG_RUNNER_TYPE = "log"
 DEFAULT_LOG_FILES: tuple[str, ...] = ("*.log", "*.out", "slurm-*.out")
 #: KiB read from the end of a log.
 DEFAULT_TAIL_KB = 64
+#: How far back a log whose tail holds no bar is searched for one: this many tails before
+#: its end (the tail included), read one tail at a time.
+LOOKBACK_TAILS = 16
 
 
 def read_tail(
@@ -62,9 +82,9 @@ def read_tail(
     """
     # os-level calls: Python's buffered open() alone costs about one 64 KiB read. Regular
     # files only, opened without blocking: a FIFO named train.log must not hang a query.
-    fd, _st = open_regular(path)
+    fd, st = open_regular(path)
     try:
-        size = os.lseek(fd, 0, os.SEEK_END)
+        size = st.st_size  # the fstat just taken: no seek to the end to learn it
         if resume is not None:
             offset, seen = resume
             start = offset - len(seen)
@@ -103,6 +123,17 @@ def log_globs(config: Mapping[str, Any], named: Sequence[str] = ()) -> tuple[str
     return tuple(dict.fromkeys((*named, *configured)))
 
 
+def log_tail_for(work_dir: str, globs: Sequence[str], config: Mapping[str, Any]) -> LogTail:
+    """The :class:`LogTail` of the logs ``globs`` names in ``work_dir``, read as the run's
+    config says (``log_tail_kb``, ``log_unit_divisor``)."""
+    return LogTail(
+        work_dir,
+        globs,
+        int(config.get("log_tail_kb", DEFAULT_TAIL_KB)),
+        int(config.get("log_unit_divisor", DEFAULT_UNIT_DIVISOR)),
+    )
+
+
 @attrs.define
 class _Read:
     key: StatKey
@@ -113,16 +144,33 @@ class _Read:
     #: Whether the tail held no marker (:func:`settled`): the next redraws alone then say
     #: what the log says (:func:`parse_appended`).
     settled: bool
+    #: The end of what was read (the log's size then).
+    end: int = 0
+    #: When the tail held no bar, what the search before it found: the older reading and
+    #: the offset of the chunk that held it, or ``None`` (nothing within the bound).
+    older: tuple[int, LogReading] | None = None
+    #: Whether :attr:`older` is a search's answer (else no search was made).
+    searched: bool = False
 
 
 class LogTail:
     """The console logs of one run, each read (its tail) only when its stat key changed,
     and then, while it only grows, only from where the last read stopped."""
 
-    def __init__(self, work_dir: str, globs: Sequence[str], tail_kb: int = DEFAULT_TAIL_KB):
+    def __init__(
+        self,
+        work_dir: str,
+        globs: Sequence[str],
+        tail_kb: int = DEFAULT_TAIL_KB,
+        unit_divisor: int = DEFAULT_UNIT_DIVISOR,
+    ):
         self.work_dir = work_dir
         self.globs = tuple(globs)
         self.tail_bytes = tail_kb * 1024
+        #: The job's tqdm ``unit_divisor``: what a ``k`` in a scaled count stands for.
+        self.unit_divisor = unit_divisor
+        self._dir_key: StatKey | None = None
+        self._dir_entries: dict[str, bool] = {}
         self._reads: dict[str, _Read] = {}
         self._listing: Mapping[str, bool] | None = None
         self._names: list[str] = []
@@ -142,6 +190,22 @@ class LogTail:
                 if not is_dir and any(fnmatch.fnmatchcase(name, g) for g in self.globs)
             )
         return self._names
+
+    def entries(self) -> Mapping[str, bool]:
+        """:attr:`work_dir`'s listing, made again only when its stat key changed: for logs
+        read from a directory that is not their tracker's work dir (its :meth:`log_dir`)."""
+        key = stat_key(self.work_dir)
+        if key is None:
+            self._dir_key, self._dir_entries = None, {}
+        elif key != self._dir_key:
+            read_at = time.time_ns()
+            try:
+                self._dir_entries = list_entries(self.work_dir)
+            except OSError:
+                self._dir_entries = {}
+            # A listing made while the directory changes is made again at the next call.
+            self._dir_key = None if is_racy((key,), read_at) else key
+        return self._dir_entries
 
     def fingerprint(self, entries: Mapping[str, bool]) -> tuple[StatKey | None, ...]:
         """Stat keys of the logs: what :meth:`newest` depends on."""
@@ -188,13 +252,74 @@ class LogTail:
         resume = None
         if known is not None and known.settled and known.key[2] == key[2]:
             resume = known.resume
+        divisor = self.unit_divisor
         data, end, appended = read_tail(path, self.tail_bytes, resume)
-        reading = parse_appended(data) if appended else None
-        if reading is not None:
-            return _Read(key, reading, _resume_at(data, end), True)
+        reading = parse_appended(data, divisor) if appended else None
+        if reading is not None and known is not None:  # the same read, gone on: in place
+            known.key, known.reading, known.resume, known.end = (
+                key, reading, _resume_at(data, end), end
+            )
+            known.older, known.searched = None, False
+            return known
         if appended:  # the new bytes alone cannot tell: read the whole tail
             data, end, _ = read_tail(path, self.tail_bytes)
-        return _Read(key, parse_log(data), _resume_at(data, end), settled(data))
+        read = _Read(key, parse_log(data, divisor), _resume_at(data, end), settled(data), end)
+        start = end - len(data)
+        if read.reading.bar is None and start > 0:
+            self._look_back(path, read, start, known)
+        return read
+
+    def _look_back(self, path: str, read: _Read, start: int, known: _Read | None) -> None:
+        """Search the log before ``start`` (where ``read``'s tail begins, at a redraw's
+        start) for the newest bar, down to :data:`LOOKBACK_TAILS` tails before its end,
+        and complete ``read`` with it; only what ``known`` (the previous read of the same,
+        grown file) did not search is read."""
+        limit = max(0, read.end - LOOKBACK_TAILS * self.tail_bytes)
+        older: tuple[int, LogReading] | None = None
+        stop = limit
+        grown = known is not None and known.key[2] == read.key[2] and known.end <= read.end
+        if known is not None and grown and (known.searched or known.reading.bar is not None):
+            # That read saw its bar, or searched up to its end: only the bytes after are new.
+            stop = max(limit, min(known.end, start))
+            if known.searched:
+                older = known.older if known.older and known.older[0] >= limit else None
+            elif known.end - self.tail_bytes >= limit:  # its tail held the bar
+                older = (known.end - self.tail_bytes, known.reading)
+        found = self._search(path, stop, start)
+        read.older = found or older
+        read.searched = True
+        if read.older is not None:
+            tail, bars = read.reading, read.older[1]
+            read.reading = attrs.evolve(
+                bars, failure=tail.failure, failure_type=tail.failure_type
+            )
+
+    def _search(self, path: str, stop: int, end: int) -> tuple[int, LogReading] | None:
+        """(chunk offset, reading) of the newest bar in the log's bytes ``stop`` to ``end``
+        (``end`` at a redraw's start), read backwards one tail at a time; ``None`` when
+        there is none. Each chunk is cut after its first ``\\r``/``\\n`` (unless it starts
+        at ``stop``) and the next one ends there, so no redraw is read cut in two."""
+        if end <= stop:
+            return None
+        fd, _st = open_regular(path)
+        try:
+            while end > stop:
+                low = max(stop, end - self.tail_bytes)
+                os.lseek(fd, low, os.SEEK_SET)
+                chunk = os.read(fd, end - low)
+                if low > stop:
+                    cuts = [i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0]
+                    if not cuts or min(cuts) + 1 == len(chunk):
+                        end = low  # the end of one line longer than a tail: not a bar
+                        continue
+                    chunk = chunk[min(cuts) + 1 :]
+                reading = parse_log(chunk, self.unit_divisor)
+                if reading.bar is not None:
+                    return end - len(chunk), reading
+                end -= len(chunk)
+        finally:
+            os.close(fd)
+        return None
 
 
 def _percentage(reading: LogReading) -> float | None:
@@ -288,14 +413,13 @@ def progress_from_log(
         warnings = (f"{log_name}: the bar shows no total; overall progress unknown",)
     # One construction, not an empty answer then a filled copy: this runs on every
     # query of a growing log (benchmarks/logtail.py).
+    fields: dict[str, Any] = {"completed_epochs": None, "progress_percentage": percentage}
+    fields.update(_filled(_EMPTY, reading, log_name))
     return ProgressInfo(
-        runner_type=runner_type,
-        progress_percentage=percentage or 0.0,
-        last_update_time=mtime,
-        warnings=warnings,
-        **_filled(_EMPTY, reading, log_name),
+        runner_type=runner_type, last_update_time=mtime, warnings=warnings, **fields
     )
 
 
-#: What a tracker that knows nothing answers: every field the log may fill is unknown.
-_EMPTY = ProgressInfo()
+#: What a tracker that knows nothing answers: every field the log may fill is unknown (not
+#: seed 001's 0% and 0 epochs).
+_EMPTY = ProgressInfo(completed_epochs=None, progress_percentage=None)

@@ -493,7 +493,8 @@ class Monitor:
         rest (a config file, a file in an unclaimed directory, a tree moved in)."""
         directory = path if os.path.isdir(path) else os.path.dirname(path)
         relative = os.path.relpath(directory, self.root)
-        if os.path.basename(path) == CONFIG_FILENAME or relative.startswith((".", os.pardir)):
+        outside = relative in (os.curdir, os.pardir) or relative.startswith(os.pardir + os.sep)
+        if outside or os.path.basename(path) == CONFIG_FILENAME:
             self._rescan_wanted = True  # the root itself, or a config: every run below
             return ""
         parts = relative.split(os.sep)

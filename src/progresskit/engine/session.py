@@ -24,11 +24,11 @@ from progresskit.engine.eta import for_status
 from progresskit.engine.history import record_finished_runs
 from progresskit.engine.liveness import observe, with_lease_details
 from progresskit.engine.logs import (
-    DEFAULT_TAIL_KB,
     LOG_RUNNER_TYPE,
     LogTail,
     fill_from_log,
     log_globs,
+    log_tail_for,
 )
 from progresskit.engine.rules import apply_rules
 from progresskit.engine.unclaimed import unrecognised
@@ -318,12 +318,14 @@ class Tracking:
         globs = log_globs(tracker.config, (tracker.get_log_pattern(),))
         if globs is None:
             return progress
+        log_dir = tracker.log_dir()
         tail = self._logs.get(tracker.work_dir)
-        if tail is None or tail.globs != globs:
-            kb = int(tracker.config.get("log_tail_kb", DEFAULT_TAIL_KB))
-            tail = self._logs[tracker.work_dir] = LogTail(tracker.work_dir, globs, kb)
+        if tail is None or tail.globs != globs or tail.work_dir != log_dir:
+            tail = self._logs[tracker.work_dir] = log_tail_for(log_dir, globs, tracker.config)
         # Right after evaluate(): its listing and log stats are current, no stat again.
-        if tracker.listing_key() is None:  # a tracker that never listed its work dir
+        if log_dir != tracker.work_dir:  # the logs sit elsewhere: the tail lists their dir
+            newest = tail.newest(tail.entries())
+        elif tracker.listing_key() is None:  # a tracker that never listed its work dir
             newest = tail.newest(tracker.entries())
         else:
             newest = tail.newest(tracker.listing(), tracker.log_keys())

@@ -8,8 +8,10 @@ ends the log. The formats, with the captures they were checked on (docs/logs.md)
 - **tqdm**'s default ``format_meter``: ``desc: 45%|####5     | 450/1000 [00:10<00:12,
   44.2it/s, loss=0.31]``; ``s/it`` for slow loops, ``?it/s`` before the first rate, unknown
   totals (``desc: 50it [00:01, 49.37it/s]``, Lightning's ``0/?``), ``k``/``M``/...
-  ``unit_scale`` (divisor 1000), nested ``leave=False`` bars (drawn below the outer one and
-  followed by a cursor-up, ``ESC[A``), redraws after ``\\r`` without newlines, colours. HF
+  ``unit_scale`` (counts with the job's ``unit_divisor``, 1000 unless told: tqdm prints
+  the same ``k``/``M`` for 1024, so the text cannot say; rates always 1000), nested
+  ``leave=False`` bars (drawn below the outer one and followed by a cursor-up,
+  ``ESC[A``), redraws after ``\\r`` without newlines, colours. HF
   Trainer's and Lightning's TQDM bars are tqdm's (Lightning's with an ``Epoch N`` prefix).
 - **rich.progress** columns written to a file: ``desc ━━━━╸━━━ 67% 0:00:01`` (the default
   columns), with a ``n/total`` column, elapsed ``•`` remaining, and a rate when present
@@ -35,6 +37,7 @@ from collections.abc import Iterator
 import attrs
 
 __all__ = [
+    "DEFAULT_UNIT_DIVISOR",
     "Bar",
     "LogReading",
     "clean",
@@ -51,7 +54,10 @@ _CURSOR_UP = re.compile(r"\x1b\[\d*A")
 # Keras redraws by backspacing over its previous line, then \r.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
-_SI = {"": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21, "Y": 1e24}
+#: tqdm's ``unit_scale`` suffixes and the power of ``unit_divisor`` each stands for.
+_POWERS = {"k": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6, "Z": 7, "Y": 8}
+#: tqdm's default ``unit_divisor``; rates are always shown with it (``format_sizeof(rate)``).
+DEFAULT_UNIT_DIVISOR = 1000
 _NUM = r"\d+(?:\.\d+)?[kMGTPEZY]?"
 _CLOCK = r"-?(?:\d+:)?\d{1,2}:\d{2}"
 _RATE = (
@@ -146,9 +152,10 @@ def clean(segment: str) -> str:
     return _CONTROL.sub("", _ANSI.sub("", segment))
 
 
-def _scaled(text: str) -> float:
-    if text[-1] in _SI:
-        return float(text[:-1]) * _SI[text[-1]]
+def _scaled(text: str, divisor: int = DEFAULT_UNIT_DIVISOR) -> float:
+    power = _POWERS.get(text[-1])
+    if power is not None:
+        return float(text[:-1]) * float(divisor) ** power
     return float(text)
 
 
@@ -192,14 +199,14 @@ def _rate(match: re.Match[str]) -> float | None:
     return _scaled(match["rv"])
 
 
-def _tqdm(text: str) -> Bar | None:
+def _tqdm(text: str, divisor: int) -> Bar | None:
     match = _TQDM_TOTAL.match(text)
     if match is not None:
-        total = None if match["total"] == "?" else _scaled(match["total"])
+        total = None if match["total"] == "?" else _scaled(match["total"], divisor)
         return Bar(
             "tqdm",
             (match["desc"] or "").strip(),
-            _scaled(match["n"]),
+            _scaled(match["n"], divisor),
             total,
             rate=_rate(match),
             remaining=_clock(match["remaining"]),
@@ -212,7 +219,7 @@ def _tqdm(text: str) -> Bar | None:
         return Bar(
             "tqdm",
             (match["desc"] or "").strip(),
-            _scaled(match["n"]),
+            _scaled(match["n"], divisor),
             None,
             rate=_rate(match),
             elapsed=_clock(match["elapsed"]),
@@ -305,12 +312,13 @@ def _rich(text: str) -> Bar | None:
     )
 
 
-def parse_bar(segment: str) -> Bar | None:
-    """The bar state ``segment`` (one redraw: the text between two ``\\r``/``\\n``) shows."""
+def parse_bar(segment: str, divisor: int = DEFAULT_UNIT_DIVISOR) -> Bar | None:
+    """The bar state ``segment`` (one redraw: the text between two ``\\r``/``\\n``) shows;
+    ``divisor``: the job's tqdm ``unit_divisor``, for counts shown with ``unit_scale``."""
     if "/" not in segment and "%" not in segment and not any(c in segment for c in _RICH_BAR):
         return None  # no count, percentage or rich bar: not a bar (most log lines)
     text = clean(segment)
-    bar = _tqdm(text) or _keras(text)
+    bar = _tqdm(text, divisor) or _keras(text)
     if bar is None and any(c in text for c in _RICH_BAR):
         bar = _rich(text)
     if bar is not None and "\x1b" in segment and _CURSOR_UP.search(segment):
@@ -371,7 +379,7 @@ def _epoch_line(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _newest_bars(data: bytes) -> tuple[Bar | None, Bar | None]:
+def _newest_bars(data: bytes, divisor: int) -> tuple[Bar | None, Bar | None]:
     """The newest bar at the top position in ``data`` and the nested bar drawn after it
     and not cleared since; redraws are read from the end back to that top bar."""
     bar: Bar | None = None
@@ -379,7 +387,7 @@ def _newest_bars(data: bytes) -> tuple[Bar | None, Bar | None]:
     cleared = False
     for raw in _segments_from_end(data):
         segment = _text(raw)
-        found = parse_bar(segment)
+        found = parse_bar(segment, divisor)
         if found is None:
             if not cleared and inner is None and _CURSOR_UP.search(segment):
                 # tqdm clears a closed nested bar with spaces and a cursor-up
@@ -401,7 +409,9 @@ def settled(data: bytes) -> bool:
     return b"Traceback" not in data and b"Epoch " not in data and b"`max_epochs=" not in data
 
 
-def parse_appended(appended: bytes) -> LogReading | None:
+def parse_appended(
+    appended: bytes, divisor: int = DEFAULT_UNIT_DIVISOR
+) -> LogReading | None:
     """What a log says after ``appended`` was written to it, when the tail it was appended
     to was :func:`settled`: the same :class:`LogReading` as :func:`parse_log` of the new
     tail, from the new bytes alone. ``appended`` must start at a redraw's start (after a
@@ -410,20 +420,21 @@ def parse_appended(appended: bytes) -> LogReading | None:
     lines further back)."""
     if not settled(appended):
         return None
-    bar, inner = _newest_bars(appended)
+    bar, inner = _newest_bars(appended, divisor)
     if bar is None or bar.kind == "keras" or _EPOCH_DESC.match(bar.desc) is not None:
         return None
     return LogReading(bar=bar, inner=inner)
 
 
-def parse_log(data: bytes) -> LogReading:
+def parse_log(data: bytes, divisor: int = DEFAULT_UNIT_DIVISOR) -> LogReading:
     """What the tail ``data`` of a log says: its newest bars, epoch and ending traceback.
 
     Redraws are read from the end back to the newest bar at the top position; the rest is
     only searched (as bytes) for the few markers below, and only what they point at is
-    decoded, so the cost hardly depends on how long the tail is.
+    decoded, so the cost hardly depends on how long the tail is. ``divisor``: the job's
+    tqdm ``unit_divisor`` (:func:`parse_bar`).
     """
-    bar, inner = _newest_bars(data)
+    bar, inner = _newest_bars(data, divisor)
     # Each marker is looked for only where it can matter: a search of the whole tail costs
     # about as much as reading it (benchmarks/logtail.py).
     reached = None

@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 import time
 
+# ``update_times``: the same bound and reading as the progress file's, for the same rule.
+from progresskit.formats.progressfile import UPDATE_TIMES_KEPT, update_times_of
+
 __all__ = [
     "COMPLETED",
     "DEFAULT_STATUS_FILENAME",
@@ -18,8 +21,10 @@ __all__ = [
     "LIVE_STATUSES",
     "STATUS_FIELDS",
     "STATUS_VALUES",
+    "UPDATE_TIMES_KEPT",
     "format_timestamp",
     "parse_timestamp",
+    "update_times_of",
 ]
 
 #: Brush's default ``--status-filename``.
@@ -31,8 +36,10 @@ COMPLETED, ERROR = "completed", "error"
 #: Brush's six ``status`` values, in the order a run meets them (the ``brush`` entry of
 #: :data:`progresskit.model.vocabulary.SOURCE_VOCABULARIES` maps each; a test checks they agree).
 STATUS_VALUES = (*LIVE_STATUSES, COMPLETED, ERROR)
-#: The seed's fields in the seed's order, then the one progresskit adds: the reason for
-#: ``error``, which Brush lists as not implemented.
+#: The seed's fields in the seed's order, then the two progresskit adds: the reason for
+#: ``error``, which Brush lists as not implemented, and the times of the last writes
+#: (:class:`~progresskit.producer.statusfile.StatusFileWriter` writes them, Brush does not;
+#: the seed's readers take the fields they know and ignore others).
 STATUS_FIELDS = (
     "current_iteration",
     "total_iterations",
@@ -47,6 +54,7 @@ STATUS_FIELDS = (
     "status",
     "last_updated",
     "error_message",
+    "update_times",
 )
 
 _TIMESTAMP = re.compile(

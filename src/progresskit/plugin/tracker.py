@@ -158,6 +158,13 @@ class BaseProgressTracker(ABC):
         """The glob of the log files that are signs of life: :attr:`log_pattern`."""
         return self.log_pattern
 
+    def log_dir(self) -> str:
+        """The directory holding the run's console logs, which the engine reads for what
+        this tracker leaves unknown (docs/logs.md): the work dir by default. A tracker whose
+        run's console log sits elsewhere overrides it (Lightning's job writes ``train.log``
+        into the job dir, above the logger's ``version_N`` dir that is the run)."""
+        return self.work_dir
+
     @abstractmethod
     def calculate_progress(self) -> ProgressInfo:
         """Read the source and compute progress now, without using the cache.

@@ -46,6 +46,8 @@ class Entry:
     statuses: collections.deque[dict[str, Any]] = attrs.field(
         factory=lambda: collections.deque(maxlen=STATUS_HISTORY_SIZE)
     )
+    #: ``view`` is older than ``run`` (a heartbeat): the hub makes it again when asked.
+    stale: bool = False
 
     def document(self) -> dict[str, Any]:
         """The run's view with its history: ``GET /api/runs/{id}``'s ``run``."""
@@ -118,9 +120,19 @@ class Hub:
             return
         if previous is not None:
             self.transitions.observe(previous.status, run.status)
+        if (
+            change.kind == "heartbeat"
+            and entry is not None
+            and previous is not None
+            and previous.status is run.status
+        ):
+            # A restatement (fresher clocks and ETA) for queries, not news: its view is
+            # made when one asks. A view per run per heartbeat, for nobody, was most of
+            # what an idle server spent on 10,000 runs (docs/watch.md).
+            entry.run, entry.stale = run, True
+            return
         cancel_at = entry.cancel_requested_at if entry is not None else None
-        can_cancel = run.status.is_active and self._can_cancel(run)
-        view = run_view(run, self.root, cancel_at, can_cancel=can_cancel)
+        view = self._view(run, cancel_at)
         if entry is None:
             entry = Entry(run, view, collections.deque(maxlen=self._history_size), cancel_at)
             self._entries[rid] = entry
@@ -133,7 +145,7 @@ class Hub:
                     "reason": run.reason,
                 }
             )
-        entry.run, entry.view = run, view
+        entry.run, entry.view, entry.stale = run, view, False
         if change.kind == "heartbeat":
             return  # a restatement: fresher clocks and ETA for queries, nothing to announce
         point = history_point(run, change.at)
@@ -146,10 +158,20 @@ class Hub:
         if entry is None:
             return
         entry.cancel_requested_at = at
-        entry.view = {**entry.view, "cancel_requested_at": at}
+        entry.view = {**self._fresh(entry).view, "cancel_requested_at": at}
         self.version += 1
         for channel in self.channels:
             channel.cancel_requested(rid, at)
+
+    def _view(self, run: RunStatus, cancel_at: float | None) -> dict[str, Any]:
+        can_cancel = run.status.is_active and self._can_cancel(run)
+        return run_view(run, self.root, cancel_at, can_cancel=can_cancel)
+
+    def _fresh(self, entry: Entry) -> Entry:
+        """``entry`` with its view made again if a heartbeat left it stale."""
+        if entry.stale:
+            entry.view, entry.stale = self._view(entry.run, entry.cancel_requested_at), False
+        return entry
 
     def _tell(self, news: News) -> None:
         for channel in self.channels:
@@ -159,13 +181,14 @@ class Hub:
 
     def entries(self) -> list[Entry]:
         """Every run, by display name."""
-        return sorted(self._entries.values(), key=lambda e: e.view["name"])
+        return sorted(map(self._fresh, self._entries.values()), key=lambda e: e.view["name"])
 
     def get(self, rid: str) -> Entry | None:
         """The run with id ``rid``, if the monitor discovered one; never touches the disk."""
         if not RUN_ID_PATTERN.fullmatch(rid):
             return None
-        return self._entries.get(rid)
+        entry = self._entries.get(rid)
+        return None if entry is None else self._fresh(entry)
 
     @property
     def dropped_clients(self) -> int:

@@ -33,6 +33,7 @@ from progresskit.formats.statusfile import (
     LIVE_STATUSES,
     STATUS_VALUES,
     parse_timestamp,
+    update_times_of,
 )
 
 __all__ = ["DEFAULT_REREAD_DELAY", "LOG_PATTERN", "RUNNER_TYPE", "BrushProgressTracker"]
@@ -130,6 +131,9 @@ class BrushProgressTracker(BaseProgressTracker):
         self._observed: collections.deque[tuple[float, float]] = collections.deque(
             maxlen=MAX_OBSERVATIONS
         )
+        #: The file's own ``update_times`` (progresskit's StatusFileWriter writes them;
+        #: Brush does not): its last writes, which a one-off query would otherwise not see.
+        self._written: tuple[float, ...] = ()
 
     @property
     def status_path(self) -> str:
@@ -163,8 +167,9 @@ class BrushProgressTracker(BaseProgressTracker):
     # -- reading -------------------------------------------------------------------------
 
     def update_times(self) -> Sequence[float]:
-        # The writes this tracker has read: a one-off query sees one, a watch sees them all.
-        return tuple(when for when, _done in self._observed)
+        # The writes the file lists (StatusFileWriter's); for Brush's own file, which lists
+        # none, the writes this tracker has read: a one-off query sees one, a watch all.
+        return self._written or tuple(when for when, _done in self._observed)
 
     def calculate_progress(self) -> ProgressInfo:
         path, key = self._locate()
@@ -228,6 +233,8 @@ class BrushProgressTracker(BaseProgressTracker):
         export_path = doc.get("export_path", _text, "a string")
         export_file = doc.get("current_export_file", _text, "a string")
         message = doc.get("error_message", _text, "a string")
+        written = doc.get("update_times", update_times_of, "a list of Unix times") or ()
+        self._written = written[-MAX_OBSERVATIONS:]
         source_status = doc.get("status", _text, "a string")
         reported: Status | None = None
         if source_status is not None:

@@ -19,6 +19,7 @@ epochs it shows, ``max_epochs=N reached``, a traceback at its end).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -54,6 +55,9 @@ RUNNER_TYPE = "lightning"
 #: How many levels below a pinned job directory the logger's directory is looked for
 #: (``job/out/csv/version_0``: ``csv`` is two levels down).
 SEARCH_DEPTH = 3
+#: How many levels above the experiment dir the job's console log is looked for: the
+#: logger's ``save_dir`` and the directory holding it (``job/out/csv``: ``out``, ``job``).
+_LOG_LEVELS = 2
 #: How many of the newest checkpoints are timed: the run's rhythm and its step rate.
 RATE_WINDOW = 8
 #: Saves closer than this are files copied into place, not training (as in progresskit-hf).
@@ -144,6 +148,36 @@ class LightningTracker(BaseProgressTracker):
         listing = entries if experiment == self.work_dir else self._list(experiment)
         versions = [(n, os.path.join(experiment, name)) for n, name in version_dirs(listing)]
         return experiment, versions
+
+    def log_dir(self) -> str:
+        """Where the job's console log is: the work dir when it holds one, else the first of
+        the experiment dir, the logger's ``save_dir`` above it and the directory holding
+        that (the job dir: ``job/train.log`` with the run at ``job/out/csv``) that holds a
+        file matching :attr:`log_pattern`. Not higher: a directory above the job's is
+        shared by other runs, whose logs are not this one's."""
+        entries = self.entries()
+        if self._holds_log(entries):
+            return self.work_dir
+        directory = os.path.normpath(self.work_dir)
+        if is_version_dir(entries):
+            directory = os.path.dirname(directory)  # the experiment dir
+        candidates = [directory]
+        for _level in range(_LOG_LEVELS):
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                break
+            candidates.append(parent)
+            directory = parent
+        for candidate in candidates:
+            if candidate != os.path.normpath(self.work_dir) and self._holds_log(
+                self._list(candidate)
+            ):
+                return candidate
+        return self.work_dir
+
+    def _holds_log(self, entries: Mapping[str, bool]) -> bool:
+        pattern = self.get_log_pattern()
+        return any(not d and fnmatch.fnmatchcase(n, pattern) for n, d in entries.items())
 
     def _relative(self, path: str) -> str:
         return os.path.relpath(path, self.work_dir).replace(os.sep, "/")

@@ -156,6 +156,12 @@ def progresskit_cancel(run: RunStatus, grace_seconds: float) -> bool | None:
     return True
 
 
+@hookimpl
+def progresskit_can_cancel(run: RunStatus) -> bool | None:
+    """A run linked to a Slurm job can be stopped by ``scancel`` (answered from its details)."""
+    return True if cancel_id(run.progress.details) is not None else None
+
+
 def cancel_id(details: Mapping[str, str]) -> str | None:
     """What ``scancel`` must be given to stop exactly the run's job: ``A_T`` for an array
     task (its own id may be the array's, which would cancel every task), ``A_[2-3]`` for an

@@ -3,9 +3,9 @@ filters, a summary always on screen, changed rows marked, a page per run and can
 (docs/watch.md).
 
 The screen draws only what changed: the monitor's changes are coalesced into one update,
-and each update (or the once-a-second tick that moves the ages and ETAs on) rewrites only
-the cells whose text differs. Textual then repaints only those regions; an idle tree costs
-a comparison of texts per second.
+and each update (or the once-a-second tick that moves the ages and ETAs of the rows on
+screen on) hands the table its rows' texts; the table (:mod:`.runtable`) repaints only the
+lines whose text differs. An idle tree costs a comparison of texts per second.
 """
 
 from __future__ import annotations
@@ -14,23 +14,24 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.drivers.linux_driver import LinuxDriver
+from textual.driver import Driver
 from textual.message import Message
+from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, Static
-from textual.widgets.data_table import CellDoesNotExist
+from textual.widgets import Footer, Input, Static
 
 from progresskit.builtin.table import STATUS_STYLE
-from progresskit.builtin.tablefit import Column, fit
+from progresskit.builtin.tablefit import Column, Fitted, fit
+from progresskit.cli.tui.runtable import RunTable, line_text
 from progresskit.cli.tui.screens import ConfirmCancel, DetailScreen
-from progresskit.cli.tui.view import CHANGE_MARK, SCREEN_COLUMNS, ViewState
+from progresskit.cli.tui.view import SCREEN_COLUMNS, ViewState
 from progresskit.engine.cancel import CancelRefused, cancel_run
 from progresskit.engine.monitor import Monitor
 from progresskit.formats.change import Change
@@ -39,8 +40,9 @@ from progresskit.plugin.manager import PluginManager
 
 __all__ = ["WatchApp", "run_screen"]
 
-#: How long a burst of changes is gathered into one update.
-_COALESCE_SECONDS = 0.05
+#: How long a burst of changes is gathered into one update: a person does not read faster,
+#: and each update lays out every row again.
+_COALESCE_SECONDS = 0.2
 #: How the screen's name and reason columns are cut (the table's rules: names in the
 #: middle, reasons at their end); the other columns are as wide as their texts.
 _SCREEN_FIT = tuple(
@@ -51,27 +53,25 @@ _SCREEN_FIT = tuple(
     else Column(h)
     for h in SCREEN_COLUMNS
 )
-#: Textual's gap between columns (a cell's padding on both sides) and the scroll bar.
-_CELL_GAP, _SCROLLBAR = 2, 2
+#: The vertical scroll bar's width.
+_SCROLLBAR = 2
 
 
-class _Keyed(Text):
-    """The mark cell, carrying its run's key, so that a sort by rank needs no lookup."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, text: str, key: str, style: str = "") -> None:
-        super().__init__(text, style=style)
-        self.key = key
-
-
-class _StdoutDriver(LinuxDriver):
+def _stdout_driver() -> type[Driver]:
     """Textual's terminal driver, drawing on standard output, the terminal ``watch``
     checked, rather than on standard error (which may be a log file)."""
+    if sys.platform == "win32":  # Textual's Windows driver
+        from textual.drivers.windows_driver import WindowsDriver
 
-    def __init__(self, app: App[Any], **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self._file = sys.__stdout__
+        return WindowsDriver
+    from textual.drivers.linux_driver import LinuxDriver
+
+    class StdoutDriver(LinuxDriver):
+        def __init__(self, app: App[Any], **kwargs: Any) -> None:
+            super().__init__(app, **kwargs)
+            self._file = sys.__stdout__
+
+    return StdoutDriver
 
 
 class _Update(Message):
@@ -111,7 +111,7 @@ class WatchApp(App[None]):
     ENABLE_COMMAND_PALETTE = False
     CSS = """
     #summary { height: 2; padding: 0 1; background: $boost; }
-    #runs { height: 1fr; }
+    #header { height: 1; text-style: bold; }
     #search { dock: bottom; display: none; }
     #search.shown { display: block; }
     """
@@ -119,7 +119,7 @@ class WatchApp(App[None]):
         Binding("s", "sort", "Sort"),
         Binding("f", "filter", "Filter"),
         Binding("slash", "search", "Search"),
-        # A priority binding: the table's own Enter would hide it from the footer.
+        # A priority binding: over the search box, Enter applies the search.
         Binding("enter", "detail", "Details", priority=True),
         Binding("c", "cancel", "Cancel run"),
         Binding("q", "quit", "Quit"),
@@ -133,7 +133,7 @@ class WatchApp(App[None]):
         state: ViewState,
         done: threading.Event,
         grace_seconds: float,
-        driver_class: type[LinuxDriver] | None = None,
+        driver_class: type[Driver] | None = None,
     ) -> None:
         super().__init__(driver_class=driver_class)
         self.monitor = monitor
@@ -148,27 +148,34 @@ class WatchApp(App[None]):
         self._posted = False
         self._showing = False
         self._first_update_done = False
-        self._order: list[str] = []  # row keys, in the table's order
-        self._texts: dict[str, tuple[str, ...]] = {}
         self._runs: dict[str, RunStatus] = {}
         self._summary = ""
         self._unmark: Timer | None = None
-        self._width = 0
+        self._fitted: Fitted | None = None
+        self._header = ""
+        self._can_cancel: bool | None = None
         self._handlers: list[logging.Handler] = []
         self._unsubscribe = monitor.subscribe(self._on_change)
 
     # -- layout ---------------------------------------------------------------------------
 
+    @property
+    def _base(self) -> Screen[Any]:
+        """The screen of the table, under a run's page or the confirmation."""
+        return self.screen_stack[0]
+
+    @property
+    def _table(self) -> RunTable:
+        return self._base.query_one("#runs", RunTable)
+
     def compose(self) -> ComposeResult:
         yield Static(id="summary")
-        yield DataTable(id="runs", cursor_type="row", zebra_stripes=False)
+        yield Static(id="header")
+        yield RunTable(id="runs")
         yield Input(placeholder="search run names (Enter: apply, Esc: clear)", id="search")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        for key, header in zip(("mark", *SCREEN_COLUMNS[1:]), SCREEN_COLUMNS, strict=True):
-            table.add_column(header, key=key)
         root = logging.getLogger()
         self._handlers = list(root.handlers)
         for handler in self._handlers:
@@ -176,12 +183,13 @@ class WatchApp(App[None]):
         root.addHandler(_ToApp(self))
         self.begin_capture_print(self, stdout=False, stderr=True)
         threading.Thread(target=self._wait_for_signal, daemon=True).start()
-        self.set_interval(1.0, self._render)  # ages and ETAs move on
+        self.set_interval(1.0, self._tick)  # ages and ETAs move on
         self._showing = True
         self._render()
-        table.focus()
+        self._table.focus()
 
     def on_unmount(self) -> None:
+        self._showing = False
         self._unsubscribe()
         root = logging.getLogger()
         for handler in list(root.handlers):
@@ -251,7 +259,10 @@ class WatchApp(App[None]):
     # -- drawing --------------------------------------------------------------------------
 
     def _render(self) -> None:
-        """Bring the screen up to date, touching only what differs."""
+        """Bring the whole screen up to date (a change, a key, a resize): the rows
+        filtered, sorted and fitted to the width; the table repaints what differs."""
+        if not self._showing:
+            return
         runs = self.monitor.runs
         now, mono = time.time(), time.monotonic()
         shown = self.state.shown(runs, now)
@@ -259,73 +270,64 @@ class WatchApp(App[None]):
         summary = self.state.summary(runs, len(self.monitor.unrecognised), len(shown))
         if summary != self._summary:
             self._summary = summary
-            self.query_one("#summary", Static).update(Text(summary))
-        table = self.query_one("#runs", DataTable)
-        width = max(40, self.size.width - _SCROLLBAR)
-        self._width = width
+            self._base.query_one("#summary", Static).update(Text(summary))
         rows = [self.state.cells(run, now, mono) for run in shown]
-        # fit() counts 3 cells between columns, Textual a cell's padding on each side.
-        columns = len(SCREEN_COLUMNS)
-        room = width - _CELL_GAP * columns + 3 * (columns - 1)
-        fitted = fit(_SCREEN_FIT, rows, room, (), measure=len)
-        texts = dict(zip((run.config for run in shown), fitted.rows, strict=True))
-        keep = set(texts)
-        cursor = self._cursor_key(table)
-        for config in [c for c in self._order if c not in keep]:
-            table.remove_row(config)
-            del self._texts[config]
-        known = set(self._texts)
-        for run in shown:
-            config, row = run.config, texts[run.config]
-            if config not in known:
-                table.add_row(*self._cells(run, row), key=config)
-            elif row != self._texts[config]:
-                old = self._texts[config]
-                for i, (new_text, old_text) in enumerate(zip(row, old, strict=True)):
-                    if new_text != old_text:
-                        table.update_cell(config, _column_key(i), self._cell(run, i, new_text))
-            self._texts[config] = row
-        order = [run.config for run in shown]
-        if order != self._order_in_table(table):
-            rank = {config: i for i, config in enumerate(order)}
-            table.sort("mark", key=lambda mark: rank[mark.key])
-        self._order = order
-        if cursor is not None and cursor in texts:
-            index = table.get_row_index(cursor)
-            if index != table.cursor_row:
-                table.move_cursor(row=index, animate=False)
+        width = max(40, self.size.width - _SCROLLBAR - 1)
+        self._fitted = fit(_SCREEN_FIT, rows, width, (), measure=cell_len)
+        widths = [
+            max(cell_len(text) for text in column)
+            for column in zip(self._fitted.headers, *self._fitted.rows, strict=True)
+        ]
+        header = line_text(self._fitted.headers, widths)
+        if header != self._header:
+            self._header = header
+            self._base.query_one("#header", Static).update(Text(header))
+        keys = [run.config for run in shown]
+        self._table.show(
+            keys,
+            dict(zip(keys, self._fitted.rows, strict=True)),
+            {run.config: STATUS_STYLE[run.status][0] for run in shown},
+            widths,
+        )
+        self._after_render()
+
+    def _tick(self) -> None:
+        """Once a second: the clocks of the rows on screen move on (ages, ETAs), in the
+        order and cut of the last full render. A row scrolled into view is at most a
+        tick behind."""
+        if not self._showing or self._fitted is None:
+            return
+        table = self._table
+        now, mono = time.time(), time.monotonic()
+        for key in table.visible_keys():
+            run = self._runs.get(key)
+            if run is None:
+                continue
+            row = self._fitted.cut(_SCREEN_FIT, self.state.cells(run, now, mono), cell_len)
+            if not table.update_row(key, row, STATUS_STYLE[run.status][0]):
+                self._render()  # a text outgrew its column
+                return
+        self._after_render()
+
+    def _after_render(self) -> None:
         if isinstance(self.screen, DetailScreen) and self.screen.run.config in self._runs:
             self.screen.show(self._runs[self.screen.run.config])
-        self.refresh_bindings()
+        self._offer_cancel()
 
-    def _order_in_table(self, table: DataTable[Any]) -> list[str]:
-        return [str(row.key.value) for row in table.ordered_rows]
-
-    def _cells(self, run: RunStatus, row: Sequence[str]) -> list[Text]:
-        return [self._cell(run, i, text) for i, text in enumerate(row)]
-
-    def _cell(self, run: RunStatus, index: int, text: str) -> Text:
-        if index == 0:
-            return _Keyed(text, run.config, "bold yellow" if text == CHANGE_MARK else "")
-        if index == 2:
-            style, _ = STATUS_STYLE[run.status]
-            return Text(text, style=style, no_wrap=True)
-        return Text(text, no_wrap=True)
-
-    def _cursor_key(self, table: DataTable[Any]) -> str | None:
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except CellDoesNotExist:  # a cursor past the end after rows were removed
-            return None
-        return None if key.value is None else str(key.value)
+    def _offer_cancel(self) -> None:
+        """Grey Cancel out in the footer, or not, when that changes (redrawing the footer
+        costs more than the rest of an update)."""
+        run = self.selected()
+        can = run is not None and run.status.is_active
+        if can != self._can_cancel:
+            self._can_cancel = can
+            self.refresh_bindings()
 
     def selected(self) -> RunStatus | None:
         """The run under the cursor (or on the open page)."""
         if isinstance(self.screen, DetailScreen):
             return self._runs.get(self.screen.run.config, self.screen.run)
-        key = self._cursor_key(self.query_one("#runs", DataTable))
+        key = self._table.cursor_key
         return None if key is None else self._runs.get(key)
 
     # -- keys -----------------------------------------------------------------------------
@@ -340,11 +342,8 @@ class WatchApp(App[None]):
             return self.screen is self.screen_stack[0]
         return True
 
-    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
-        self.refresh_bindings()
-
-    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
-        self.action_detail()
+    def on_run_table_highlighted(self, _event: RunTable.Highlighted) -> None:
+        self._offer_cancel()
 
     def action_sort(self) -> None:
         self.state.next_sort()
@@ -355,7 +354,7 @@ class WatchApp(App[None]):
         self._render()
 
     def action_search(self) -> None:
-        search = self.query_one("#search", Input)
+        search = self._base.query_one("#search", Input)
         search.add_class("shown")
         search.value = self.state.search
         search.focus()
@@ -368,18 +367,18 @@ class WatchApp(App[None]):
         self._close_search()
 
     def on_key(self, event: events.Key) -> None:
-        search = self.query_one("#search", Input)
+        search = self._base.query_one("#search", Input)
         if event.key == "escape" and search.has_focus:
             search.value = ""
             self._close_search()
             event.stop()
 
     def _close_search(self) -> None:
-        self.query_one("#search", Input).remove_class("shown")
-        self.query_one("#runs", DataTable).focus()
+        self._base.query_one("#search", Input).remove_class("shown")
+        self._table.focus()
 
     def action_detail(self) -> None:
-        if self.query_one("#search", Input).has_focus:
+        if self._base.query_one("#search", Input).has_focus:
             self._close_search()
             return
         if self.screen is not self.screen_stack[0]:  # a page or the confirmation is open
@@ -435,16 +434,12 @@ class WatchApp(App[None]):
         self.exit()
 
 
-def _column_key(index: int) -> str:
-    return "mark" if index == 0 else SCREEN_COLUMNS[index]
-
-
 def run_screen(
     monitor: Monitor, pm: PluginManager, state: ViewState, done: threading.Event, grace: float
 ) -> list[str]:
     """Show the screen over ``monitor`` (started here) until ``q``, Ctrl-C or ``done``;
     returns what was logged meanwhile."""
-    app = WatchApp(monitor, pm, state, done, grace, driver_class=_StdoutDriver)
+    app = WatchApp(monitor, pm, state, done, grace, driver_class=_stdout_driver())
     monitor.start()
     app.run()
     return app.notices

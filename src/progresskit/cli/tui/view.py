@@ -89,8 +89,14 @@ class ViewState:
     def next_filter(self) -> None:
         self.filter_at = (self.filter_at + 1) % len(self.filters)
 
+    #: config -> the name shown (a path computation: asked for every row of every update).
+    names: dict[str, str] = attrs.field(factory=dict)
+
     def name(self, run: RunStatus) -> str:
-        return relative_name(run.config, self.root)
+        name = self.names.get(run.config)
+        if name is None:
+            name = self.names[run.config] = relative_name(run.config, self.root)
+        return name
 
     def mark(self, config: str, at: float | None = None) -> None:
         self.changed[config] = time.monotonic() if at is None else at

@@ -408,7 +408,7 @@ function changed(keepPage) {
   if (!keepPage) state.page = 0;
   const params = new URLSearchParams();
   if (state.filter.size) params.set("status", [...state.filter].join(","));
-  if (state.query) params.set("q", state.query);
+  if (state.query) params.set("q", document.getElementById("search").value.trim());
   if (state.sort !== "urgency") params.set("sort", state.sort);
   if (state.view !== "cards") params.set("view", state.view);
   if (state.page) params.set("page", String(state.page + 1));

@@ -79,12 +79,14 @@ function svgEl(tag, attrs, text) {
   return node;
 }
 
-// About `count` round tick values covering [lo, hi].
-function ticks(lo, hi, count) {
+// About `count` round tick values covering [lo, hi]; whole numbers only for a count (an
+// epoch, a step).
+function ticks(lo, hi, count, whole) {
   if (!(hi > lo)) return [lo];
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+  let step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+  if (whole) step = Math.max(1, Math.round(step));
   const out = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
   return out;
@@ -112,7 +114,7 @@ function renderCurve(name, series, axis) {
     grid.appendChild(svgEl("line", { x1: LEFT, x2: W - RIGHT, y1: sy(v), y2: sy(v), class: "grid" }));
     grid.appendChild(svgEl("text", { x: LEFT - 6, y: sy(v) + 4, "text-anchor": "end" }, num(v)));
   }
-  const xTicks = timed ? [x0, (x0 + x1) / 2, x1] : ticks(x0, x1, 5);
+  const xTicks = timed ? [x0, (x0 + x1) / 2, x1] : ticks(x0, x1, 5, xs.every(Number.isInteger));
   for (const v of xTicks) {
     grid.appendChild(svgEl("line", { x1: sx(v), x2: sx(v), y1: H - BOTTOM, y2: H - BOTTOM + 5 }));
     const label = timed ? timeLabel(v, x1 - x0) : num(v);
@@ -208,7 +210,7 @@ function renderDetail(detail) {
   } else {
     note.textContent = detail.log.error
       ? `${detail.log.file}: ${detail.log.error}`
-      : `The last ${detail.log.lines.length} lines of ${detail.log.file}${detail.log.truncated ? " (earlier lines not shown)" : ""}.`;
+      : `${detail.log.lines.length === 1 ? "The last line" : `The last ${detail.log.lines.length} lines`} of ${detail.log.file}${detail.log.truncated ? " (earlier lines not shown)" : ""}.`;
     log.textContent = detail.log.lines.join("\n");
   }
 }
