@@ -222,3 +222,16 @@ def test_progress_file_runs_are_grouped_by_their_loop(tmp_path: Path) -> None:
     again = tmp_path / "again"
     document(again, 10, 0, 3e6, 3e6)
     assert ProgressFileTracker(again).get_progress().eta_seconds == pytest.approx(100.0, rel=0.05)
+
+
+def test_a_config_json_nested_hundreds_deep_does_not_break_the_run(tmp_path: Path) -> None:
+    # Anyone who can write a run's directory can write its config.json: nested 900 deep
+    # (json reads it), digesting it must not exhaust the stack of the status query.
+    deep: Any = {"depth": 50}
+    for _ in range(900):
+        deep = {"model": deep}
+    assert workload_digest(deep) is not None
+    run = _trainer(tmp_path / "resnet", {**deep, "epochs": 10}, 3, 60.0)
+    found = Tracking().status(str(run))
+    assert found.status.value == "running", found.reason
+    assert found.progress.total_epochs == 10 and found.progress.eta_seconds is not None

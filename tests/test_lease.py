@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from helpers.runs import make_trainer_run
 from progresskit import Cause, ProgressInfo, Status, Tracking, heartbeat, to_json
 from progresskit.engine.liveness import GRACE_SECONDS, LeaseCheck, observe
+from progresskit.engine.rhythm import observe_rhythm
 from progresskit.engine.rules import decide
 from progresskit.formats.lease import (
     LEASE_FILENAME,
@@ -353,6 +354,19 @@ def test_a_remote_lease_is_judged_by_its_age() -> None:
     assert status is Status.STUCK and "gpu-node-7" in reason
     status, _ = _judge(LeaseCheck(remote, now - 7200, "remote"), now)
     assert status is Status.CRASHED
+
+
+def test_a_silent_remote_run_without_a_promise_is_stuck_not_failed() -> None:
+    # Another host's processes cannot be seen: its rhythm stopping says "stalled", never
+    # "no process".
+    now = time.time()
+    remote = _lease(host="gpu-node-7", interval=None)
+    times = [now - 300 + 6 * i for i in range(10)]
+    status, reason = _judge(
+        LeaseCheck(remote, times[-1], "remote"), now, last_activity=times[-1],
+        rhythm=observe_rhythm(times, cap=3600),
+    )
+    assert status is Status.STUCK and "gpu-node-7" in reason and "no process" not in reason
 
 
 def test_a_source_reported_failure_wins_over_a_clean_lease() -> None:

@@ -613,3 +613,23 @@ def test_a_job_using_unit_divisor_1024_is_counted_as_it_was_told(tmp_path: Path)
     assert (default.completed_steps, default.total_steps) == (3 * 10**6, 8 * 10**6)
     with pytest.raises(ConfigError, match="expected 1000 or 1024"):
         Tracking(config={"log_unit_divisor": 1023})
+
+
+def test_a_log_truncated_and_written_again_forgets_the_bar_found_before(tmp_path: Path) -> None:
+    run = tmp_path / "job"
+    run.mkdir()
+    log = run / "train.log"
+    _flood_log(log, 450, 3000)
+    tail = logs.LogTail(str(run), ("*.log",))
+    tick = [time.time_ns() - 10**10]
+    _bump(log, tick)
+    found = tail.newest({"train.log": False})
+    assert found is not None and found[1].bar is not None and found[1].bar.n == 450
+    inode = log.stat().st_ino
+    with open(log, "r+b") as fh:  # the job started again into the same file (same inode)
+        fh.truncate(0)
+    _flood_log(log, 0, 4000)  # a longer flood, after a bar at 0 steps
+    assert log.stat().st_ino == inode
+    _bump(log, tick)
+    found = tail.newest({"train.log": False})
+    assert found is not None and found[1].bar is not None and found[1].bar.n == 0

@@ -66,12 +66,20 @@ def _chars_width(measure: Measure) -> Callable[[str], list[int]]:
     return lambda text: [measure(c) for c in text]
 
 
+def _one_cell_each(text: str, measure: Measure) -> bool:
+    """Whether every character of ``text`` is one cell wide (printable ASCII: the usual
+    case, cut by slicing instead of measuring character by character)."""
+    return text.isascii() and text.isprintable() and measure(text) == len(text)
+
+
 def cut_end(text: str, width: int, measure: Measure = len) -> str:
     """``text`` in at most ``width`` cells: its start and an ellipsis when it is longer."""
     if measure(text) <= width:
         return text
     if width <= 0:
         return ""
+    if _one_cell_each(text, measure):
+        return text[: width - 1] + ELLIPSIS
     budget, kept = width - 1, []
     for char in text:
         budget -= measure(char)
@@ -87,6 +95,9 @@ def cut_middle(text: str, width: int, measure: Measure = len) -> str:
         return text
     if width <= 2:
         return cut_end(text, width, measure)
+    if _one_cell_each(text, measure):
+        head = (width - 1) // 2
+        return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head) :]
     widths = _chars_width(measure)(text)
     head_budget = (width - 1) // 2
     tail_budget = width - 1 - head_budget

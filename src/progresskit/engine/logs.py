@@ -113,6 +113,19 @@ def _resume_at(data: bytes, end: int) -> tuple[int, bytes] | None:
     return None if cut < 0 else (end, data[cut:])
 
 
+def _still_holds(path: str, resume: tuple[int, bytes] | None) -> bool:
+    """Whether ``path`` still holds, before byte ``offset``, the bytes ``seen`` that a read
+    ending there ended with (``resume``, :func:`_resume_at`)."""
+    if resume is None:
+        return False
+    offset, seen = resume
+    fd, _st = open_regular(path)
+    try:
+        return os.pread(fd, len(seen), offset - len(seen)) == seen
+    finally:
+        os.close(fd)
+
+
 def log_globs(config: Mapping[str, Any], named: Sequence[str] = ()) -> tuple[str, ...] | None:
     """The globs naming a run's logs: ``named`` (the logs its tracker names) and the config's
     ``log_files``. ``None`` when the ``log_files`` key is not declared: the log tracker
@@ -277,7 +290,12 @@ class LogTail:
         limit = max(0, read.end - LOOKBACK_TAILS * self.tail_bytes)
         older: tuple[int, LogReading] | None = None
         stop = limit
-        grown = known is not None and known.key[2] == read.key[2] and known.end <= read.end
+        grown = (
+            known is not None
+            and known.key[2] == read.key[2]
+            and known.end <= read.end
+            and _still_holds(path, known.resume)  # not truncated and written again since
+        )
         if known is not None and grown and (known.searched or known.reading.bar is not None):
             # That read saw its bar, or searched up to its end: only the bytes after are new.
             stop = max(limit, min(known.end, start))

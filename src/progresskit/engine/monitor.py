@@ -550,6 +550,8 @@ class Monitor:
     def _begin_cycle(self, now: float) -> list[Change]:
         """Walk the tree and look at the processes: the runs gone are removed, and every
         run is queued for re-evaluation (new ones and those whose process changed first)."""
+        log.debug("%s: periodic check: the last cycle took %.1fs", self.root,
+                  now - self._cycle_began)
         self._cycle_began = now
         try:
             found, lost = self._tracking.survey(self.root)

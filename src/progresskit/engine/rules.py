@@ -217,6 +217,13 @@ def decide(
         )
     if rhythm is not None and rhythm.limit < sleep_time:
         pace = f"it updated every ~{_short(rhythm.typical)}"
+        if lease is not None and lease.process == "remote" and record is not None:
+            # Its process may well be alive: that host's processes cannot be seen from here.
+            return Decision(
+                Status.STUCK,
+                f"stalled: {quiet}; {pace} (limit {_short(rhythm.limit)}); its process "
+                f"{record.pid} runs on {record.host}, whose processes cannot be seen from here",
+            )
         if process is not None:
             return Decision(
                 Status.STUCK,

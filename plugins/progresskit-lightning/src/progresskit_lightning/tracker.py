@@ -12,9 +12,10 @@ The run's directory is one of (see :func:`progresskit_lightning.layout.claims`):
   logger's files a few levels below): the experiment directory below it is found and read.
 
 Position, metrics and checkpoints come from the newest version; totals from the config
-(``max_epochs``) or LightningCLI's ``config.yaml``; the console log, when it is in the run's
-directory, fills in the rest through progresskit's log reading (the bar, the total of
-epochs it shows, ``max_epochs=N reached``, a traceback at its end).
+(``max_epochs``) or LightningCLI's ``config.yaml``; the console log, in the run's directory
+or in the job directory above the logger's (:meth:`LightningTracker.log_dir`), fills in the
+rest through progresskit's log reading (the bar, the total of epochs it shows,
+``max_epochs=N reached``, a traceback at its end).
 """
 
 from __future__ import annotations

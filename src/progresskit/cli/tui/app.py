@@ -53,6 +53,11 @@ _SCREEN_FIT = tuple(
     else Column(h)
     for h in SCREEN_COLUMNS
 )
+def _cells_of(text: str) -> int:
+    """Terminal cells of ``text``: its length when it is ASCII (nearly always)."""
+    return len(text) if text.isascii() else cell_len(text)
+
+
 #: The vertical scroll bar's width.
 _SCROLLBAR = 2
 
@@ -273,9 +278,9 @@ class WatchApp(App[None]):
             self._base.query_one("#summary", Static).update(Text(summary))
         rows = [self.state.cells(run, now, mono) for run in shown]
         width = max(40, self.size.width - _SCROLLBAR - 1)
-        self._fitted = fit(_SCREEN_FIT, rows, width, (), measure=cell_len)
+        self._fitted = fit(_SCREEN_FIT, rows, width, (), measure=_cells_of)
         widths = [
-            max(cell_len(text) for text in column)
+            max(_cells_of(text) for text in column)
             for column in zip(self._fitted.headers, *self._fitted.rows, strict=True)
         ]
         header = line_text(self._fitted.headers, widths)
@@ -303,7 +308,7 @@ class WatchApp(App[None]):
             run = self._runs.get(key)
             if run is None:
                 continue
-            row = self._fitted.cut(_SCREEN_FIT, self.state.cells(run, now, mono), cell_len)
+            row = self._fitted.cut(_SCREEN_FIT, self.state.cells(run, now, mono), _cells_of)
             if not table.update_row(key, row, STATUS_STYLE[run.status][0]):
                 self._render()  # a text outgrew its column
                 return
