@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "plugins" / "progresskit-slurm" / "tests"))
 from progresskit_slurm.client import SlurmView  # noqa: E402
 from progresskit_slurm.jobs import parse_sacct, parse_squeue_json  # noqa: E402
 from progresskit_slurm.runs import job_run  # noqa: E402
+
 from slurm_replay import CAPTURES, Replay  # noqa: E402
 
 

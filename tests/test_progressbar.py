@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import struct
 import subprocess
@@ -25,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tqdm import tqdm
 
-from progresskit.formats.progressbar import parse_bar, parse_log
+from progresskit.formats.progressbar import may_hold_bar, parse_bar, parse_log
 
 DATA = Path(__file__).parent / "data" / "console_logs"
 
@@ -97,6 +98,7 @@ def test_tqdm_format_meter_round_trips(
     # the parser is told the job's divisor (log_unit_divisor), as tqdm was.
     bar = parse_bar("\r" + line, unit_divisor)
     assert bar is not None, line
+    assert may_hold_bar(line.encode()), line  # the look-back's filter never skips a bar
     assert bar.desc == desc, line
     assert (_close(bar.n, n) if unit_scale else bar.n == n), line
     if total is None:
@@ -113,6 +115,15 @@ def test_tqdm_format_meter_round_trips(
     else:
         assert bar.rate is not None and _close(bar.rate, told), line
     assert bar.metrics == {k: float(str(v)) for k, v in postfix.items()}, line
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.log")))
+def test_every_bar_of_the_real_captures_passes_the_look_back_filter(name: str) -> None:
+    redraws = re.split(rb"[\r\n]", _data(name))
+    bars = [r for r in redraws if parse_bar(r.decode("utf-8", errors="replace")) is not None]
+    assert bars, name
+    assert all(may_hold_bar(r) for r in bars), [r for r in bars if not may_hold_bar(r)][:3]
+    assert not may_hold_bar(b"2026-12-02 05:00:00 INFO data: shard 12/51 of /data/x.tar, 3%\n")
 
 
 def test_unit_divisor_1024_counts_as_tqdm_was_told() -> None:

@@ -23,6 +23,7 @@ from helpers.runs import make_evaluator_run, make_trainer_run
 from progresskit.builtin.runorder import URGENCY, parse_statuses, sort_runs, summary_text
 from progresskit.builtin.table import plain_table, render_table
 from progresskit.builtin.tablefit import ELLIPSIS, Column, cut_end, cut_middle, fit
+from progresskit.cli.status import reasons_text
 from progresskit.model.core import ProgressInfo, RunStatus, Status
 
 NOW = 1_800_000_000.0
@@ -240,12 +241,14 @@ def test_verbose_and_json_keep_the_full_reason(tmp_path: Path) -> None:
     document = json.loads(run_cli("status", str(tmp_path / "runs"), "--json",
                                   cwd=tmp_path).stdout)
     reason = document["runs"][0]["reason"]
-    assert reason
-    first = reason.strip().splitlines()[0]
-    assert first[:20] in table.stdout
-    assert "reasons:" in verbose.stdout
-    for line in reason.strip().splitlines():
-        assert line.strip() in verbose.stdout
+    assert "ValueError: bad shape (3, 4)" in reason
+    assert reason[:20] in table.stdout and "reasons:" not in table.stdout
+    assert f"crashed: {reason}" in verbose.stdout.splitlines()
+    # A reason of several lines: its first line in the table, every line with --verbose.
+    run_status = _run("runs/x", Status.FAILED, reason=LONG_REASON)
+    text = reasons_text([run_status], {"runs/x": "x"})
+    assert text.splitlines()[:2] == ["reasons:", "x: Traceback (most recent call last):"]
+    assert "    RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB" in text
 
 
 def test_tsv_is_one_line_per_run_with_numbers(tmp_path: Path) -> None:

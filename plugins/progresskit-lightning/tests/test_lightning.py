@@ -175,6 +175,15 @@ def test_the_job_dirs_console_log_is_read_for_the_run_below_it(
     assert (p.completed_steps, p.completed_epochs) == (60, 1)  # the logger's, not the bar's
 
 
+def test_the_job_dirs_console_log_is_a_sign_of_life(tmp_path: Path) -> None:
+    job = restore("c_killed", tmp_path / "c", age=23 * 60)
+    run = job / CSV_RUN
+    assert status_of(run, max_epochs=3, sleep_time=600).status is Status.FAILED
+    os.utime(job / "train.log")  # the job's bar redrawn just now: it is alive
+    result = status_of(run, max_epochs=3, sleep_time=600)
+    assert result.status is Status.RUNNING, result.reason
+
+
 def test_a_log_above_the_job_dir_is_not_the_runs(tmp_path: Path) -> None:
     job = restore("b_crashed", tmp_path / "jobs" / "b")
     (job / "train.log").rename(tmp_path / "train.log")  # beside many jobs' directories

@@ -129,6 +129,8 @@ def run_status(pm: PluginManager, args: argparse.Namespace) -> int:
             _print_table(shown, now, names, summary)
         elif runs:
             print(summary)
+        elif not lost and not invalid:
+            print("no runs")  # an empty root, an idle ComfyUI server: said, exit 0
         if args.verbose:
             sys.stdout.write(reasons_text(shown, names))
         if lost:

@@ -35,6 +35,7 @@ from progresskit.formats.fileio import StatKey, is_racy, open_regular, stat_key
 from progresskit.formats.progressbar import (
     DEFAULT_UNIT_DIVISOR,
     LogReading,
+    may_hold_bar,
     parse_appended,
     parse_log,
     settled,
@@ -331,9 +332,10 @@ class LogTail:
                         end = low  # the end of one line longer than a tail: not a bar
                         continue
                     chunk = chunk[min(cuts) + 1 :]
-                reading = parse_log(chunk, self.unit_divisor)
-                if reading.bar is not None:
-                    return end - len(chunk), reading
+                if may_hold_bar(chunk):  # most chunks of a flood of lines are ruled out
+                    reading = parse_log(chunk, self.unit_divisor)
+                    if reading.bar is not None:
+                        return end - len(chunk), reading
                 end -= len(chunk)
         finally:
             os.close(fd)

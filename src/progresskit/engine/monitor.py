@@ -70,6 +70,10 @@ SWEEP_CPU_SHARE = 0.003
 #: in, a config file) needs a walk and an evaluation of every run; those get at most this
 #: share of a core, so that a busy unclaimed directory cannot keep the monitor scanning.
 RESCAN_CPU_SHARE = 0.05
+#: Seconds of those shares that may be saved up: after a quiet hour the periodic check does
+#: not re-evaluate a whole big tree at once (a change would wait behind it), nor do full
+#: scans run back to back.
+BUDGET_SAVED_SECONDS = 5.0
 
 
 @attrs.frozen
@@ -219,9 +223,8 @@ class Monitor:
         # re-evaluate in this cycle, and when it began.
         self._sweep: collections.deque[str] = collections.deque()
         self._cycle_began = time.monotonic()
-        tick = self.settings.poll_interval
-        self._sweep_budget = _Budget(SWEEP_CPU_SHARE, SWEEP_CPU_SHARE * tick)
-        self._rescan_budget = _Budget(RESCAN_CPU_SHARE, RESCAN_CPU_SHARE * tick)
+        self._sweep_budget = _Budget(SWEEP_CPU_SHARE, SWEEP_CPU_SHARE * BUDGET_SAVED_SECONDS)
+        self._rescan_budget = _Budget(RESCAN_CPU_SHARE, RESCAN_CPU_SHARE * BUDGET_SAVED_SECONDS)
         #: A notification no known run holds asked for a full scan (paced: RESCAN_CPU_SHARE).
         self._rescan_wanted = False
         #: CPU seconds one run's re-evaluation cost, as last measured (a guess until then).
@@ -567,8 +570,12 @@ class Monitor:
             self._unrecognised = list(lost)
         known = self._last
         urgent = [n for n in names if n not in known or processes.get(n) != before.get(n)]
+        # Then the active runs: a run falling silent or a lease's process killed is what the
+        # periodic check is for, and finished runs seldom change unannounced.
         first = set(urgent)
-        self._sweep = collections.deque(urgent + [n for n in names if n not in first])
+        active = [n for n in names if n not in first and known[n][1].status.is_active]
+        first.update(active)
+        self._sweep = collections.deque(urgent + active + [n for n in names if n not in first])
         present = set(names)
         return self._diff([], removed=[name for name in known if name not in present])
 

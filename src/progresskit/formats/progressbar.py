@@ -41,6 +41,7 @@ __all__ = [
     "Bar",
     "LogReading",
     "clean",
+    "may_hold_bar",
     "parse_appended",
     "parse_bar",
     "parse_log",
@@ -399,6 +400,30 @@ def _newest_bars(data: bytes, divisor: int) -> tuple[Bar | None, Bar | None]:
         if inner is None and not cleared:
             inner = found
     return bar, inner
+
+
+#: Rich's bar characters, as bytes (:func:`may_hold_bar`).
+_RICH_BYTES = tuple(c.encode() for c in _RICH_BAR)
+#: What may stand before ``s/`` in a seconds-per-item rate (``1.20s/it``, ``1.00ks/B``).
+_BEFORE_SLOW_RATE = frozenset(b"0123456789kMGTPEZY")
+
+
+def may_hold_bar(data: bytes) -> bool:
+    """Whether ``data`` may hold a bar; ``False`` only when :func:`parse_log` of it finds
+    none. Every bar :func:`parse_bar` reads shows one of: tqdm's ``|bar| n/total``, its rate
+    (``it/s]``, ``B/s,`` before a postfix, ``1.20s/it``), Keras's ``ETA: `` or ``ms/step``,
+    rich's bar characters. Byte searches only, at C speed: a flood of log lines is ruled
+    out in a fraction of what parsing it costs."""
+    if (b"|" in data and b"/" in data) or b"/s]" in data or b"/s," in data:
+        return True
+    if b"/step" in data or b"ETA: " in data or any(c in data for c in _RICH_BYTES):
+        return True
+    at = data.find(b"s/", 1)
+    while at > 0:
+        if data[at - 1] in _BEFORE_SLOW_RATE:
+            return True
+        at = data.find(b"s/", at + 2)
+    return False
 
 
 def settled(data: bytes) -> bool:

@@ -69,16 +69,16 @@ def _log_names(work_dir: str, globs: Sequence[str]) -> list[str]:
     ]
 
 
-def _log(run: RunStatus, globs: Sequence[str]) -> dict[str, Any]:
-    """The last lines of the run's most recently written log."""
+def _log(log_dir: str, globs: Sequence[str]) -> dict[str, Any]:
+    """The last lines of the most recently written log in the run's ``log_dir``."""
     try:
-        names = _log_names(run.work_dir, globs)
+        names = _log_names(log_dir, globs)
     except OSError as exc:
         return {"file": None, "lines": [], "truncated": False, "error": str(exc)}
     newest: tuple[int, str] | None = None
     for name in names:
         try:
-            st = os.stat(os.path.join(run.work_dir, name))
+            st = os.stat(os.path.join(log_dir, name))
         except OSError:
             continue  # gone since the listing
         # A FIFO or a device named like a log is no log: never opened, never shown.
@@ -88,7 +88,7 @@ def _log(run: RunStatus, globs: Sequence[str]) -> dict[str, Any]:
         return {"file": None, "lines": [], "truncated": False, "error": None}
     name = newest[1]
     try:
-        data, end, _appended = read_tail(os.path.join(run.work_dir, name), LOG_TAIL_BYTES)
+        data, end, _appended = read_tail(os.path.join(log_dir, name), LOG_TAIL_BYTES)
     except OSError as exc:
         return {"file": name, "lines": [], "truncated": False, "error": str(exc)}
     # A progress bar redraws its line with \r: what the terminal shows is the last redraw.
@@ -132,9 +132,11 @@ def run_detail(monitor: Monitor, pm: PluginManager, run: RunStatus) -> dict[str,
     named = (tracker.get_log_pattern(),) if tracker is not None else ()
     globs = log_globs(config, named) or named or DEFAULT_LOG_FILES
     directory = os.path.isdir(run.work_dir)
+    # Where the engine reads them: the tracker's log_dir (Lightning: the job dir above the run).
+    log_dir = tracker.log_dir() if tracker is not None else run.work_dir
     return {
         "curves": curves,
         "config": {"values": config, "error": error},
-        "log": _log(run, globs) if directory else None,
+        "log": _log(log_dir, globs) if directory else None,
         "lease": _lease(run) if directory else None,
     }

@@ -176,6 +176,22 @@ class LightningTracker(BaseProgressTracker):
                 return candidate
         return self.work_dir
 
+    def last_log_update(self) -> float | None:
+        # The job's console log above the logger's directory is written at every bar redraw:
+        # a sign of life as much as a log in the work dir is.
+        own = super().last_log_update()
+        where = self.log_dir()
+        if where == self.work_dir:
+            return own
+        pattern = self.get_log_pattern()
+        times = [t for t in (own,) if t is not None]
+        for name, is_dir in self._list(where).items():
+            if not is_dir and fnmatch.fnmatchcase(name, pattern):
+                key = stat_key(os.path.join(where, name))
+                if key is not None:
+                    times.append(key[0] / 1e9)
+        return max(times) if times else None
+
     def _holds_log(self, entries: Mapping[str, bool]) -> bool:
         pattern = self.get_log_pattern()
         return any(not d and fnmatch.fnmatchcase(n, pattern) for n, d in entries.items())

@@ -24,7 +24,6 @@ from textual.binding import Binding, BindingType
 from textual.driver import Driver
 from textual.message import Message
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from progresskit.builtin.table import STATUS_STYLE
@@ -155,7 +154,6 @@ class WatchApp(App[None]):
         self._first_update_done = False
         self._runs: dict[str, RunStatus] = {}
         self._summary = ""
-        self._unmark: Timer | None = None
         self._fitted: Fitted | None = None
         self._header = ""
         self._can_cancel: bool | None = None
@@ -246,20 +244,6 @@ class WatchApp(App[None]):
                 self.state.mark(config, at)
         self._first_update_done = True
         self._render()
-        self._schedule_unmark()
-
-    def _schedule_unmark(self) -> None:
-        if self._unmark is not None:
-            self._unmark.stop()
-            self._unmark = None
-        wait = self.state.next_unmark(time.monotonic())
-        if wait is not None:
-            self._unmark = self.set_timer(max(wait, 0.0) + 0.05, self._unmarked)
-
-    def _unmarked(self) -> None:
-        self._unmark = None
-        self._render()
-        self._schedule_unmark()
 
     # -- drawing --------------------------------------------------------------------------
 
@@ -304,6 +288,9 @@ class WatchApp(App[None]):
             return
         table = self._table
         now, mono = time.time(), time.monotonic()
+        # Marks older than MARK_SECONDS are forgotten here: a row loses its mark within a
+        # second, with no update of its own.
+        self.state.forget_marks(mono)
         for key in table.visible_keys():
             run = self._runs.get(key)
             if run is None:

@@ -20,6 +20,7 @@ from progresskit.builtin.runorder import (
     summary_text,
 )
 from progresskit.builtin.table import row_cells
+from progresskit.engine.rules import format_duration
 from progresskit.model.core import RunStatus, Status
 
 __all__ = [
@@ -39,6 +40,14 @@ CHANGE_MARK = "●"
 #: runner type (it is on the run's page).
 SCREEN_COLUMNS = ("", "run", "status", "progress", "done", "ETA", "last update", "reason")
 _FROM_TABLE = (0, 2, 3, 4, 5, 6, 7)  # indices into builtin.table.COLUMNS
+
+
+def _age(seconds: float) -> str:
+    """An age on the screen: to the second below a minute, then to the minute (``12m``,
+    ``1h 2m``), so that a quiet tree's rows do not all change every second."""
+    if seconds >= 60:
+        return format_duration(seconds - seconds % 60).removesuffix(" 0s")
+    return format_duration(seconds)
 
 
 @attrs.frozen
@@ -101,14 +110,11 @@ class ViewState:
     def mark(self, config: str, at: float | None = None) -> None:
         self.changed[config] = time.monotonic() if at is None else at
 
-    def next_unmark(self, now: float) -> float | None:
-        """Seconds until the next mark expires (expired ones are forgotten); ``None``: none."""
+    def forget_marks(self, now: float) -> None:
+        """Forget the marks older than :data:`MARK_SECONDS` (``now``: monotonic)."""
         for config, at in list(self.changed.items()):
             if now - at >= MARK_SECONDS:
                 del self.changed[config]
-        if not self.changed:
-            return None
-        return min(MARK_SECONDS - (now - at) for at in self.changed.values())
 
     def shown(self, runs: Sequence[RunStatus], now: float) -> list[RunStatus]:
         """The runs on screen, in their order."""
@@ -118,7 +124,9 @@ class ViewState:
 
     def cells(self, run: RunStatus, now: float, monotonic: float) -> tuple[str, ...]:
         """A row's texts, in :data:`SCREEN_COLUMNS` order."""
-        texts = row_cells(run, now, self.name(run))
+        texts = list(row_cells(run, now, self.name(run)))
+        if run.last_activity is not None:
+            texts[6] = f"{_age(now - run.last_activity)} ago"
         at = self.changed.get(run.config)
         mark = CHANGE_MARK if at is not None and monotonic - at < MARK_SECONDS else " "
         return (mark, *(texts[i] for i in _FROM_TABLE))
