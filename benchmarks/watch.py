@@ -5,7 +5,9 @@ standard input and output are a pseudo-terminal (so it draws its full-screen vie
 terminal's output is read and thrown away, as a terminal would), lets it settle, then reads
 its CPU time (utime + stime in /proc/<pid>/stat) over a fixed window:
 
-  idle:     nothing changes                      target <= 2% of a core
+  idle:     nothing changes (the runs last wrote 10 minutes before: "unchanged", so their
+            ages tick by the minute; --fresh keeps the generated tree's own times, every
+            age ticking by the second)               target <= 2% of a core
   changes:  10 changes/s (a new epoch directory, built aside and renamed in, round-robin
             over the runs)                       target <= 10% of a core
 
@@ -35,6 +37,19 @@ from serve import generate, write_epoch
 
 TICKS = os.sysconf("SC_CLK_TCK")
 TARGETS = {"idle": 2.0, "changes": 10.0}
+
+
+#: How long before the measurement the runs of the idle phase last wrote.
+UNCHANGED_FOR = 600.0
+
+
+def backdate(root: str, age: float) -> None:
+    """Every file and directory under ``root`` last modified ``age`` seconds ago."""
+    when = time.time() - age
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.utime(os.path.join(directory, name), (when, when))
+    os.utime(root, (when, when))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -113,6 +128,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="each window")
     parser.add_argument("--settle", type=float, default=8.0, help="start-up before a window")
     parser.add_argument("--rate", type=float, default=10.0, help="changes/s in 'changes'")
+    parser.add_argument("--fresh", action="store_true",
+                        help="do not backdate the generated runs (ages under a minute)")
     args = parser.parse_args()
     if not sys.platform.startswith("linux"):
         sys.exit("reads /proc/<pid>/stat: Linux only")
@@ -122,6 +139,8 @@ def main() -> None:
         epochs = dict.fromkeys(generate(root, args.runs), 1)
         results: dict[tuple[str, str], float] = {}
         for label, json_lines in (("json lines (baseline)", True), ("screen", False)):
+            if not args.fresh:
+                backdate(root, UNCHANGED_FOR)  # each watcher starts from the same quiet tree
             watcher = Watcher(root, json_lines)
             try:
                 time.sleep(args.settle)
