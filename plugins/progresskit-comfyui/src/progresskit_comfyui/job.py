@@ -20,6 +20,10 @@ from progresskit_comfyui.protocol import (
     timestamp_ms,
 )
 
+#: Timed steps at which a running node's own step pace and its learned time weigh the same
+#: in the seconds it still needs.
+STEPS_TO_TRUST_PACE = 4
+
 __all__ = ["RUNNER_TYPE", "Detail", "JobState", "ProgressStatus", "ProgressUpdate"]
 
 
@@ -436,12 +440,18 @@ class JobState:
     def node_left(self, weight: float, now: float) -> float:
         """Seconds the running node still needs: by its own step pace once two steps were
         timed, else its expected time less what it ran, counted down with no events."""
+        expected = weight * (1.0 - self.node_part(weight, now))
         first = self.first_step
         if (self.steps and first is not None and self.step_at is not None
                 and self.step - first[0] >= 2 and self.step_at > first[1]):
-            per_step = (self.step_at - first[1]) / (self.step - first[0])
-            return max(0.0, per_step * (self.steps - self.step) - (now - self.step_at))
-        return weight * (1.0 - self.node_part(weight, now))
+            timed = self.step - first[0]
+            per_step = (self.step_at - first[1]) / timed
+            paced = max(0.0, per_step * (self.steps - self.step) - (now - self.step_at))
+            # A pace from a few steps is noisy (the first ones carry the node's start-up):
+            # it takes over from the learned time as steps are timed.
+            trust = timed / (timed + STEPS_TO_TRUST_PACE)
+            return trust * paced + (1.0 - trust) * expected
+        return expected
 
     def fraction(self, weights: Mapping[str, float] | None = None, now: float = 0.0) -> float:
         """Share of the work done. With ``weights`` (node id -> expected seconds), weighted
