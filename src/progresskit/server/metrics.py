@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from progresskit.builtin.runorder import URGENCY
 from progresskit.model.core import CAUSE_KINDS, RunStatus, Status
 from progresskit.server.views import run_id
 
@@ -47,22 +48,7 @@ def _family(name: str, help_text: str, kind: str = "gauge") -> list[str]:
 DEFAULT_MAX_RUNS = 100
 
 #: Which runs keep their own series past the limit: the ones someone must look at first.
-_URGENCY = {
-    status: rank
-    for rank, status in enumerate(
-        (
-            Status.CRASHED,
-            Status.FAILED,
-            Status.STUCK,
-            Status.UNKNOWN,
-            Status.RUNNING,
-            Status.PENDING,
-            Status.CANCELLED,
-            Status.FINISHED,
-            Status.OUTDATED,
-        )
-    )
-}
+_URGENCY = {status: rank for rank, status in enumerate(URGENCY)}
 #: The values of ``progresskit_run_cause``'s ``cause`` label: a :class:`Cause` kind, or
 #: ``out_of_memory`` when the cause or the source says the run ran out of memory.
 CAUSES = ("out_of_memory", *CAUSE_KINDS)
