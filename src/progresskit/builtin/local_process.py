@@ -322,6 +322,17 @@ class Stop:
             target=self._escalate, name=f"progresskit-cancel-{members[0].pid}", daemon=True
         )
 
+    def described(self) -> tuple[bool, str]:
+        """Whether the stop (once over) ended its processes, and the line that says how."""
+        started = len(self.members) - 1
+        family = f" and {started} process(es) it started" if started else ""
+        if self.outcome == "terminated":
+            return True, f"{self.what}{family}: exited after SIGTERM"
+        if self.outcome == "killed":
+            return True, f"{self.what}{family}: killed with SIGKILL after {self.grace:g}s"
+        alive = ", ".join(str(m.pid) for m in self.survivors) or "?"
+        return False, f"{self.what}: still alive after SIGKILL ({alive})"
+
     def _escalate(self) -> None:
         alive = _still_alive(self.members, self.grace)
         if not alive:

@@ -16,7 +16,7 @@ import math
 import os
 import sys
 
-from progresskit.builtin.local_process import Stop, wait_for_stops
+from progresskit.builtin.local_process import wait_for_stops
 from progresskit.cli.options import EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE, check_option, print_error
 from progresskit.engine.cancel import CancelRefused, cancel_run
 from progresskit.engine.session import Tracking
@@ -107,18 +107,6 @@ def _confirmed(runs: list[RunStatus], grace: float) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _outcome(stop: Stop) -> tuple[bool, str]:
-    """Whether ``stop`` ended its processes, and the line that says how."""
-    started = len(stop.members) - 1
-    family = f" and {started} process(es) it started" if started else ""
-    if stop.outcome == "terminated":
-        return True, f"{stop.what}{family}: exited after SIGTERM"
-    if stop.outcome == "killed":
-        return True, f"{stop.what}{family}: killed with SIGKILL after {stop.grace:g}s"
-    alive = ", ".join(str(m.pid) for m in stop.survivors) or "?"
-    return False, f"{stop.what}: still alive after SIGKILL ({alive})"
-
-
 def run_cancel(pm: PluginManager, args: argparse.Namespace) -> int:
     """``progresskit cancel``: the exit code."""
     check_option(
@@ -160,7 +148,7 @@ def run_cancel(pm: PluginManager, args: argparse.Namespace) -> int:
             continue
         print(f"cancel requested: {run.work_dir}", flush=True)
     for stop in wait_for_stops():
-        ended, line = _outcome(stop)
+        ended, line = stop.described()
         if ended:
             print(line)
         else:

@@ -416,11 +416,8 @@ class WatchApp(App[None]):
             return
         self.post_message(_Notice(f"{name}: cancel requested", "information"))
         for stop in wait_for_stops():
-            if stop.outcome in ("terminated", "killed"):
-                how = "exited after SIGTERM" if stop.outcome == "terminated" else "killed"
-                self.post_message(_Notice(f"{name}: {how}", "information"))
-            else:
-                self.post_message(_Notice(f"{name}: still alive after SIGKILL", "error"))
+            ended, line = stop.described()
+            self.post_message(_Notice(f"{name}: {line}", "information" if ended else "error"))
 
     def action_quit(self) -> None:  # type: ignore[override]
         self.exit()
