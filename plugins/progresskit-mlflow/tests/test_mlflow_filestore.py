@@ -53,7 +53,7 @@ def test_a_store_lists_each_run_once_with_its_status(tmp_path: Path) -> None:
     kill = status["kill"]
     assert kill.status is Status.FAILED, kill.reason
     assert kill.progress.source_status == "RUNNING"
-    assert "no sign of life for 2h 0m and no process" in kill.reason
+    assert "no sign of life for 2h 0m; it updated every ~53ms" in kill.reason
     assert kill.progress.completed_steps == 20
     assert kill.last_activity == pytest.approx(1796166570.258)
 
@@ -63,15 +63,19 @@ def test_a_store_lists_each_run_once_with_its_status(tmp_path: Path) -> None:
     assert any("recorded FINISHED at step 25 of 40" in w for w in nowith.progress.warnings)
 
 
-def test_a_killed_run_too_short_for_a_rhythm_waits_for_sleep_time(tmp_path: Path) -> None:
-    # The real kill logged for one second: no rhythm to judge, so sleep_time (a day by
-    # default) decides, as for any run without one.
+def test_a_killed_run_is_failed_by_its_own_rhythm_not_after_a_day(tmp_path: Path) -> None:
+    # The real kill logged a step every ~53 ms for one second. MLflow's timestamps are its
+    # own records, which the copy kept: a fast rhythm, not files copied into place. Silent
+    # past the rule's floor (10 s) with no process, it is failed, where sleep_time (a day
+    # by default) would have left it running.
     run = copy_run(tmp_path, "kill")
-    now = SAMPLES_END + 3600
-    quiet = tracking().status(str(run), discover_processes=False, now=now)
-    assert quiet.status is Status.RUNNING, quiet.reason
-    late = tracking().status(str(run), discover_processes=False, now=now + 86400)
-    assert late.status is Status.FAILED, late.reason
+    last = 1796166570.258
+    soon = tracking().status(str(run), discover_processes=False, now=last + 5)
+    assert soon.status is Status.RUNNING, soon.reason
+    quiet = tracking().status(str(run), discover_processes=False, now=last + 15)
+    assert quiet.status is Status.FAILED, quiet.reason
+    assert "no sign of life for 15s; it updated every ~53ms" in quiet.reason
+    assert quiet.progress.source_status == "RUNNING"
 
 
 def test_running_forever_after_its_cadence_stopped_is_failed_or_stuck(tmp_path: Path) -> None:

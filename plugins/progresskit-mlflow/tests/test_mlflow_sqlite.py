@@ -90,6 +90,20 @@ def test_only_running_runs_have_their_moments_read() -> None:
     assert records["run-finish"].recent == ()
 
 
+def test_the_real_killed_run_is_failed_by_its_rhythm_with_the_default_limits(
+    tmp_path: Path,
+) -> None:
+    # No sleep_time given: the day-long default would leave it RUNNING; MLflow's own
+    # timestamps (a step every ~50 ms) say it is dead a little after it went silent.
+    database = copy_database(tmp_path)
+    last = 1796166551.035
+    assert statuses(database, last + 5)["kill"].status is Status.RUNNING
+    kill = statuses(database, last + 60)["kill"]
+    assert kill.status is Status.FAILED, kill.reason
+    assert "no sign of life for 1m 0s; it updated every ~" in kill.reason
+    assert kill.progress.source_status == "RUNNING"
+
+
 def test_a_killed_run_whose_cadence_stopped_is_failed(tmp_path: Path) -> None:
     database = copy_database(tmp_path)
     now = time.time()

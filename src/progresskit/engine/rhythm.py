@@ -41,7 +41,8 @@ RECURRING_TOLERANCE = 0.25
 FACTOR = 7.0
 #: Never a shorter limit than this: timestamp granularity, polling and scheduling delays.
 FLOOR_SECONDS = 10.0
-#: Updates closer than this are files copied or restored into place, not a rhythm.
+#: Updates closer than this are files copied or restored into place, not a rhythm (unless
+#: the times are the source's own records, which a copy does not change).
 _COPIED = 1.0
 
 
@@ -58,15 +59,21 @@ class Rhythm:
     limit: float
 
 
-def observe_rhythm(times: Iterable[float], *, cap: float) -> Rhythm | None:
+def observe_rhythm(
+    times: Iterable[float], *, cap: float, recorded: bool = False
+) -> Rhythm | None:
     """The rhythm of updates at ``times`` (Unix seconds, any order), or ``None`` when there
-    are too few to judge or they look copied into place rather than written by a run."""
+    are too few to judge or they look copied into place rather than written by a run.
+
+    ``recorded``: the times are the source's own clock readings kept in its records (an
+    MLflow metric's timestamp), not when files were last modified; copying the files keeps
+    them, so close times are a fast run, never a copy."""
     ordered = sorted(set(times))
     gaps = sorted(b - a for a, b in itertools.pairwise(ordered))
     if len(gaps) < MIN_GAPS:
         return None
     typical = statistics.median(gaps)
-    if typical < _COPIED:
+    if typical < _COPIED and not recorded:
         return None
     quantile = gaps[math.floor(QUANTILE * (len(gaps) - 1))]
     usual = quantile

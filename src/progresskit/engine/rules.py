@@ -216,7 +216,7 @@ def decide(
             Status.STUCK, f"complete, but process {process.pid} is still there and {quiet}"
         )
     if rhythm is not None and rhythm.limit < sleep_time:
-        pace = f"it updated every ~{_short(rhythm.typical)}"
+        pace = f"it updated every ~{_pace(rhythm.typical)}"
         if lease is not None and lease.process == "remote" and record is not None:
             # Its process may well be alive: that host's processes cannot be seen from here.
             return Decision(
@@ -249,12 +249,14 @@ def apply_rules(
     now: float,
     lease: LeaseCheck | None = None,
     update_times: Iterable[float] = (),
+    update_times_recorded: bool = False,
 ) -> Decision:
     """:func:`decide` with the limits the run's ``config`` sets: ``sleep_time`` and
     ``outdated_days``, the core's defaults where it sets none, and the silence limit the
     run's ``update_times`` allow (its tracker's ``update_times()``; none: ``sleep_time``
-    alone, seed 001's rule). What a session does for every run, and what a plugin that
-    makes its own statuses (``progresskit_resolve_target``) calls, so that its runs follow
+    alone, seed 001's rule; ``update_times_recorded``: they are the source's own records,
+    as :attr:`BaseProgressTracker.update_times_recorded` says). What a session does for
+    every run, and what a plugin that makes its own statuses (``progresskit_resolve_target``) calls, so that its runs follow
     the same rules and limits as every other run."""
     sleep_time = float(config.get("sleep_time") or DEFAULT_SLEEP_TIME)
     return decide(
@@ -267,10 +269,20 @@ def apply_rules(
         outdated_days=float(config.get("outdated_days") or DEFAULT_OUTDATED_DAYS),
         lease=lease,
         # Most runs have no rhythm to judge (no update times): spare building one.
-        rhythm=observe_rhythm(update_times, cap=sleep_time) if update_times else None,
+        rhythm=(
+            observe_rhythm(update_times, cap=sleep_time, recorded=update_times_recorded)
+            if update_times
+            else None
+        ),
     )
 
 
 def _short(seconds: float) -> str:
     """Like :func:`format_duration`, with tenths below a minute: promises are often short."""
     return f"{seconds:.1f}s" if seconds < 60 else format_duration(seconds)
+
+
+def _pace(seconds: float) -> str:
+    """A rhythm's typical gap: milliseconds below a tenth (a script logging a step every
+    few milliseconds, whose times are recorded), else :func:`_short`."""
+    return f"{seconds * 1000:.0f}ms" if seconds < 0.1 else _short(seconds)

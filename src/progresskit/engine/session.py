@@ -287,6 +287,7 @@ class Tracking:
             now=now,
             lease=check,
             update_times=times,
+            update_times_recorded=tracker.update_times_recorded,
         )
         reason = decision.reason if problem is None else f"{decision.reason}; {problem}"
         if check is not None and process is None:

@@ -127,6 +127,11 @@ class BaseProgressTracker(ABC):
     #: What the x of the points of :meth:`curves` counts, as the run page labels its axis:
     #: ``"epoch"``, ``"step"``, ... or ``"time"`` (x is then a Unix time).
     curve_axis: ClassVar[str] = "step"
+    #: ``True`` when :meth:`update_times` are the source's own clock readings kept in its
+    #: records (an MLflow metric's timestamp, an event's time), not files' modification
+    #: times: a copy of the run keeps them, so updates less than a second apart are a fast
+    #: run, which the rhythm rule judges, never files copied into place.
+    update_times_recorded: ClassVar[bool] = False
 
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
         self.work_dir = os.fspath(work_dir)

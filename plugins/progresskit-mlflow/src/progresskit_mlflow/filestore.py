@@ -151,6 +151,7 @@ class FileStoreRunTracker(BaseProgressTracker):
     """Progress of one run directory of MLflow's file store."""
 
     runner_type = RUNNER_TYPE
+    update_times_recorded = True
     expected_files = (META_FILE,)
 
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):

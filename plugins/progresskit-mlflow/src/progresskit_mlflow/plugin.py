@@ -101,6 +101,7 @@ def store_statuses(target: str, config: Mapping[str, Any], now: float) -> list[R
             process=None,
             now=now,
             update_times=update_times(record),
+            update_times_recorded=True,
         )
         if decision.status in (Status.RUNNING, Status.PENDING):
             # Only a live run has an ETA: the dead ones (most of a store) spare the estimate.

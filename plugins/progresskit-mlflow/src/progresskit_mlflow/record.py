@@ -94,10 +94,15 @@ def newest_moments(points: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], 
 
 
 def update_times(record: RunRecord) -> list[float]:
-    """When the run updated, for the engine's rhythm rule: its logging moments in whole
-    seconds. A script logs many values a second; the rule reads gaps under a second as
-    files copied into place, so moments closer than that count as one update."""
-    return sorted({float(timestamp // 1000) for timestamp, _step in record.recent})
+    """When the run updated, for the engine's rhythm rule: the moment each step was first
+    logged (a script logs several metrics per step, milliseconds apart: one update), or
+    every logging moment when the script gives no steps. In seconds, as MLflow recorded
+    them (a copied store keeps them: the rule judges them as recorded times)."""
+    first: dict[int, int] = {}
+    for timestamp, step in record.recent:
+        first.setdefault(step, timestamp)
+    moments = first.values() if len(first) > 1 else [t for t, _step in record.recent]
+    return sorted(timestamp / 1000 for timestamp in moments)
 
 
 def _iso(ms: int) -> str:
