@@ -256,8 +256,8 @@ def apply_rules(
     run's ``update_times`` allow (its tracker's ``update_times()``; none: ``sleep_time``
     alone, seed 001's rule; ``update_times_recorded``: they are the source's own records,
     as :attr:`BaseProgressTracker.update_times_recorded` says). What a session does for
-    every run, and what a plugin that makes its own statuses (``progresskit_resolve_target``) calls, so that its runs follow
-    the same rules and limits as every other run."""
+    every run, and what a plugin that makes its own statuses (``progresskit_resolve_target``)
+    calls, so that its runs follow the same rules and limits as every other run."""
     sleep_time = float(config.get("sleep_time") or DEFAULT_SLEEP_TIME)
     return decide(
         progress,
