@@ -112,3 +112,19 @@ def test_a_log_matching_a_trackers_pattern_is_evidence(tmp_path: Path) -> None:
     [entry] = statuses(result)["unrecognised"]  # type: ignore[misc]
     assert os.path.basename(entry["path"]) == "crashed_early"
     assert entry["files"] == ["train_val_0.log"]
+
+
+def test_a_job_dir_with_its_run_two_levels_down_is_their_parent(tmp_path: Path) -> None:
+    # A job's own dir holding its console log, with the run its logger wrote two levels
+    # below (Lightning's CSVLogger(save_dir="out", name="csv") under the job's cwd): the
+    # job dir is the parent of a run, not a run that vanished, at any depth.
+    root = tmp_path / "job"
+    make_run_dir(root, {"train.log": "starting\n"})
+    make_trainer_run(root / "out" / "csv", 2, total=4)
+    result = Tracking(plugin_manager()).scan(str(root), processes={})
+    assert [os.path.relpath(r.work_dir, root) for r in result] == [os.path.join("out", "csv")]
+    assert result.unrecognised == []
+    # Also below the root given, and with a sibling whose runs are one level down.
+    make_trainer_run(tmp_path / "other" / "run", 1, total=4)
+    result = Tracking(plugin_manager()).scan(str(tmp_path), processes={})
+    assert result.unrecognised == []

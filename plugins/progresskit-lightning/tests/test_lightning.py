@@ -505,6 +505,8 @@ def test_status_from_the_cli_in_process_and_in_a_subprocess(
         assert row["progress"]["completed_steps"] == 120
         assert row["progress"]["details"]["log_file"] == "train.log"
         assert row["status"] == "finished"
+        # The job dir holding train.log is the run's parent, not an unclaimed run.
+        assert result.json()["unrecognised"] == []
 
 
 def test_a_bad_max_epochs_is_refused_naming_the_file(

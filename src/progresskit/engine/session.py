@@ -428,10 +428,12 @@ class Tracking:
         parents: set[str] = set()
         top = os.path.normpath(root)
         for work_dir, _runner_type, _problem in found:
-            parent = os.path.normpath(work_dir)
-            while parent != top and parent not in parents:
-                parent = os.path.dirname(parent)
-                parents.add(parent)
+            directory = os.path.normpath(work_dir)
+            while directory != top and directory != os.path.dirname(directory):
+                directory = os.path.dirname(directory)
+                if directory in parents:
+                    break  # and so are the ones above it
+                parents.add(directory)
         lost = sorted(
             (c for c in candidates if os.path.normpath(c.path) not in parents),
             key=lambda c: c.path,
