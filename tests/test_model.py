@@ -18,6 +18,7 @@ from progresskit import (
     unstructure,
 )
 from progresskit.formats.jsonio import to_json
+from progresskit.model.core import prechecked
 from progresskit.testing import strategies as pks
 
 progress_infos = pks.progress_infos()
@@ -38,6 +39,12 @@ def test_progress_is_always_within_bounds(info: ProgressInfo) -> None:
         assert 0.0 <= info.progress_percentage <= 100.0
         assert info.fraction is not None and 0.0 <= info.fraction <= 1.0
         assert info.at_full == (info.progress_percentage >= 100.0)
+
+
+def test_what_a_tracker_does_not_say_is_null_not_zero() -> None:
+    # A tracker that says nothing of epochs or of a percentage never reports 0 of them.
+    info = ProgressInfo(runner_type="anything", completed_steps=3)
+    assert info.completed_epochs is None and info.progress_percentage is None
 
 
 def test_unknown_progress_and_epochs_are_null_in_json() -> None:
@@ -173,3 +180,46 @@ def test_unstructure_uses_plain_values() -> None:
     data = unstructure(run)
     assert data["status"] == "failed"
     assert data["progress"]["reported_status"] == "failed"
+
+
+# -- prechecked: the constructor's answer without its converters (the log tracker's path) --
+
+
+@given(progress_infos)
+def test_prechecked_builds_what_the_constructor_builds(info: ProgressInfo) -> None:
+    # Every field, given as the converters left it: the same record, field for field.
+    fields = attrs.asdict(info, recurse=False)
+    built = prechecked(**fields)
+    assert built == info and type(built) is ProgressInfo
+    assert [getattr(built, f.name) for f in attrs.fields(ProgressInfo)] == list(fields.values())
+
+
+def test_prechecked_defaults_are_the_constructors_with_fresh_containers() -> None:
+    assert prechecked() == ProgressInfo()
+    one, two = prechecked(), prechecked()
+    assert one.metrics is not two.metrics and one.details is not two.details
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        one.runner_type = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("progress_percentage", 250.0),
+        ("stage_progress_percentage", float("nan")),
+        ("completed_steps", -1),
+        ("elapsed_seconds", float("inf")),
+        ("items_total", -3),
+    ],
+)
+def test_prechecked_still_runs_the_validators(field: str, bad: float) -> None:
+    with pytest.raises(ValueError, match=field) as built:
+        prechecked(**{field: bad})
+    with pytest.raises(ValueError) as constructed:
+        ProgressInfo(**{field: bad})
+    assert str(built.value) == str(constructed.value)
+
+
+def test_prechecked_refuses_unknown_fields() -> None:
+    with pytest.raises(TypeError, match="bogus"):
+        prechecked(bogus=1)

@@ -217,6 +217,8 @@ def test_an_unknown_total_is_null_not_zero(tmp_path: Path) -> None:
         info = ProgressFileTracker(str(tmp_path)).calculate_progress()
     assert info.completed_steps == 7 and info.total_steps is None
     assert info.source_eta_seconds is None
+    # A loop counts steps, not epochs; with no total its progress is unknown: null, never 0.
+    assert info.completed_epochs is None and info.progress_percentage is None
 
 
 def test_an_unwritable_run_dir_never_raises_into_the_loop(

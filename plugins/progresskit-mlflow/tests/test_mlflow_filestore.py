@@ -35,6 +35,7 @@ def test_a_store_lists_each_run_once_with_its_status(tmp_path: Path) -> None:
     assert finish.status is Status.FINISHED, finish.reason
     assert finish.progress.source_status == "FINISHED"
     assert (finish.progress.completed_steps, finish.progress.total_steps) == (39, 40)
+    assert finish.progress.completed_epochs is None  # no `epoch` metric: unknown, not 0
     assert finish.progress.metrics == {
         "final_loss": 0.355685178966284, "loss": 0.355685178966284, "lr": 1.541333133436018e-06
     }

@@ -143,11 +143,12 @@ class ProgressInfo:
 
     # -- seed 001, original progress.json fields -------------------------------------
     #: ``None`` when the source does not count epochs (Brush iterations, multi-stage
-    #: targets) or cannot tell; the default 0 is seed 001's file shape.
-    completed_epochs: int | None = attrs.field(default=0, validator=_check_non_negative)
-    #: ``None`` when it cannot be told (no total known): unknown is not 0%.
+    #: targets, a ``track()`` loop) or cannot tell, and by default: a tracker that says
+    #: nothing of epochs never reports 0 of them. Seed 001's files always write it.
+    completed_epochs: int | None = attrs.field(default=None, validator=_check_non_negative)
+    #: ``None`` when it cannot be told (no total known), and by default: unknown is not 0%.
     progress_percentage: float | None = attrs.field(
-        default=0.0, converter=_float_or_none, validator=_check_percentage
+        default=None, converter=_float_or_none, validator=_check_percentage
     )
     early_stopped: bool = False
     early_stopped_at_epoch: int | None = None

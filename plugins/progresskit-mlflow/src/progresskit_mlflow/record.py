@@ -165,8 +165,9 @@ def progress_of(record: RunRecord, config: Mapping[str, Any]) -> ProgressInfo:
     else:
         epoch = None
     total_epochs = epoch_param[1] if epoch_param else None
-    done_epochs = 0 if epoch is None else math.floor(epoch.value)
-    if total_epochs is not None:
+    # No `epoch` metric: the script does not count epochs (unknown, never 0).
+    done_epochs = None if epoch is None else math.floor(epoch.value)
+    if total_epochs is not None and done_epochs is not None:
         done_epochs = min(done_epochs, total_epochs)
 
     finished = reported is Status.FINISHED

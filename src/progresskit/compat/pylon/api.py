@@ -384,6 +384,9 @@ def _missing_run(
     reason = f"work dir {work_dir} does not exist"
     progress = ProgressInfo(
         runner_type=runner_type,
+        # Never started: nothing done is a fact here, and Pylon's callers add these up.
+        completed_epochs=0,
+        progress_percentage=0.0,
         total_epochs=total if _is_int(total) and total >= 0 else None,
         error_message=reason,
     )
