@@ -15,13 +15,14 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tqdm import tqdm
 
 from helpers.runs import make_trainer_run
-from progresskit import ConfigError, NoTrackerError, Status, Tracking
+from progresskit import ConfigError, NoTrackerError, ProgressInfo, Status, Tracking
 from progresskit.builtin.logtail import LogTracker
 from progresskit.engine import logs
 from progresskit.formats.progressbar import LogReading, parse_log
@@ -530,20 +531,20 @@ def test_looking_back_reads_a_bounded_amount_and_then_only_what_was_appended(
         fh.truncate(1 << 30)  # sparse: 1 GiB of NULs before the job's output
     _flood_log(log, 450, 3000)
     read: list[int] = []
-    real_read = os.read
+    real_pread = os.pread
 
-    def counted(fd: int, n: int) -> bytes:
-        data = real_read(fd, n)
+    def counted(fd: int, n: int, offset: int) -> bytes:
+        data = real_pread(fd, n, offset)
         read.append(len(data))
         return data
 
-    monkeypatch.setattr(logs.os, "read", counted)
+    monkeypatch.setattr(logs.os, "pread", counted)
     tail = logs.LogTail(str(run), ("*.log",))
     tick = [time.time_ns() - 10**10]
     _bump(log, tick)
     found = tail.newest({"train.log": False})
     assert found is not None and found[1].bar is not None and found[1].bar.n == 450
-    assert sum(read) <= logs.LOOKBACK_TAILS * logs.DEFAULT_TAIL_KB * 1024
+    assert 0 < sum(read) <= logs.LOOKBACK_TAILS * logs.DEFAULT_TAIL_KB * 1024
     for i in range(3):  # the flood goes on: a tail read, and none of what was searched
         read.clear()
         with open(log, "ab") as fh:
@@ -551,7 +552,7 @@ def test_looking_back_reads_a_bounded_amount_and_then_only_what_was_appended(
         _bump(log, tick)
         found = tail.newest({"train.log": False})
         assert found is not None and found[1].bar is not None and found[1].bar.n == 450
-        assert sum(read) <= logs.DEFAULT_TAIL_KB * 1024 + 200, read
+        assert 0 < sum(read) <= logs.DEFAULT_TAIL_KB * 1024 + 200, read
     with open(log, "ab") as fh:  # a new bar is the newest again
         fh.write(b"\rtrain:  46%|####6     | 460/1000 [00:10<00:12, 44.20it/s]")
     _bump(log, tick)
@@ -633,3 +634,58 @@ def test_a_log_truncated_and_written_again_forgets_the_bar_found_before(tmp_path
     _bump(log, tick)
     found = tail.newest({"train.log": False})
     assert found is not None and found[1].bar is not None and found[1].bar.n == 0
+
+
+# -- the answer is built through ProgressInfo's fast path: the constructor's, checked ------------
+
+
+def _as_constructed(progress: ProgressInfo) -> None:
+    """``progress`` is what the validating constructor builds from its own fields, with the
+    same type in every field (1 == 1.0, so equality alone would not tell an int from a
+    float the converter makes)."""
+    fields = attrs.asdict(progress, recurse=False)
+    again = ProgressInfo(**fields)
+    assert again == progress
+    for name, value in fields.items():
+        assert type(getattr(again, name)) is type(value), name
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.log")))
+def test_the_answer_of_every_real_capture_is_what_the_constructor_builds(name: str) -> None:
+    data = (DATA / name).read_bytes()
+    for end in range(len(data) // 7, len(data) + 1, max(1, len(data) // 7)):
+        reading = parse_log(data[:end])
+        if reading.bar is not None or reading.failure is not None:
+            _as_constructed(logs.progress_from_log("log", reading, name, 1.7e9))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(min_value=0, max_value=10**12),
+    total=st.one_of(st.none(), st.integers(min_value=1, max_value=10**12)),
+    elapsed=st.floats(min_value=0, max_value=10**7),
+    unit_scale=st.booleans(),
+    postfix=st.sampled_from([None, "loss=0.25", "loss=nan, lr=1e-05", "acc=1e+300"]),
+)
+def test_the_answer_of_any_tqdm_bar_is_what_the_constructor_builds(
+    n: int, total: int | None, elapsed: float, unit_scale: bool, postfix: str | None
+) -> None:
+    line = tqdm.format_meter(
+        n, total, elapsed, prefix="train", unit_scale=unit_scale, postfix=postfix  # type: ignore[arg-type]
+    )
+    reading = parse_log(("\r" + line).encode())
+    assert reading.bar is not None, line
+    _as_constructed(logs.progress_from_log("log", reading, "train.log", 1.7e9))
+
+
+def test_a_count_beyond_a_float_keeps_the_last_real_bar(tmp_path: Path) -> None:
+    # A line holding a 400-digit count: not a bar (the model cannot hold it), so the run is
+    # reported from the bar before it, not as a failed tracker.
+    run = tmp_path / "job"
+    run.mkdir()
+    good = tqdm.format_meter(450, 1000, 10.0, prefix="train")
+    huge = f"train:  50%|#####     | {'9' * 400}/1000 [00:01<00:01, 1.00it/s]"
+    (run / "train.log").write_text("\r" + good + "\r" + huge)
+    result = Tracking().status(str(run), discover_processes=False)
+    assert result.progress.runner_type == "log"
+    assert (result.progress.completed_steps, result.progress.total_steps) == (450, 1000)

@@ -158,6 +158,32 @@ def test_a_line_that_is_not_a_bar_is_none() -> None:
         assert parse_bar(text) is None, text
 
 
+HUGE = "9" * 400  # beyond a float: no tool counts or times that far
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"train:  50%|#####     | {HUGE}/1000 [00:01<00:01, 1.00it/s]",
+        f"train:  50%|#####     | 5/{HUGE} [00:01<00:01, 1.00it/s]",
+        f"train:  50%|#####     | 5/10 [{HUGE}:00:01<00:01, 1.00it/s]",
+        f"train:  50%|#####     | 5/10 [{'9' * 305}:00:01<00:01, 1.00it/s]",  # x 3600: inf
+        f"train:  50%|#####     | 5/10 [00:01<00:01, {HUGE}it/s]",
+        f"train: {HUGE}it [00:01, 1.00it/s]",
+        f"{HUGE}/100 [==>...........................] - ETA: 3s - loss: 0.42",
+        f"12/100 [==>...........................] - ETA: {HUGE}:00:03 - loss: 0.42",
+        f"train ━━━━━━━━━━━━━━━━━━━━━━ {HUGE}/40 0:00:02 • 0:00:00",
+    ],
+)
+def test_numbers_beyond_a_float_are_not_a_bar(line: str) -> None:
+    # Counts the model could not hold (int(inf) raises) or clocks it would refuse: the line
+    # is not a bar, and the tail is read on, as for any other line (no error raised).
+    assert parse_bar(line) is None
+    good = tqdm.format_meter(450, 1000, 10.0, prefix="train")
+    reading = parse_log(("\r" + good + "\r" + line).encode())
+    assert reading.bar is not None and reading.bar.n == 450
+
+
 # -- the real tools, run ---------------------------------------------------------------------
 
 TQDM_SCRIPT = textwrap.dedent(

@@ -40,7 +40,7 @@ from progresskit.formats.progressbar import (
     parse_log,
     settled,
 )
-from progresskit.model.core import ProgressInfo, Status
+from progresskit.model.core import ProgressInfo, Status, prechecked
 from progresskit.plugin.tracker import list_entries
 
 __all__ = [
@@ -83,6 +83,7 @@ def read_tail(
     """
     # os-level calls: Python's buffered open() alone costs about one 64 KiB read. Regular
     # files only, opened without blocking: a FIFO named train.log must not hang a query.
+    # pread, not lseek and read: one system call less per query of a growing log.
     fd, st = open_regular(path)
     try:
         size = st.st_size  # the fstat just taken: no seek to the end to learn it
@@ -90,13 +91,11 @@ def read_tail(
             offset, seen = resume
             start = offset - len(seen)
             if start >= 0 and offset <= size and size - start <= max_bytes // 2:
-                os.lseek(fd, start, os.SEEK_SET)
-                raw = os.read(fd, size - start)
+                raw = os.pread(fd, size - start, start)
                 if raw.startswith(seen):
                     return raw, start + len(raw), True
         start = max(0, size - max_bytes)
-        os.lseek(fd, start, os.SEEK_SET)
-        raw = os.read(fd, max_bytes)
+        raw = os.pread(fd, max_bytes, start)
     finally:
         os.close(fd)
     end = start + len(raw)
@@ -188,6 +187,8 @@ class LogTail:
         self._reads: dict[str, _Read] = {}
         self._listing: Mapping[str, bool] | None = None
         self._names: list[str] = []
+        #: (name, path) of each of :attr:`_names`: joined once per listing, not per query.
+        self._paths: list[tuple[str, str]] = []
         #: Problems met reading a log (unreadable file), for the answer's warnings.
         self.problems: list[str] = []
         #: Stat keys of the logs, in :meth:`names` order, as :meth:`newest` last took them
@@ -203,6 +204,7 @@ class LogTail:
                 for name, is_dir in entries.items()
                 if not is_dir and any(fnmatch.fnmatchcase(name, g) for g in self.globs)
             )
+            self._paths = [(name, os.path.join(self.work_dir, name)) for name in self._names]
         return self._names
 
     def entries(self) -> Mapping[str, bool]:
@@ -223,7 +225,8 @@ class LogTail:
 
     def fingerprint(self, entries: Mapping[str, bool]) -> tuple[StatKey | None, ...]:
         """Stat keys of the logs: what :meth:`newest` depends on."""
-        return tuple(stat_key(os.path.join(self.work_dir, n)) for n in self.names(entries))
+        self.names(entries)
+        return tuple(stat_key(path) for _name, path in self._paths)
 
     def newest(
         self,
@@ -237,8 +240,8 @@ class LogTail:
         self.problems = []
         found: list[tuple[int, str, LogReading]] = []
         keys: list[StatKey | None] = []
-        for name in self.names(entries):
-            path = os.path.join(self.work_dir, name)
+        self.names(entries)
+        for name, path in self._paths:
             key = known_keys[name] if known_keys and name in known_keys else stat_key(path)
             keys.append(key)
             if key is None:
@@ -324,8 +327,7 @@ class LogTail:
         try:
             while end > stop:
                 low = max(stop, end - self.tail_bytes)
-                os.lseek(fd, low, os.SEEK_SET)
-                chunk = os.read(fd, end - low)
+                chunk = os.pread(fd, end - low, low)
                 if low > stop:
                     cuts = [i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0]
                     if not cuts or min(cuts) + 1 == len(chunk):
@@ -382,8 +384,9 @@ def _filled(progress: ProgressInfo, reading: LogReading, log_name: str) -> dict[
             changes["source_eta_seconds"] = bar.remaining
         if progress.current_stage is None and bar.desc:
             changes["current_stage"] = bar.desc
-        if progress.stage_progress_percentage is None and bar.fraction is not None:
-            changes["stage_progress_percentage"] = 100.0 * bar.fraction
+        fraction = bar.fraction
+        if progress.stage_progress_percentage is None and fraction is not None:
+            changes["stage_progress_percentage"] = 100.0 * fraction
         if progress.elapsed_seconds is None and bar.elapsed is not None:
             changes["elapsed_seconds"] = bar.elapsed
         metrics = {**bar.metrics, **progress.metrics}
@@ -431,11 +434,13 @@ def progress_from_log(
         )
     elif percentage is None:
         warnings = (f"{log_name}: the bar shows no total; overall progress unknown",)
-    # One construction, not an empty answer then a filled copy: this runs on every
-    # query of a growing log (benchmarks/logtail.py).
+    # One construction, not an empty answer then a filled copy, and one that skips the
+    # converters: this runs on every query of a growing log (benchmarks/logtail.py), and
+    # every value here is already of its field's type (floats from the parser, fresh
+    # dicts, a tuple of str); the validators still run.
     fields: dict[str, Any] = {"completed_epochs": None, "progress_percentage": percentage}
     fields.update(_filled(_EMPTY, reading, log_name))
-    return ProgressInfo(
+    return prechecked(
         runner_type=runner_type, last_update_time=mtime, warnings=warnings, **fields
     )
 

@@ -59,20 +59,23 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _POWERS = {"k": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6, "Z": 7, "Y": 8}
 #: tqdm's default ``unit_divisor``; rates are always shown with it (``format_sizeof(rate)``).
 DEFAULT_UNIT_DIVISOR = 1000
+_INF = float("inf")
 _NUM = r"\d+(?:\.\d+)?[kMGTPEZY]?"
 _CLOCK = r"-?(?:\d+:)?\d{1,2}:\d{2}"
 _RATE = (
-    rf"\s*(?:(?P<inv>{_NUM})s/(?P<iunit>[^\s,\]]+)"
-    rf"|(?P<rv>{_NUM}|\?|inf)(?P<runit>[^\s,\]]*?)/s)"
+    rf"\s*(?:(?P<inv>{_NUM})s/[^\s,\]]+"
+    rf"|(?P<rv>{_NUM}|\?|inf)[^\s,\]]*?/s)"
 )
 
+# Only the groups read are named: a match with fewer groups costs less, and every query of
+# a growing log matches its newest redraw (benchmarks/logtail.py).
 _TQDM_TOTAL = re.compile(
-    rf"^(?:(?P<desc>.*?):\s?)?(?:\s*(?P<pct>\d{{1,3}})%)?\|(?P<bar>[^|]*)\|"
+    rf"^(?:(?P<desc>.*?):\s?)?(?:\s*(?P<pct>\d{{1,3}})%)?\|[^|]*\|"
     rf" (?P<n>{_NUM})/(?P<total>{_NUM}|\?)"
     rf" \[(?P<elapsed>{_CLOCK})(?:<(?P<remaining>{_CLOCK}|\?))?,{_RATE}(?P<postfix>,.*)?\]\s*$"
 )
 _TQDM_NO_TOTAL = re.compile(
-    rf"^(?:(?P<desc>.*?): )?(?P<n>{_NUM})(?P<unit>[^\s\[\d][^\s\[]*)"
+    rf"^(?:(?P<desc>.*?): )?(?P<n>{_NUM})[^\s\[\d][^\s\[]*"
     rf" \[(?P<elapsed>{_CLOCK}),{_RATE}(?P<postfix>,.*)?\]\s*$"
 )
 _RICH_BAR = "━╸╺─"
@@ -155,17 +158,18 @@ def clean(segment: str) -> str:
 
 def _scaled(text: str, divisor: int = DEFAULT_UNIT_DIVISOR) -> float:
     power = _POWERS.get(text[-1])
-    if power is not None:
-        return float(text[:-1]) * float(divisor) ** power
-    return float(text)
+    value = float(text) if power is None else float(text[:-1]) * float(divisor) ** power
+    if value == _INF:  # hundreds of digits: no tool prints that (parse_bar: not a bar)
+        raise OverflowError(f"number out of range: {text[:20]}...")
+    return value
 
 
 def _clock(text: str | None) -> float | None:
     return None if text is None else _seconds(text)
 
 
-# Memoised: consecutive redraws of a bar mostly show the same clocks and postfix, and this
-# parse runs on every query of a growing log (benchmarks/logtail.py).
+# Memoised: consecutive redraws of a bar mostly show the same clocks, rate and postfix,
+# and this parse runs on every query of a growing log (benchmarks/logtail.py).
 @functools.lru_cache(maxsize=256)
 def _seconds(text: str) -> float | None:
     if "?" in text or text.startswith("-"):
@@ -173,6 +177,8 @@ def _seconds(text: str) -> float | None:
     seconds = 0.0
     for part in text.split(":"):
         seconds = seconds * 60 + int(part)
+    if seconds == _INF:  # hours of hundreds of digits (parse_bar: not a bar)
+        raise OverflowError(f"clock out of range: {text[:20]}...")
     return seconds
 
 
@@ -191,40 +197,52 @@ def _metric_pairs(postfix: str) -> tuple[tuple[str, float], ...]:
     return tuple(found.items())
 
 
-def _rate(match: re.Match[str]) -> float | None:
-    if match["inv"] is not None:
-        seconds = _scaled(match["inv"])
+@functools.lru_cache(maxsize=256)  # a loop's rate shows few distinct values
+def _rate(inv: str | None, rv: str | None) -> float | None:
+    """Items per second from a rate's groups: ``inv`` seconds per item, or ``rv`` items
+    per second (``?`` or ``inf``: not measured yet, or over no time at all)."""
+    if inv is not None:
+        seconds = _scaled(inv)
         return 1.0 / seconds if seconds > 0 else None
-    if match["rv"] is None or match["rv"] in ("?", "inf"):
-        return None  # not measured yet, or over no time at all
-    return _scaled(match["rv"])
+    if rv is None or rv in ("?", "inf"):
+        return None
+    return _scaled(rv)
 
 
 def _tqdm(text: str, divisor: int) -> Bar | None:
+    # Groups fetched at once and Bar built positionally: the newest redraw is parsed on
+    # every query of a growing log (benchmarks/logtail.py).
     match = _TQDM_TOTAL.match(text)
     if match is not None:
-        total = None if match["total"] == "?" else _scaled(match["total"], divisor)
+        desc, pct, n, total, elapsed, remaining, inv, rv, postfix = match.group(
+            "desc", "pct", "n", "total", "elapsed", "remaining", "inv", "rv", "postfix"
+        )
         return Bar(
             "tqdm",
-            (match["desc"] or "").strip(),
-            _scaled(match["n"], divisor),
-            total,
-            rate=_rate(match),
-            remaining=_clock(match["remaining"]),
-            elapsed=_clock(match["elapsed"]),
-            percentage=None if match["pct"] is None else float(match["pct"]),
-            metrics=_metrics(match["postfix"]),
+            desc.strip() if desc else "",
+            _scaled(n, divisor),
+            None if total == "?" else _scaled(total, divisor),
+            _rate(inv, rv),
+            None if remaining is None else _seconds(remaining),
+            _seconds(elapsed),
+            None if pct is None else float(pct),
+            _metrics(postfix),
         )
     match = _TQDM_NO_TOTAL.match(text)
     if match is not None:
+        desc, n, elapsed, inv, rv, postfix = match.group(
+            "desc", "n", "elapsed", "inv", "rv", "postfix"
+        )
         return Bar(
             "tqdm",
-            (match["desc"] or "").strip(),
-            _scaled(match["n"], divisor),
+            desc.strip() if desc else "",
+            _scaled(n, divisor),
             None,
-            rate=_rate(match),
-            elapsed=_clock(match["elapsed"]),
-            metrics=_metrics(match["postfix"]),
+            _rate(inv, rv),
+            None,
+            _seconds(elapsed),
+            None,
+            _metrics(postfix),
         )
     return None
 
@@ -247,8 +265,8 @@ def _keras(text: str) -> Bar | None:
     # A count alone ("1/2 done") is not a bar: Keras always adds a bar or " - " fields.
     if not ("[" in rest or "━" in rest or " - " in rest):
         return None
-    n = float(match["n"])
-    total = None if match["total"] == "Unknown" else float(match["total"])
+    n = _scaled(match["n"])
+    total = None if match["total"] == "Unknown" else _scaled(match["total"])
     fields = [f.strip() for f in rest.split(" - ")]
     head = fields[0].split()
     remaining: float | None = None
@@ -319,9 +337,12 @@ def parse_bar(segment: str, divisor: int = DEFAULT_UNIT_DIVISOR) -> Bar | None:
     if "/" not in segment and "%" not in segment and not any(c in segment for c in _RICH_BAR):
         return None  # no count, percentage or rich bar: not a bar (most log lines)
     text = clean(segment)
-    bar = _tqdm(text, divisor) or _keras(text)
-    if bar is None and any(c in text for c in _RICH_BAR):
-        bar = _rich(text)
+    try:
+        bar = _tqdm(text, divisor) or _keras(text)
+        if bar is None and any(c in text for c in _RICH_BAR):
+            bar = _rich(text)
+    except OverflowError:  # a count or clock of hundreds of digits: not a bar a tool drew
+        return None
     if bar is not None and "\x1b" in segment and _CURSOR_UP.search(segment):
         bar = attrs.evolve(bar, nested=True)
     return bar
@@ -445,10 +466,25 @@ def parse_appended(
     lines further back)."""
     if not settled(appended):
         return None
-    bar, inner = _newest_bars(appended, divisor)
-    if bar is None or bar.kind == "keras" or _EPOCH_DESC.match(bar.desc) is not None:
+    # The common case first, as parse_bar would read it: the newest redraw is a plain tqdm
+    # bar (printable: no escape sequence, so not a nested bar), which is the whole answer;
+    # read without the loop of _newest_bars (this runs on every query of a growing log).
+    cut = max(appended.rfind(b"\r"), appended.rfind(b"\n"))
+    newest = _text(appended[cut + 1 :])
+    bar: Bar | None = None
+    if newest.isprintable():
+        try:
+            bar = _tqdm(newest, divisor)
+        except OverflowError:
+            bar = None
+    inner = None
+    if bar is None:
+        bar, inner = _newest_bars(appended, divisor)
+    if bar is None or bar.kind == "keras":
         return None
-    return LogReading(bar=bar, inner=inner)
+    if bar.desc.startswith("Epoch ") and _EPOCH_DESC.match(bar.desc) is not None:
+        return None
+    return LogReading(bar, inner)
 
 
 def parse_log(data: bytes, divisor: int = DEFAULT_UNIT_DIVISOR) -> LogReading:
