@@ -78,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "Monitor": "progresskit.engine.monitor",
     "Estimate": "progresskit.engine.eta",
     "estimate_run": "progresskit.engine.history",
+    "history_path": "progresskit.engine.history",
     "record_finished_runs": "progresskit.engine.history",
     # seed 001 (Pylon) compatibility
     "create_progress_tracker": "progresskit.compat.pylon",
@@ -152,6 +153,7 @@ __all__ = [
     "get_session_progress",
     "get_work_dir",
     "heartbeat",
+    "history_path",
     "hookimpl",
     "load_progress_file",
     "open_regular",
@@ -202,7 +204,7 @@ if TYPE_CHECKING:
         parse_config,
     )
     from progresskit.engine.eta import Estimate
-    from progresskit.engine.history import estimate_run, record_finished_runs
+    from progresskit.engine.history import estimate_run, history_path, record_finished_runs
     from progresskit.engine.monitor import Monitor
     from progresskit.engine.query import scan, status
     from progresskit.engine.rules import apply_rules

@@ -149,6 +149,22 @@ def test_a_work_dir_tracks_the_prompts_its_config_names(server: ReplayThread, cl
     assert [i["name"] for i in progress["completed_items"]] == SUCCESS
 
 
+def test_a_work_dir_trackers_update_times_are_its_jobs_starts_and_ends(
+        server: ReplayThread, tmp_path: Path) -> None:
+    from progresskit_comfyui.plugin import ComfyUIJobsTracker
+
+    work_dir = _work_dir(tmp_path, server.url, SUCCESS)
+    config = yaml.safe_load((work_dir / "progresskit.yaml").read_text())
+    tracker = ComfyUIJobsTracker(work_dir, config)
+    assert tracker.update_times() == ()
+    tracker.get_progress()
+    captured = parse_history(capture("B_get_history_max_items_2")["body"], "capture")
+    expected = sorted(stamp / 1000.0 for prompt_id in SUCCESS
+                      for stamp in (captured[prompt_id].started_ms, captured[prompt_id].ended_ms))
+    assert list(tracker.update_times()) == expected
+    assert tracker.update_times_recorded  # the server's timestamps, not files' mtimes
+
+
 def test_a_work_dir_with_a_running_and_a_failed_prompt(server: ReplayThread, cli: Cli,
                                                        tmp_path: Path) -> None:
     work_dir = _work_dir(tmp_path, server.url, [RUNNING, PENDING[0]])

@@ -256,3 +256,76 @@ def test_node_times_reach_another_process_through_the_history_store(
     assert learned is not None and stored == pytest.approx(learned, rel=0.01)
     # A queued job gets an ETA in a fresh process, from what earlier processes learned.
     assert status == "queued" and eta is not None and eta > 0
+
+
+def test_a_jobs_update_times_are_when_the_server_reported_its_progress(
+        replay: ReplayThread) -> None:
+    async def scenario() -> None:
+        async with StatusMonitor(replay.url, poll_interval=0.2) as monitor:
+            await until(lambda: monitor.client_id in replay.server.sockets, what="/ws")
+            monitor.monitor_job(1, submit(replay, "ok", monitor.client_id), "image")
+            running = await until_status(monitor, 1, ProgressStatus.PROCESSING)
+            final = await until_status(monitor, 1, ProgressStatus.COMPLETED)
+        times = final.update_times
+        assert list(times) == sorted(times) and len(times) >= 16  # every step, at least
+        assert set(running.update_times) <= set(times)
+        # The server's own timestamps where its messages have one: its start and its end.
+        assert final.started_at in times and final.ended_at in times
+        assert times[0] == final.started_at
+
+    run(scenario)
+
+
+def test_events_that_arrive_before_monitor_job_are_applied_when_it_comes(
+        replay: ReplayThread) -> None:
+    async def scenario() -> None:
+        async with StatusMonitor(replay.url, poll_interval=5.0) as monitor:
+            await until(lambda: monitor.client_id in replay.server.sockets, what="/ws")
+            replay.run(setattr, replay.server, "speed", 5.0)  # node 1 runs 0.28 s
+            prompt_id = submit(replay, "ok", monitor.client_id)
+            # ComfyUI started it at once; its first node ends before it is registered.
+            await asyncio.sleep(0.6)
+            graph = replay.server.recordings["ok"].graph
+            monitor.monitor_job(1, prompt_id, "image", prompt=graph)
+            now = monitor.progress_now(1)
+            final = await until_status(monitor, 1, ProgressStatus.COMPLETED)
+        assert now is not None and now.status is ProgressStatus.PROCESSING
+        assert now.started_at == final.started_at  # execution_start, seen before
+        assert now.nodes_completed >= 1
+        assert final.generation_time is not None
+
+    run(scenario)
+
+
+def test_a_slow_jobs_eta_counts_down_second_by_second_with_no_events() -> None:
+    """The job's own pace scales what is expected of its nodes, never the time the running
+    node has already run: the predicted end of a job slower than the typical one stays put
+    while its long node runs without events."""
+    replay = ReplayThread(speed=5.0)
+
+    async def scenario() -> None:
+        async with StatusMonitor(replay.url, poll_interval=5.0) as monitor:
+            await until(lambda: monitor.client_id in replay.server.sockets, what="/ws")
+            # Learn from the faster captured run, then follow the slower one.
+            monitor.monitor_job(1, submit(replay, "ok_2", monitor.client_id), "image")
+            await until_status(monitor, 1, ProgressStatus.COMPLETED)
+            monitor.monitor_job(2, submit(replay, "ok", monitor.client_id), "image",
+                                prompt=replay.server.recordings["ok"].graph)
+            await until(lambda: (u := monitor.progress_now(2)) is not None
+                        and u.current_node == "2", what="node 2 running")
+            replay.run(setattr, replay.server, "event_lag", 60.0)
+            a = monitor.progress_now(2)
+            await asyncio.sleep(0.3)
+            b = monitor.progress_now(2)
+        assert a is not None and b is not None
+        assert a.eta_seconds is not None and b.eta_seconds is not None
+        assert a.eta_as_of is not None and b.eta_as_of is not None
+        # Node 1 ran 1.6x its typical time: the job is slow, and the ETA says so...
+        assert a.eta_seconds > 1.2 * (monitor.node_times.expected("image", "ImageBlur") or 0)
+        # ...yet it falls by the time that passed, not 1.4 times that.
+        assert abs((b.eta_as_of + b.eta_seconds) - (a.eta_as_of + a.eta_seconds)) < 0.03
+
+    try:
+        run(scenario)
+    finally:
+        replay.close()

@@ -23,6 +23,7 @@ from progresskit_comfyui import (
     StatusMonitor,
     SyncStatusMonitor,
 )
+from progresskit_comfyui.statstore import statistics_path
 
 from comfyui_replay import ReplayThread
 from progresskit import record_finished_runs
@@ -193,13 +194,15 @@ def test_a_job_followed_from_mid_run_gets_its_full_time_from_the_history(
 ) -> None:
     async def scenario() -> None:
         seen: list[ProgressStatus] = []
-        async with StatusMonitor(replay.url, poll_interval=0.5) as monitor:
+        client_id = "progresskit-mid-run"
+        replay.run(setattr, replay.server, "speed", 5.0)
+        prompt_id = submit(replay, "ok", client_id)
+        await until(lambda: replay.server.running is not None, what="the prompt to start")
+        await asyncio.sleep(0.3)
+        # The monitor connects now: execution_start and the first nodes went to nobody.
+        async with StatusMonitor(replay.url, poll_interval=0.5, client_id=client_id) as monitor:
             monitor.add_progress_callback(lambda u: seen.append(u.status))
-            await until(lambda: replay.server.sockets, what="the monitor's /ws")
-            replay.run(setattr, replay.server, "speed", 5.0)
-            prompt_id = submit(replay, "ok", monitor.client_id)
-            await until(lambda: replay.server.running is not None, what="the prompt to start")
-            await asyncio.sleep(0.3)  # execution_start and the first nodes go unseen
+            await until(lambda: client_id in replay.server.sockets, what="the monitor's /ws")
             monitor.monitor_job(1, prompt_id, "image")
             final = await until_status(monitor, 1, ProgressStatus.COMPLETED)
             stats = await monitor.get_queue_statistics()
@@ -299,8 +302,12 @@ def test_a_completed_job_teaches_the_next_ones_eta_through_the_run_history(
             await until_status(first, 1, ProgressStatus.COMPLETED)
         recorded = store_for().runs("comfyui", "image")  # type: ignore[union-attr]
         assert len(recorded) == 1
-        # A new monitor has no completion times of its own (seed 003's median is unknown):
-        # an ETA at the very start of a job can only come from the run history.
+        # Without the statistics file a new monitor has no completion times (seed 003's
+        # median is unknown): an ETA at the very start of a job can only come from the run
+        # history.
+        where = statistics_path()
+        assert where is not None and where.exists()
+        where.unlink()
         async with StatusMonitor(replay.url, poll_interval=0.1) as second:
             await until(lambda: replay.server.sockets, what="the monitor's /ws")
             assert second.statistics.median("image") is None

@@ -151,3 +151,15 @@ def test_statistics_summarise_per_job_type_and_stay_bounded() -> None:
     assert stats.as_dict()["completion_times"]["video"]["count"] == 3
     assert stats.median("video") == 30.0
     assert stats.median("audio") is None
+
+
+def test_a_nodes_typical_time_stays_between_two_groups_of_runs() -> None:
+    from progresskit_comfyui.statistics import middle_mean
+
+    # The two captured runs' node 2 (seconds), alternating: the median would be either.
+    fast, slow = 3.24, 4.37
+    runs = [slow, fast, slow, fast, slow, fast]
+    typical = [middle_mean(runs[:n]) for n in range(2, len(runs) + 1)]
+    assert all(fast < t < slow for t in typical)
+    assert typical[-1] == pytest.approx((fast + slow) / 2)
+    assert middle_mean([1.0] * 7 + [100.0]) == 1.0  # an outlier is trimmed

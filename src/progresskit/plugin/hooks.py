@@ -10,7 +10,7 @@ hook's implementations (``tests/test_plugin_manager.py`` checks it).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from progresskit.errors import PluginError
@@ -138,6 +138,16 @@ class Hooks:
         return cast(
             "list[RunStatus] | None",
             self._pm.hook.progresskit_resolve_target(target=target, config=config),
+        )
+
+    def follow_target(
+        self, target: str, config: Mapping[str, Any], changed: Callable[[], None]
+    ) -> Callable[[], None] | None:
+        """The first claiming plugin's live follower of ``target``: its stop function."""
+        return cast(
+            "Callable[[], None] | None",
+            self._pm.hook.progresskit_follow_target(target=target, config=config,
+                                                    changed=changed),
         )
 
     def process_info(self, work_dirs: Sequence[str]) -> dict[str, ProcessInfo]:

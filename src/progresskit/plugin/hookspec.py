@@ -31,10 +31,10 @@ plugin first, so every third-party plugin is asked before the builtins, which ar
 fallback. ``tryfirst=True`` puts an implementation before every unmarked one,
 ``trylast=True`` after them (the builtin ``local_process`` cancel is ``trylast``); among
 implementations with the same mark, the most recently registered is still called first.
-For a *firstresult* hook (``make_tracker``, ``resolve_target``, ``cancel``,
-``can_cancel``) the first non-``None`` answer in that order wins and later implementations
-are not called: a third-party tracker that provides a builtin's runner type is the one used
-for it.
+For a *firstresult* hook (``make_tracker``, ``resolve_target``, ``follow_target``,
+``cancel``, ``can_cancel``) the first non-``None`` answer in that order wins and later
+implementations are not called: a third-party tracker that provides a builtin's runner
+type is the one used for it.
 ``process_info`` merges every answer, the first one for a work dir winning. Between
 third-party plugins the order is reproducible but not a ranking: answer only for what is
 yours, or mark the implementation ``tryfirst``/``trylast``.
@@ -54,7 +54,7 @@ called and the non-``None`` results are collected into a list.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -199,6 +199,32 @@ def progresskit_resolve_target(target: str, config: Mapping[str, Any]) -> list[R
     :param config: the validated config in force where the command runs.
     :return: one :class:`~progresskit.model.core.RunStatus` per run behind the target (possibly
         none), or ``None`` to decline.
+    """
+
+
+@hookspec(firstresult=True)
+def progresskit_follow_target(
+    target: str, config: Mapping[str, Any], changed: Callable[[], None]
+) -> Callable[[], None] | None:
+    """Follow a target that this plugin resolves, live, for as long as a watcher runs.
+
+    Called once by a :class:`~progresskit.engine.monitor.Monitor` (``progresskit watch``,
+    ``progresskit serve``, library use) whose root is a target that
+    :func:`progresskit_resolve_target` claimed, before its first poll interval. Without a
+    follower the monitor asks ``progresskit_resolve_target`` again every
+    ``watch_poll_interval``; a plugin that can hear about changes (a server's event
+    stream) follows the target instead and calls ``changed()``, from any thread, whenever
+    the target's runs may have changed: the monitor then resolves the target again at
+    once (at most every 0.1 s), and keeps its poll interval as a safety net. While
+    following, ``progresskit_resolve_target`` should answer from what the follower knows
+    rather than asking the outside system again. *firstresult*: the first non-``None``
+    answer in call order wins.
+
+    :param target: the target exactly as given to the monitor.
+    :param config: the validated config in force where the monitor runs.
+    :param changed: call it when the target's runs may have changed; cheap, thread-safe.
+    :return: a function that stops following (called once, when the monitor stops), or
+        ``None`` to decline (the target is then polled).
     """
 
 

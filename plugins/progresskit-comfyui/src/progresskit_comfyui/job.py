@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Hashable, Mapping
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,8 @@ from progresskit_comfyui.protocol import (
 #: Timed steps at which a running node's own step pace and its learned time weigh the same
 #: in the seconds it still needs.
 STEPS_TO_TRUST_PACE = 4
+#: Progress times kept per job (the newest): what the rhythm rule needs, a few dozen.
+UPDATE_TIMES = 64
 
 __all__ = ["RUNNER_TYPE", "Detail", "JobState", "ProgressStatus", "ProgressUpdate"]
 
@@ -129,6 +132,10 @@ class ProgressUpdate:
     eta_as_of: float | None = None
     #: What the workflow is called (its output nodes' classes), when its graph is known.
     workflow_name: str | None = None
+    #: Unix times the server reported progress of the job, oldest first (the newest 64):
+    #: its events (the server's own timestamp where the message has one, else when it
+    #: arrived) and the history's start and end. The rhythm of a tracker's updates.
+    update_times: tuple[float, ...] = ()
 
     @property
     def canonical_status(self) -> Status:
@@ -181,6 +188,8 @@ class JobState:
     #: The prompt ended per the event stream and its history should be read.
     needs_history: bool = False
     generation_time: float | None = None
+    #: When the server reported progress (see ProgressUpdate.update_times).
+    progress_times: deque[float] = attrs.field(factory=lambda: deque(maxlen=UPDATE_TIMES))
 
     # -- transitions ----------------------------------------------------------------------
 
@@ -241,6 +250,10 @@ class JobState:
             self.ended_wall = entry.ended_ms / 1000.0
         self.cached = frozenset(entry.cached) or self.cached
         self.needs_history = False
+        for stamp in (entry.started_ms, entry.ended_ms):
+            if stamp is not None and (not self.progress_times
+                                      or stamp / 1000.0 > self.progress_times[-1]):
+                self.progress_times.append(stamp / 1000.0)
         self.updated_wall = self.ended_wall or wall
         if entry.outcome == "success":
             self.generation_time = entry.generation_seconds
@@ -287,6 +300,9 @@ class JobState:
         self.updated_wall = wall
         self.seen = True
         self.absent_since = None
+        if kind in _PROGRESS_EVENTS:
+            stamp = _ms(data.get("timestamp"))
+            self.progress_times.append(wall if stamp is None else stamp / 1000.0)
         step_seconds: float | None = None
         changed = True
         if kind == "execution_start":
@@ -502,7 +518,15 @@ class JobState:
             detail=self.detail,
             eta_as_of=as_of if eta is not None else None,
             workflow_name=self.workflow.name if self.workflow else None,
+            update_times=tuple(sorted(self.progress_times)),
         )
+
+
+#: The events that say the job moved on (not ``status``, which is the queue's).
+_PROGRESS_EVENTS = frozenset({
+    "execution_start", "execution_cached", "executing", "progress", "progress_state",
+    "executed", "execution_success", "execution_error", "execution_interrupted",
+})
 
 
 def _ms(value: Any) -> float | None:

@@ -45,6 +45,7 @@ from progresskit_comfyui.protocol import (
     workflow_from,
 )
 from progresskit_comfyui.statistics import GenerationStatistics, NodeTimes, record_node
+from progresskit_comfyui.statstore import StatisticsFile, statistics_path
 
 __all__ = ["ProgressCallback", "StatusMonitor"]
 
@@ -75,6 +76,13 @@ CONFIRM_SECONDS = 120.0
 #: the same workflow, 25% apart, were so in every node. benchmarks/comfyui.py --eta: at 25%
 #: of a job, 17% median error trusting in proportion to the work done, 2-4% with this.
 PACE_TRUST = 4.0
+#: Events of prompts not followed (yet) are kept this long, for at most EARLY_PROMPTS
+#: prompts and EARLY_EVENTS events each: ComfyUI starts a prompt as soon as it is posted,
+#: so its first events can arrive before the poster's ``monitor_job`` (seen: the whole
+#: first node of a prompt posted to an idle server, which its ETA then missed).
+EARLY_SECONDS = 10.0
+EARLY_PROMPTS = 64
+EARLY_EVENTS = 256
 #: Text frames longer than this are no ComfyUI event (a progress message is about 150).
 MAX_EVENT_CHARS = 4 * 1024 * 1024
 #: What identifies the server process in ``/system_stats``: a change is another server.
@@ -175,6 +183,8 @@ class StatusMonitor:
         application's id: ComfyUI would hand it this monitor's socket instead of theirs.
     :param backoff: reconnection delays; ``sleep`` waits them (both injectable for tests),
         ``clock`` (monotonic) and ``wall_clock`` (Unix time) are injectable too.
+    :param adopt: follow every prompt the servers' queues show as well, each as job id =
+        its prompt id, of job type ``adopt(workflow)`` (a watcher of a whole server).
     :param record_history: record each completed job's pace into progresskit's ETA history
         as it completes (the default: a long-running monitor is where the history learns
         from). ``False`` leaves the records to the caller: a status query of progresskit's
@@ -202,6 +212,7 @@ class StatusMonitor:
         record_history: bool = True,
         unknown_timeout: float = 5.0,
         stall_after: float = 10.0,
+        adopt: Callable[[Workflow], str] | None = None,
     ):
         for name, value in (
             ("poll_interval", poll_interval),
@@ -225,10 +236,17 @@ class StatusMonitor:
         self.http_timeout = http_timeout
         self.use_websocket = use_websocket
         self.record_history = record_history
+        self.adopt = adopt
         self.client_id = client_id or f"progresskit-{uuid.uuid4().hex[:12]}"
         self.backoff = backoff or DEFAULT_BACKOFF
         self._clock, self._wall, self._sleep = clock, wall_clock, sleep
         self.statistics = GenerationStatistics(statistics_window)
+        # What earlier processes learned (docs/comfyui.md, "Statistics"); a monitor that
+        # records adds its own to it.
+        where = statistics_path()
+        self._statistics_file = None if where is None else StatisticsFile(where)
+        if self._statistics_file is not None:
+            self._statistics_file.load(self.statistics)
         self.node_times = NodeTimes()
         #: Bumped whenever node times are learned: cached weights are then recomputed.
         self._times_version = 0
@@ -245,6 +263,10 @@ class StatusMonitor:
         #: The last estimate per job, with the observation it was made at: a job's many
         #: updates between two observations (node changes, previews) reuse it.
         self._estimates: dict[Hashable, tuple[tuple[float, float], float | None]] = {}
+        #: (server, prompt id) -> the newest events of a prompt not followed yet, as
+        #: (kind, data, monotonic, wall) (see EARLY_SECONDS).
+        self._early: OrderedDict[tuple[str, str], deque[tuple[str, dict[str, Any], float, float]]]
+        self._early = OrderedDict()
         self._callbacks: list[ProgressCallback] = []
         self._callback_tasks: set[asyncio.Future[Any]] = set()
         self._running = False
@@ -287,6 +309,7 @@ class StatusMonitor:
     async def stop_monitoring(self) -> None:
         """Stop every task and close the connections."""
         self._running = False
+        self._save_statistics(force=True)
         for task in list(self._confirming):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -348,11 +371,25 @@ class StatusMonitor:
         job = JobState(job_id, prompt_id, job_type, link.url, now, news_at=now)
         if prompt is not None:
             job.workflow = workflow_from(prompt)
-        self._jobs[job_id] = job
-        link.jobs[prompt_id] = job
         link.wake.set()
-        self._notify(job)
+        if not self._register(link, job):
+            self._notify(job)
         return True
+
+    def _register(self, link: _ServerLink, job: JobState) -> bool:
+        """Follow ``job``, starting with the events of it that arrived before; whether
+        they changed it (its callbacks were then called)."""
+        self._jobs[job.job_id] = job
+        link.jobs[job.prompt_id] = job
+        was, changed = job.status, False
+        for kind, data, mono, wall in self._early.pop((link.url, job.prompt_id), ()):
+            applied, step_seconds = job.on_event(kind, data, mono, wall)
+            changed |= applied
+            if step_seconds is not None:
+                self.statistics.record_step(step_seconds)
+        if changed:
+            self._changed(job, was)
+        return changed
 
     def forget_job(self, job_id: Hashable) -> bool:
         """Stop following ``job_id``; whether it was followed."""
@@ -392,6 +429,16 @@ class StatusMonitor:
         eta = self._eta(job, self._clock())
         return None if eta is None else datetime.fromtimestamp(self._wall() + eta, timezone.utc)
 
+    def server_jobs(self, server: str, finished: int) -> list[ProgressUpdate]:
+        """The jobs followed on ``server``: running and pending as its queue last showed them
+        (in queue order), then the newest ``finished`` ended ones, newest first."""
+        link = self._links[normalise_url(server)]
+        order = [e.prompt_id for e in link.queue.entries()] if link.queue else []
+        active = [link.jobs[p] for p in order if p in link.jobs]
+        ended = [self._jobs[j] for j in reversed(self._finished)
+                 if self._jobs[j].server == link.url][:max(0, finished)]
+        return [self._update(job) for job in (*active, *ended)]
+
     @property
     def job_ids(self) -> list[Hashable]:
         return list(self._jobs)
@@ -409,8 +456,12 @@ class StatusMonitor:
             "monitored_jobs": sum(1 for j in self._jobs.values() if not j.status.is_terminal),
             "retained_jobs": len(self._finished),
             "generation_stats": self.statistics.as_dict(),
-            "servers": {url: link.describe(self._clock()) for url, link in self._links.items()},
+            "servers": {url: self.server_health(url) for url in self._links},
         }
+
+    def server_health(self, server: str) -> dict[str, Any]:
+        """``get_queue_statistics()["servers"][server]``, without the statistics."""
+        return self._links[normalise_url(server)].describe(self._clock())
 
     # -- cancel ---------------------------------------------------------------------------
 
@@ -513,16 +564,19 @@ class StatusMonitor:
 
     def learn(self, entries: Iterable[HistoryEntry], job_type: Callable[[Workflow], str]) -> None:
         """Feed finished prompts (e.g. ``/history``) into the statistics, typed by ``job_type``."""
+        server = self.servers[0]
         for entry in entries:
             seconds = entry.generation_seconds
             if entry.outcome == "success" and seconds is not None:
-                self.statistics.record_completion(job_type(entry.workflow), seconds)
+                self.statistics.record_completion(job_type(entry.workflow), seconds,
+                                                  f"{server}#{entry.prompt_id}")
 
     # -- internals: polling -----------------------------------------------------------------
 
     async def _poll_loop(self, link: _ServerLink) -> None:
         while self._running:
             self._evict()
+            self._save_statistics()
             try:
                 await self._poll(link)
             except ServerSlow as exc:
@@ -561,6 +615,10 @@ class StatusMonitor:
             where[entry.prompt_id], entries[entry.prompt_id] = ("running", i), entry
         for i, entry in enumerate(sorted(queue.pending, key=lambda e: e.number)):
             where[entry.prompt_id], entries[entry.prompt_id] = ("pending", i), entry
+        if self.adopt is not None:
+            for entry in queue.entries():
+                if entry.prompt_id not in link.jobs and entry.prompt_id not in self._jobs:
+                    self._adopt(link, entry)
         absent: list[JobState] = []
         wall = self._wall()
         for job in list(link.jobs.values()):
@@ -605,6 +663,14 @@ class StatusMonitor:
             link.restarts += 1
             logger.warning("ComfyUI %s restarted (restart %d): its lost jobs are failed",
                            link.url, link.restarts)
+
+    def _adopt(self, link: _ServerLink, entry: QueueEntry) -> None:
+        """Follow a prompt first met in the queue; the snapshot it came in applies to it."""
+        assert self.adopt is not None
+        job = JobState(entry.prompt_id, entry.prompt_id, self.adopt(entry.workflow), link.url,
+                       self._clock())
+        job.workflow = entry.workflow
+        self._register(link, job)
 
     async def _identity_changed(self, link: _ServerLink) -> bool:
         """Whether ``/system_stats`` names another server process than before."""
@@ -688,8 +754,11 @@ class StatusMonitor:
             link.wake.set()  # the queue changed: poll soon rather than at the next interval
             return
         prompt_id = data.get("prompt_id")
-        job = link.jobs.get(prompt_id) if isinstance(prompt_id, str) else None
+        if not isinstance(prompt_id, str):
+            return
+        job = link.jobs.get(prompt_id)
         if job is None:
+            self._keep_early(link, prompt_id, kind, data)
             return
         was = job.status
         changed, step_seconds = job.on_event(kind, data, self._clock(), self._wall())
@@ -702,6 +771,21 @@ class StatusMonitor:
         if changed:
             self._changed(job, was)
 
+    def _keep_early(self, link: _ServerLink, prompt_id: str, kind: str,
+                    data: dict[str, Any]) -> None:
+        mono = self._clock()
+        while self._early:
+            oldest = next(iter(self._early.values()))
+            if len(self._early) < EARLY_PROMPTS and mono - oldest[-1][2] < EARLY_SECONDS:
+                break
+            self._early.popitem(last=False)
+        key = (link.url, prompt_id)
+        events = self._early.get(key)
+        if events is None:
+            events = self._early[key] = deque(maxlen=EARLY_EVENTS)
+        self._early.move_to_end(key)
+        events.append((kind, data, mono, self._wall()))
+
     # -- internals: updates -----------------------------------------------------------------
 
     def _changed(self, job: JobState, was: ProgressStatus) -> None:
@@ -712,15 +796,25 @@ class StatusMonitor:
             marks = self._marks.pop(job.job_id, None)
             self._estimates.pop(job.job_id, None)
             self._weights.pop(job.job_id, None)
+            key = f"{job.server}#{job.prompt_id}"
             if job.status is ProgressStatus.COMPLETED and job.generation_time is not None:
-                self.statistics.record_completion(job.job_type, job.generation_time)
+                self.statistics.record_completion(job.job_type, job.generation_time, key)
                 self._record_history(job, marks)
             elif job.status is ProgressStatus.FAILED:
                 summary = job.error.summary if job.error else (job.detail or "error")
-                self.statistics.record_failure(job.job_type, summary)
+                self.statistics.record_failure(job.job_type, summary, key)
             elif job.status is ProgressStatus.TIMEOUT:
-                self.statistics.record_failure(job.job_type, "timeout")
+                self.statistics.record_failure(job.job_type, "timeout", key)
         self._notify(job)
+
+    def _save_statistics(self, force: bool = False) -> None:
+        store = self._statistics_file
+        if store is None or not self.record_history:
+            return
+        if force:
+            store.save(self.statistics)
+        else:
+            store.save_due(self.statistics, self._clock())
 
     def _learn_nodes(self, job: JobState) -> None:
         """Keep how long each node of the ended job took (only nodes that ran to their end)."""
@@ -896,23 +990,28 @@ class StatusMonitor:
         return None
 
     def _weighted_eta(self, job: JobState, weights: Mapping[str, float], mono: float) -> float:
-        left = 0.0
+        """The typical time of what is left, at this job's own pace: its finished nodes'
+        times against their typical ones, trusted as it is measured (fully once a quarter
+        of the expected work is done). The pace scales the nodes' expected times, not the
+        time the running node has already run, so the ETA counts down second by second
+        while no event arrives."""
         expected_done = actual_done = 0.0
+        for node in job.finished_nodes:
+            if node in weights and node in job.node_seconds:
+                expected_done += weights[node]
+                actual_done += job.node_seconds[node]
+        total = sum(weights.values())
+        pace = 1.0
+        if expected_done > 0 and actual_done > 0 and total > 0:
+            pace = (actual_done / expected_done) ** min(1.0, PACE_TRUST * expected_done / total)
+        left = 0.0
         for node, seconds in weights.items():
             if node in job.finished_nodes:
-                if node in job.node_seconds:
-                    expected_done += seconds
-                    actual_done += job.node_seconds[node]
-            elif node == job.current_node:
-                left += job.node_left(seconds, mono)
+                continue
+            if node == job.current_node:
+                left += job.node_left(seconds * pace, mono)
             else:
-                left += seconds
-        total = sum(weights.values())
-        if expected_done > 0 and actual_done > 0 and total > 0:
-            # This job's pace against the typical one, trusted as it is measured: fully
-            # once a quarter of the expected work is done.
-            pace = (actual_done / expected_done) ** min(1.0, PACE_TRUST * expected_done / total)
-            left *= pace
+                left += seconds * pace
         return left
 
     def _expected_total(self, job: JobState) -> float | None:

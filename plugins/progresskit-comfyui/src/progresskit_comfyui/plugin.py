@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextvars
 import os
 import statistics
-from collections.abc import Coroutine, Mapping, Sequence
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from progresskit import (
@@ -126,8 +127,9 @@ def progress_info(update: ProgressUpdate, observed_at: float) -> ProgressInfo:
 
 
 def run_status(key: str, work_dir: str, progress: ProgressInfo, config: Mapping[str, Any],
-               now: float) -> RunStatus:
-    """The core's status rules, with the limits ``config`` sets, applied to one ComfyUI job."""
+               now: float, update_times: Sequence[float] = ()) -> RunStatus:
+    """The core's status rules, with the limits ``config`` sets, applied to one ComfyUI job
+    (``update_times``: when the server reported its progress, its rhythm)."""
     if progress.reported_status is Status.UNKNOWN:
         return RunStatus(key, work_dir, progress, Status.UNKNOWN, None,
                          progress.details.get("detail") or "the server reports no status",
@@ -139,6 +141,8 @@ def run_status(key: str, work_dir: str, progress: ProgressInfo, config: Mapping[
         last_activity=progress.last_update_time,
         process=None,
         now=now,
+        update_times=update_times,
+        update_times_recorded=True,
     )
     return RunStatus(key, work_dir, progress, decision.status, None, decision.reason,
                      progress.last_update_time)
@@ -209,6 +213,9 @@ class ComfyUIJobsTracker(BaseProgressTracker):
 
     runner_type = RUNNER_TYPE
     expected_files = ()  # completion is the server's word, not a file
+    # The times are the server's own timestamps and when its events arrived, never files'
+    # modification times: steps a tenth of a second apart are a fast job.
+    update_times_recorded = True
     log_pattern = "comfyui*.log"
     # Nothing on disk changes when the server's jobs do, so the file fingerprint cannot
     # tell when to look again. One status query asks for progress, completion and activity
@@ -227,6 +234,14 @@ class ComfyUIJobsTracker(BaseProgressTracker):
 
         self.url = normalise_url(str(self.config["comfyui_url"]))
         self.prompt_ids = [str(p) for p in self.config["comfyui_prompt_ids"]]
+        #: When the server reported progress of the jobs, over every look (a watching
+        #: session keeps the tracker): the newest UPDATE_TIMES.
+        self._update_times: tuple[float, ...] = ()
+
+    def update_times(self) -> Sequence[float]:
+        """When the server reported progress of the run's jobs (their events, the start and
+        end its history holds), oldest first."""
+        return self._update_times
 
     def is_complete(self) -> bool:
         return self.get_progress().reported_status is Status.FINISHED
@@ -241,6 +256,10 @@ class ComfyUIJobsTracker(BaseProgressTracker):
             self.url, prompt_ids=self.prompt_ids, job_type=self.config.get("comfyui_job_type"),
             **options,
         ))
+        from progresskit_comfyui.job import UPDATE_TIMES
+
+        seen = {t for u in snapshot.updates for t in u.update_times}
+        self._update_times = tuple(sorted(seen.union(self._update_times)))[-UPDATE_TIMES:]
         return combine(snapshot.updates, snapshot.taken_at)
 
 
@@ -365,22 +384,51 @@ def progresskit_resolve_target(target: str, config: Mapping[str, Any]) -> list[R
     (a run's ``work_dir``): that one job."""
     if not target.startswith(("http://", "https://")):
         return None
+    from progresskit_comfyui.live import follower_of
     from progresskit_comfyui.protocol import ComfyUIError, normalise_url
     from progresskit_comfyui.snapshot import snapshot_server
 
     base, _, prompt_id = target.partition("#")
+    live = follower_of(target)
     try:
-        url = normalise_url(base)
-        snapshot = _run_sync(snapshot_server(
-            url, prompt_ids=[prompt_id] if prompt_id else None,
-            job_type=config.get("comfyui_job_type"), **_options(config)))
+        if live is not None:
+            # A watcher follows the server: answer from what its event stream and polls
+            # told, without asking again.
+            url, updates, taken_at = live.url, live.updates(), time.time()
+        else:
+            snapshot = _run_sync(snapshot_server(
+                normalise_url(base), prompt_ids=[prompt_id] if prompt_id else None,
+                job_type=config.get("comfyui_job_type"), **_options(config)))
+            url, updates, taken_at = snapshot.url, snapshot.updates, snapshot.taken_at
     except (ValueError, ComfyUIError) as exc:
         raise RunnerDetectionError(f"{target}: not a usable ComfyUI server: {exc}") from exc
     return [
         # The work dir is the job's identity (the dashboard's run id, a cancel's target);
         # the config, what the table shows first, names it.
-        run_status(f"{run_name(u)} {u.comfyui_prompt_id[:8]}",
-                   f"{snapshot.url}#{u.comfyui_prompt_id}",
-                   progress_info(u, snapshot.taken_at), config, snapshot.taken_at)
-        for u in snapshot.updates
+        run_status(f"{run_name(u)} {u.comfyui_prompt_id[:8]}", f"{url}#{u.comfyui_prompt_id}",
+                   progress_info(u, taken_at), config, taken_at, u.update_times)
+        for u in updates
     ]
+
+
+@hookimpl
+def progresskit_follow_target(
+    target: str, config: Mapping[str, Any], changed: Callable[[], None]
+) -> Callable[[], None] | None:
+    """A watcher of a server URL (``watch``, ``serve``, ``Monitor``): follow the server
+    live (its event stream, and its queue and history asked again as soon as the stream
+    announces a change), so that an ending shows within a fraction of a second. A single
+    job's target (``URL#PROMPT_ID``) is polled."""
+    if not target.startswith(("http://", "https://")) or "#" in target:
+        return None
+    from progresskit_comfyui.live import LiveServer, follow
+    from progresskit_comfyui.protocol import ComfyUIError, normalise_url
+
+    options = _options(config)
+    try:
+        server = LiveServer(normalise_url(target), job_type=config.get("comfyui_job_type"),
+                            history_items=options["history_items"], timeout=options["timeout"],
+                            changed=changed)
+    except (ValueError, ComfyUIError) as exc:
+        raise RunnerDetectionError(f"{target}: not a usable ComfyUI server: {exc}") from exc
+    return follow(target, server)
