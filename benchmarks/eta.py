@@ -30,7 +30,11 @@ Estimators, all fed every step as it completes:
   = ``Task.time_remaining`` (speed over the last 30 s of samples, rich's default).
 * ``ours``: :func:`progresskit.engine.eta.estimate` from the (time, step) observations alone.
 * ``ours+hist``: the same with a prior from 5 earlier runs of the same job (same structure,
-  their own jitter), as the history store gives a repeated job.
+  their own jitter), as the history store gives a repeated job; the run estimated is a sixth
+  repeat, drawn like them (:func:`sample`).
+
+Coverage is printed with its standard error over traces (a trace's checkpoints are
+correlated); 200 traces per family make it about 1.5 points.
 """
 
 from __future__ import annotations
@@ -55,9 +59,23 @@ from progresskit.engine.eta import Prior, estimate, rate_profile
 CHECKPOINTS = (0.10, 0.25, 0.50, 0.75)
 FAMILIES = ("steady", "spiky", "slowdown", "pause", "few")
 HISTORY_RUNS = 5
-#: Families where ours must beat (steady: match) every other estimator at every checkpoint;
-#: on ``pause`` and ``few`` the figures are printed, and the band's calibration is the target.
-RACED = ("steady", "spiky", "slowdown")
+#: (family, estimator) pairs where ours must beat (steady: match) every other estimator at
+#: every checkpoint (issue 15: "keep winning on spiky and slowdown-with-history"); the other
+#: figures are printed, and the band's calibration is the target on every family. Ours
+#: without history is not raced on ``slowdown``: at 10% and 25% a slowdown trace is, so far, a
+#: spiky one, and what wins on spiky (no slowdown to come) cannot also guess the slowdown
+#: still ahead (tqdm's whole-run mean wins there only because the warm-up it keeps inflates it
+#: by about what the slowdown adds; on spiky the same mean is about 25% off at 10%).
+RACED = (
+    ("steady", "ours"), ("steady", "ours+hist"),
+    ("spiky", "ours"), ("spiky", "ours+hist"),
+    ("slowdown", "ours+hist"),
+)
+#: How close to the best other estimator ours must be on ``steady`` to match it (relative):
+#: the median of 200 absolute errors has a standard error of about 8% of itself (half-normal
+#: errors), and with history the pace is measured from a slice boundary on, a slightly other
+#: sample than tqdm's whole-run mean, so a tie is within 5%, not equal to the last digit.
+STEADY_TIE = 0.05
 #: Band calibration target per family: p10-p90 coverage within 80% +- 5 points (issue 15).
 COVERAGE_TOLERANCE = 0.05
 
@@ -102,12 +120,13 @@ def job(family: str, rng: random.Random) -> dict[str, float]:
     return spec
 
 
-def trace(spec: dict[str, float], rng: random.Random, vary: bool) -> list[float]:
-    """Step durations of one run of ``spec`` (``vary``: a repeat run, its pace jittered)."""
+def trace(spec: dict[str, float], rng: random.Random) -> list[float]:
+    """Step durations of one run of ``spec``: repeat runs of a job differ in pace (+-10%),
+    in where a slowdown starts (+-5% of the steps) and by how much (+-10%), and by jitter."""
     steps = int(spec["steps"])
-    base = spec["base"] * (rng.uniform(0.9, 1.1) if vary else 1.0)
-    slow_at = spec["slow_at"] + (rng.uniform(-0.05, 0.05) if vary else 0.0)
-    slow_factor = spec["slow_factor"] * (rng.uniform(0.9, 1.1) if vary else 1.0)
+    base = spec["base"] * rng.uniform(0.9, 1.1)
+    slow_at = spec["slow_at"] + rng.uniform(-0.05, 0.05)
+    slow_factor = spec["slow_factor"] * rng.uniform(0.9, 1.1)
     out = []
     for i in range(1, steps + 1):
         d = base * math.exp(rng.gauss(0.0, spec["jitter"]))
@@ -124,35 +143,51 @@ def trace(spec: dict[str, float], rng: random.Random, vary: bool) -> list[float]
     return out
 
 
-Estimator = Callable[[list[float], int], float | None]
+#: An estimator fed a trace step by step: its remaining-time guess after each of ``upto``
+#: steps (ascending), None where it has none.
+Estimator = Callable[[list[float], list[int]], list[float | None]]
 
 
 def tqdm_estimator(smoothing: float) -> Estimator:
-    def run(durations: list[float], upto: int) -> float | None:
+    def run(durations: list[float], upto: list[int]) -> list[float | None]:
         clock = Clock()
         bar = tqdm(total=len(durations), smoothing=smoothing, file=io.StringIO())
         bar._time = clock  # type: ignore[attr-defined]
         bar.start_t = bar.last_print_t = clock.now
-        for d in durations[:upto]:
-            clock.now += d
-            bar.update(1)
-        fmt = bar.format_dict
-        rate = fmt["rate"] if smoothing else fmt["n"] / fmt["elapsed"]
+        # Rendering off: tqdm's update still does its EMA and miniters bookkeeping on every
+        # refresh it would do (what the rate depends on); drawing 10^5 bars into a StringIO
+        # was 80% of this script's time and changes no figure.
+        bar.refresh = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        out: list[float | None] = []
+        done = 0
+        for stop in upto:
+            for d in durations[done:stop]:
+                clock.now += d
+                bar.update(1)
+            done = stop
+            fmt = bar.format_dict
+            rate = fmt["rate"] if smoothing else fmt["n"] / fmt["elapsed"]
+            out.append(None if not rate else (fmt["total"] - fmt["n"]) / rate)
         bar.close()
-        return None if not rate else (fmt["total"] - fmt["n"]) / rate
+        return out
 
     return run
 
 
-def rich_estimator(durations: list[float], upto: int) -> float | None:
+def rich_estimator(durations: list[float], upto: list[int]) -> list[float | None]:
     clock = Clock()
     progress = Progress(get_time=clock, console=Console(file=io.StringIO()), auto_refresh=False)
     task = progress.add_task("run", total=len(durations))
-    for d in durations[:upto]:
-        clock.now += d
-        progress.advance(task, 1)
-    remaining = progress.tasks[0].time_remaining
-    return None if remaining is None else float(remaining)
+    out: list[float | None] = []
+    done = 0
+    for stop in upto:
+        for d in durations[done:stop]:
+            clock.now += d
+            progress.advance(task, 1)
+        done = stop
+        remaining = progress.tasks[0].time_remaining
+        out.append(None if remaining is None else float(remaining))
+    return out
 
 
 def observations(durations: list[float], upto: int) -> list[tuple[float, float]]:
@@ -164,9 +199,29 @@ def observations(durations: list[float], upto: int) -> list[tuple[float, float]]
     return out
 
 
+def sample(family: str, rng: random.Random) -> tuple[list[float], Prior]:
+    """One trace of ``family`` and the prior its :data:`HISTORY_RUNS` earlier runs give.
+
+    The run is one more repeat of its job, drawn like the earlier ones: the estimator
+    predicts a new run from its history (a new draw around the group's pace), and a run at
+    the exact centre of its history would make history look more exact than it is.
+    """
+    spec = job(family, rng)
+    durations = trace(spec, rng)
+    history = []
+    for _ in range(HISTORY_RUNS):
+        past = trace(spec, rng)
+        history.append(tuple(rate_profile(observations(past, len(past)), len(past))))
+    return durations, Prior(history)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=40, help="traces per family (default 40)")
+    # 200 traces x 4 checkpoints: a coverage's standard error is about 1.5 points (printed;
+    # the 4 checkpoints of a trace are correlated, so it is computed over traces), small
+    # enough to judge a +-5 point target; 40 traces gave about 4 and 5-point swings with
+    # the seed.
+    parser.add_argument("--runs", type=int, default=200, help="traces per family (default 200)")
     parser.add_argument("--seed", type=int, default=20240601)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -183,20 +238,16 @@ def main() -> None:
             n: {c: [] for c in CHECKPOINTS} for n in names
         }
         covered: dict[str, list[bool]] = {"ours": [], "ours+hist": []}
+        per_trace: dict[str, list[float]] = {"ours": [], "ours+hist": []}
         for _ in range(args.runs):
-            spec = job(family, rng)
-            durations = trace(spec, rng, vary=False)
+            durations, prior = sample(family, rng)
             steps = len(durations)
-            history = []
-            for _ in range(HISTORY_RUNS):
-                past = trace(spec, rng, vary=True)
-                history.append(tuple(rate_profile(observations(past, len(past)), len(past))))
-            prior = Prior(history)
-            for c in CHECKPOINTS:
-                upto = round(c * steps)
+            stops = [round(c * steps) for c in CHECKPOINTS]
+            guesses = {name: fn(durations, stops) for name, fn in others.items()}
+            for k, (c, upto) in enumerate(zip(CHECKPOINTS, stops, strict=True)):
                 truth = sum(durations[upto:])
-                for name, fn in others.items():
-                    guess = fn(durations, upto)
+                for name in others:
+                    guess = guesses[name][k]
                     err = math.inf if guess is None else abs(guess - truth) / truth
                     errors[name][c].append(err)
                 obs = observations(durations, upto)
@@ -208,6 +259,8 @@ def main() -> None:
                         continue
                     errors[name][c].append(abs(est.seconds - truth) / truth)
                     covered[name].append(est.low <= truth <= est.high)
+            for name in per_trace:
+                per_trace[name].append(statistics.fmean(covered[name][-len(CHECKPOINTS) :]))
         print(f"\n{family} ({args.runs} traces): median |relative error| of remaining time")
         print(f"{'estimator':<12}" + "".join(f"{f'at {c:.0%}':>10}" for c in CHECKPOINTS))
         medians = {n: {c: statistics.median(errors[n][c]) for c in CHECKPOINTS} for n in names}
@@ -216,15 +269,18 @@ def main() -> None:
         for ours in ("ours", "ours+hist"):
             rate = sum(covered[ours]) / len(covered[ours])
             covered_all[ours].extend(covered[ours])
-            print(f"{ours} band coverage (p10-p90, nominal 80%): {rate:.1%}")
+            se = statistics.stdev(per_trace[ours]) / math.sqrt(len(per_trace[ours]))
+            print(f"{ours} band coverage (p10-p90, nominal 80%): {rate:.1%} (se {se:.1%})")
             if abs(rate - 0.8) > COVERAGE_TOLERANCE:
                 misses.append(f"{family}: {ours} coverage {rate:.1%} outside 75-85%")
-            if family not in RACED:
+            if (family, ours) not in RACED:
                 continue
             for c in CHECKPOINTS:
                 best_other = min(medians[n][c] for n in others)
                 if family == "steady":
-                    ok = medians[ours][c] <= best_other
+                    # On a steady run tqdm's whole-run mean is the maximum-likelihood rate:
+                    # ours can tie it, not beat it (see STEADY_TIE).
+                    ok = medians[ours][c] <= best_other * (1 + STEADY_TIE)
                     what = "no worse than every other"
                 else:
                     ok = medians[ours][c] < best_other

@@ -476,3 +476,35 @@ def test_a_finished_evaluator_has_a_zero_band_not_a_null_one(tmp_path: Path) -> 
     (run / "evaluation_scores.json").write_text(json.dumps({"aggregated": {"acc": 0.9}}))
     done = EvaluatorProgressTracker(str(run), {}).get_progress()
     assert (done.eta_seconds, done.eta_low_seconds, done.eta_high_seconds) == (0.0, 0.0, 0.0)
+
+
+def test_slowdown_risk_is_upper_side_only_and_falls_as_the_run_goes_on() -> None:
+    # An exactly steady run measured by itself: the band's lower side is its measurement's
+    # error (a slowdown never speeds a run up), its upper side the risk of a slowdown still
+    # ahead, which falls as the run goes on without one (it was 1.68x at every progress).
+    durations = [1.0] * 1000
+    highs = []
+    for upto in (100, 500, 900):
+        est = estimate(run_of(durations[:upto]), 1000)
+        check_invariants(est)
+        assert est.seconds is not None and est.low is not None and est.high is not None
+        assert est.low > 0.99 * est.seconds
+        highs.append(est.high / est.seconds)
+    assert highs == sorted(highs, reverse=True)
+    assert highs[0] > 1.5 and 1.05 < highs[-1] < 1.3
+
+
+def test_band_holds_the_noise_of_the_evaluations_still_to_come() -> None:
+    # 1 s steps and a 30 s evaluation every 50 steps varying by 20%: at 1500 of 2000 steps,
+    # the 10 evaluations left alone vary the remaining ~800 s by 0.2 x 30 x sqrt(10) = 2.4%
+    # at 1 sd, so the p10 is further below the point than that (it was 1.9%).
+    rng = random.Random(4)
+    durations = [
+        math.exp(rng.gauss(0, 0.02)) + (30.0 * math.exp(rng.gauss(0, 0.2)) if i % 50 == 0 else 0)
+        for i in range(1, 2001)
+    ]
+    est = estimate(run_of(durations[:1500]), 2000)
+    check_invariants(est)
+    assert est.seconds is not None and est.low is not None
+    assert est.seconds == pytest.approx(sum(durations[1500:]), rel=0.03)
+    assert est.low / est.seconds < 1 - 0.2 * 30 * math.sqrt(10) / 800

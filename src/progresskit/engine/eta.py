@@ -25,10 +25,13 @@ The method, in order (docs/eta.md has the reasoning and the benchmark):
    history" (ratio 1): a run that has barely started gets history's answer, and as its own
    measurements sharpen, its own rate takes over. Without history the profile is flat,
    which is exactly "own rate x units left".
-6. **Band.** Log-normal: the log-sd adds the rate's standard error, the spike cost's
-   uncertainty, the remaining steps' noise and the risk of future drift (from history's
-   spread of shapes when known, else the :data:`DRIFT` prior). p10/p90 are
-   ``exp(-/+ 1.2816 sd)`` around the point estimate, so the band always contains it.
+6. **Band.** The log-sd adds the rate's standard error, the spike cost's uncertainty and
+   the noise of the steps and spikes still to come. Without history the rest may still slow
+   down (:func:`_with_slowdown`: a mixture whose upper side holds that risk, shrinking as
+   the run goes on without slowing). With history, how differently past runs went on from
+   here (else the :data:`DRIFT` prior) and the error of their median shape are added, and
+   p10/p90 are ``exp(-/+ t sd)`` with Student's t for what was estimated from few runs. The
+   band always contains the point.
 
 Everything returned is finite and non-negative; unknown is ``seconds is None`` with a reason.
 """
@@ -85,28 +88,39 @@ MIN_SEGMENT = 5
 PERIODIC_CV = 0.25
 #: Prior relative sd of one interval, pooled with the measured one as one pseudo-observation
 #: (a scaled inverse-chi-squared prior): two or three identical epoch times must not make the
-#: rate look exact. 25% covers the epoch-to-epoch variation of typical training runs; with
-#: hundreds of intervals the measured spread decides alone.
-PRIOR_CV = 0.25
+#: rate look exact. An epoch sums hundreds of steps, so epoch times vary by a few percent, up
+#: to about 10% on a shared node; 12% covers that, and with hundreds of intervals the
+#: measured spread decides alone. Against :data:`MIN_RUN_SPREAD` it also sets how fast a
+#: run's own pace takes over from its history (docs/eta.md: half each at two intervals
+#: against five past runs): the two are set together.
+PRIOR_CV = 0.12
 #: Log-sd of the change of a run's rate over its whole length (scaled by sqrt of the part
 #: left) when no history tells better: contention on shared nodes, thermal throttling,
 #: curricula and growing evaluation sets move long runs' speed by this order (15% at 1 sd).
 DRIFT = 0.15
-#: Chance that the rest of a run measured only by itself goes slower than its pace so far,
-#: and the log-factor of that slowdown (mean, sd). Long runs change pace partway (contention
-#: on shared nodes, thermal throttling, longer inputs later in a curriculum, a growing
-#: evaluation set), nearly always for the slower; one that did not yet cannot be told from one
-#: that never will, so the band's upper side holds that risk and its lower side only the
-#: measurement's own error (docs/eta.md: the calibration benchmark).
-SLOWDOWN_CHANCE = 0.4
-SLOWDOWN_LOG = 0.35
-SLOWDOWN_SD = 0.25
+#: Chance that a run measured only by itself slows down once over its length, at a point
+#: uniform over its progress, by a factor ``1 + X`` with ``log X`` about
+#: N(log :data:`SLOWDOWN_MEDIAN`, :data:`SLOWDOWN_SD`). Long runs change pace partway
+#: (contention on shared nodes, thermal throttling, longer inputs later in a curriculum, a
+#: growing evaluation set), nearly always for the slower; one that did not yet cannot be told
+#: from one that never will, so the band's upper side holds that risk and its lower side the
+#: measurement's own error (docs/eta.md: the model and the calibration benchmark).
+SLOWDOWN_CHANCE = 0.6
+#: Median extra time of a slowed stretch, as a fraction of its time at the old pace (1.7x)...
+SLOWDOWN_MEDIAN = 0.7
+#: ...and the log-sd of that fraction: 1.4x to 2.3x between its p10 and p90.
+SLOWDOWN_SD = 0.45
+#: Points of the numeric integration over where the slowdown starts in what is left (midpoint
+#: rule) and over its size (equal-probability quantiles): the band's ends move by well under
+#: a percent against a finer grid, at 48 terms per evaluation of the distribution function.
+SLOWDOWN_GRID = (8, 6)
 #: Log-sd of run-to-run speed within one history group when it holds a single run: repeat
 #: runs of one config on shared hardware differ by tens of percent (about 40% at 1 sd).
 SINGLE_RUN_SPREAD = 0.35
 #: Floor of that spread with more runs: two or three identical durations do not make the
-#: next run exactly as fast.
-MIN_RUN_SPREAD = 0.10
+#: next run exactly as fast. Repeat runs of one config on one kind of hardware differ by a
+#: few percent (5% at 1 sd); set with :data:`PRIOR_CV`.
+MIN_RUN_SPREAD = 0.05
 #: Slices of progress in a run profile: 2.5% each, fine enough to place a slowdown or an
 #: evaluation-heavy phase, small enough to store (40 numbers per finished run).
 PROFILE_BINS = 40
@@ -276,6 +290,9 @@ class Prior:
     _levels: tuple[float, ...] = attrs.field(init=False, eq=False, repr=False)
     #: The group's shape: per slice, the median across runs shrunk towards flat.
     _shape: _Curve | None = attrs.field(init=False, eq=False, repr=False)
+    #: How much of the median's departure from flat that shape keeps (James-Stein, 0 when
+    #: flat): the share of the median's own noise that reaches the point.
+    _kept: float = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         for profile in self.profiles:
@@ -286,7 +303,9 @@ class Prior:
         shapes = tuple(
             _Curve([v / level for v in f]) for f, level in zip(filled, levels, strict=True)
         )
-        shape = _Curve(_shrunk([c.rates for c in shapes])) if shapes else None
+        shrunk, kept = _shrunk([c.rates for c in shapes]) if shapes else ([], 0.0)
+        shape = _Curve(shrunk) if shapes else None
+        object.__setattr__(self, "_kept", kept)
         object.__setattr__(self, "_levels", levels)
         object.__setattr__(self, "_shapes", shapes)
         object.__setattr__(self, "_shape", shape)
@@ -365,10 +384,9 @@ class _Own:
     stretch_sd: float
     #: Remaining seconds by the run's own structure (phase-aware spike count), or None.
     remaining: float
-    #: Relative noise of one interval (for the noise of the steps still to come).
-    cv: float
-    #: Typical units per interval.
-    step: float
+    #: Relative noise of the sum of what is left (the steps and the spikes still to come,
+    #: each independent): a known rate still leaves the next steps' jitter.
+    noise: float
 
 
 def _pstdev(values: Sequence[float]) -> float:
@@ -472,6 +490,7 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
     overhead = 0.0
     spike_sd = 0.0
     remaining_spikes = 0.0
+    spike_noise = 0.0  # seconds: sd of the sum of the spikes still to come
     if len(spikes) == 1:
         # One spike is a one-off pause (a job suspended and resumed, a node drained), not a
         # recurring evaluation, when it cost more than all the work seen (an evaluation costs
@@ -512,7 +531,12 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
             # rate); for irregular spikes also of their frequency (Poisson: 1/sqrt(k)).
             costs = [c for _, c in spikes]
             measured = _pstdev(costs) / statistics.fmean(costs) if k > 1 else 0.0
-            relative = math.sqrt((PRIOR_CV**2 + measured**2 * (k - 1)) / k) / math.sqrt(k)
+            cost_cv = math.sqrt((PRIOR_CV**2 + measured**2 * (k - 1)) / k)
+            # Each spike to come varies as the measured ones did, independently; irregular
+            # ones also in number (Poisson: as many seconds of sd as one spike's sqrt(count)).
+            count_cv = cost_cv if regular else math.hypot(cost_cv, 1.0)
+            spike_noise = count_cv * math.sqrt(cost * remaining_spikes) if cost > 0 else 0.0
+            relative = cost_cv / math.sqrt(k)
             if not regular:
                 relative = math.hypot(relative, 1 / math.sqrt(k))
             spike_sd = overhead / (base + overhead) * relative
@@ -520,15 +544,19 @@ def _own(points: list[tuple[float, float]], total: float) -> _Own | None:
     sd = math.hypot(base_sd * base / rate, spike_sd)
     # Fewer intervals fall in the stretch when it starts after a pause: its pace is less sure.
     in_stretch = sum(1 for i in seg_idx if first + i >= start)
+    remaining = base * left + remaining_spikes
+    # The steps left: their count at the typical units per interval, each with noise cv.
+    step = statistics.median(du)
+    steps = max(1.0, left / step) if step > 0 else 1.0
+    step_noise = cv / math.sqrt(steps) * base * left
     return _Own(
         rate=rate,
         sd=sd,
         stretch_sd=sd * math.sqrt(m / max(1, in_stretch)),
         since=units[start],
         stretch=times[-1] - times[start],
-        remaining=base * left + remaining_spikes,
-        cv=cv,
-        step=statistics.median(du),
+        remaining=remaining,
+        noise=math.hypot(step_noise, spike_noise) / remaining if remaining > 0 else cv,
     )
 
 
@@ -572,22 +600,27 @@ def estimate(
 
     if prior is None or prior._shape is None:
         assert own is not None
-        return _own_only(own, left, frac_left, "this run's own rate")
+        return _own_only(own, frac_left, "this run's own rate")
 
     # History's shape (see Prior: per-run profiles over their own mean, median per slice,
     # shrunk) and level: the median of the runs' mean rates (seconds per unit).
     levels, shapes, shape = prior._levels, prior._shapes, prior._shape
     prior_level = statistics.median(levels)
-    spread = SINGLE_RUN_SPREAD if n == 1 else max(MIN_RUN_SPREAD, _robust_log_sd(levels))
+    measured_spread = _robust_log_sd(levels) if n >= 2 else 0.0
+    spread = SINGLE_RUN_SPREAD if n == 1 else max(MIN_RUN_SPREAD, measured_spread)
+    # Degrees of freedom of that spread: a prior (one run, or the floor) counts as known.
+    spread_dof = n - 1 if n >= 2 and measured_spread > MIN_RUN_SPREAD else math.inf
     spread *= math.sqrt(1 + 1 / n)  # predicting a new run, not the group's median
     shape_left = shape.integral(frac_done, 1.0) * total
-    # How past runs went from here on: one log-sd of the shape, measured when there are >= 2
-    # runs (inflated for a new draw), the DRIFT prior otherwise.
+    # How past runs went from here on: a log-sd measured when there are >= 2 runs, the DRIFT
+    # prior otherwise; plus the error of the median shape the point uses.
     if own is None:
-        shape_sd = _shape_sd(shapes, frac_done, 0.0, frac_done)
+        rest_sd, runs = _rest_spread(shapes, frac_done, 0.0, frac_done)
         point = prior_level * shape_left
-        sd = math.hypot(spread, shape_sd)
-        return _banded(point, sd, Basis.HISTORY, f"history of {n} finished run(s)", 0.0)
+        rest_var = rest_sd**2 + prior._kept**2 * _median_var(rest_sd, runs)
+        sd = math.sqrt(spread**2 + rest_var)
+        return _banded(point, sd, Basis.HISTORY, f"history of {n} finished run(s)", 0.0,
+                       _t_quantile(_dof(sd**2, [(rest_var, runs - 1), (spread**2, spread_dof)])))
 
     # This run's level: the time it took over the stretch its rate was measured on, against
     # the time history's shape puts there (the same evaluations fall in both, so their phase
@@ -609,7 +642,7 @@ def estimate(
         # The run is measurably not like its history (another workload under the same key,
         # other hardware): a heavy-tailed prior, so its own pace decides alone.
         return _own_only(
-            own, left, frac_left, f"this run's own rate (it is {math.exp(disagreement):.3g}x "
+            own, frac_left, f"this run's own rate (it is {math.exp(disagreement):.3g}x "
             f"off the pace of its {n} finished run(s), so their history does not apply)"
         )
     if own.stretch_sd > 0:
@@ -619,21 +652,28 @@ def estimate(
         weight, level_sd = 1.0, 0.0
     level = math.exp(weight * math.log(own_level) + (1 - weight) * math.log(prior_level))
     point = level * shape_left
-    shape_sd = _shape_sd(shapes, frac_done, a, frac_done)
+    rest_sd, runs = _rest_spread(shapes, frac_done, a, frac_done)
     # The past runs' spread over what is left also holds each one's own measurement noise:
     # of its pace over the stretch (as this run's, stretch_sd) and of its steps left (as this
     # run's noise). Only what exceeds that is how differently runs go; both are added once.
-    noise = _noise(own, left)
-    shape_var = max(0.0, shape_sd**2 - own.stretch_sd**2 - noise**2)
-    sd = math.sqrt(level_sd**2 + shape_var + noise**2)
+    # The median shape the point uses holds that noise too (its standard error, as far as
+    # the shrinkage keeps it): that part is the point's own error, not to be subtracted.
+    noise = own.noise
+    rest_var = max(0.0, rest_sd**2 - own.stretch_sd**2 - noise**2)
+    rest_var += prior._kept**2 * _median_var(rest_sd, runs)
+    variance = level_sd**2 + rest_var + noise**2
+    # How far the blend leans on history's level, that part of the level's error is the
+    # spread's (estimated from the runs).
+    dof = _dof(variance, [(rest_var, runs - 1), ((1 - weight) * level_sd**2, spread_dof)])
     basis = Basis.HISTORY if weight < 0.05 else Basis.BLEND
-    return _banded(point, sd, basis, f"own rate blended with {n} finished run(s)", weight)
+    return _banded(point, math.sqrt(variance), basis,
+                   f"own rate blended with {n} finished run(s)", weight, _t_quantile(dof))
 
 
-def _own_only(own: _Own, left: float, frac_left: float, reason: str) -> Estimate:
+def _own_only(own: _Own, frac_left: float, reason: str) -> Estimate:
     """The estimate from the run's own measurements alone."""
-    sd = math.hypot(own.sd, _noise(own, left))
-    low, high = _with_slowdown(sd)
+    sd = math.hypot(own.sd, own.noise)
+    low, high = _with_slowdown(sd, 1.0 - frac_left)
     return _banded_at(own.remaining, low, high, Basis.OWN, reason, 1.0)
 
 
@@ -641,25 +681,52 @@ def _normal_cdf(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
-def _with_slowdown(sd: float) -> tuple[float, float]:
+def _normal_quantile(p: float) -> float:
+    return statistics.NormalDist().inv_cdf(p)
+
+
+def _slowdown_terms(frac_done: float) -> tuple[float, list[float]]:
+    """The chance that a slowdown is still ahead of a run at ``frac_done`` that has not
+    slowed down so far, and the log-factors it would put on the remaining time (equally
+    likely terms of the integration over where it starts and how large it is)."""
+    p = SLOWDOWN_CHANCE
+    frac_done = min(max(frac_done, 0.0), 1.0)
+    # Bayes: a slowdown was due somewhere in the run (p), not in the part done.
+    ahead = p * (1.0 - frac_done) / (1.0 - p * frac_done)
+    starts, sizes = SLOWDOWN_GRID
+    extras = [
+        SLOWDOWN_MEDIAN * math.exp(SLOWDOWN_SD * _normal_quantile((j + 0.5) / sizes))
+        for j in range(sizes)
+    ]
+    # Starting uniformly within what is left, it slows the last fraction u of it (uniform).
+    shifts = [
+        math.log1p((i + 0.5) / starts * extra) for i in range(starts) for extra in extras
+    ]
+    return ahead, shifts
+
+
+def _with_slowdown(sd: float, frac_done: float) -> tuple[float, float]:
     """The p10 and p90 of log(actual / point) when the pace may still change.
 
     The run's measured pace is right up to ``sd`` (the rate's error and the noise of the
-    steps to come), unless, with probability :data:`SLOWDOWN_CHANCE`, the rest of it slows
-    by a log-factor of about N(:data:`SLOWDOWN_LOG`, :data:`SLOWDOWN_SD`): a mixture, whose
-    quantiles are found by bisection on its distribution function.
+    steps to come), unless a slowdown is still ahead (:func:`_slowdown_terms`): then the
+    remaining time is longer by its log-factor, with the same measurement error. A mixture,
+    whose quantiles are found by bisection on its distribution function.
     """
-    wide = math.hypot(sd, SLOWDOWN_SD)
+    ahead, shifts = _slowdown_terms(frac_done)
+    weight = ahead / len(shifts)
+
+    def phi(q: float) -> float:
+        # An exact measurement (sd 0) is a step.
+        return _normal_cdf(q / sd) if sd > 0 else float(q >= 0)
 
     def cdf(q: float) -> float:
-        # An exact measurement (sd 0) is a step at 0.
-        steady = _normal_cdf(q / sd) if sd > 0 else float(q >= 0)
-        slowed = _normal_cdf((q - SLOWDOWN_LOG) / wide)
-        return (1.0 - SLOWDOWN_CHANCE) * steady + SLOWDOWN_CHANCE * slowed
+        return (1.0 - ahead) * phi(q) + weight * math.fsum(phi(q - s) for s in shifts)
 
     def quantile(alpha: float) -> float:
-        lo, hi = -10.0 * (wide + SLOWDOWN_LOG), 10.0 * (wide + SLOWDOWN_LOG)
-        for _ in range(60):
+        lo, hi = -10.0 * sd - 1.0, 10.0 * sd + max(shifts) + 1.0
+        # 40 halvings of a span of a few units: far below a second's worth of any band.
+        for _ in range(40):
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if cdf(mid) < alpha else (lo, mid)
         return (lo + hi) / 2
@@ -667,8 +734,9 @@ def _with_slowdown(sd: float) -> tuple[float, float]:
     return quantile(0.1), quantile(0.9)
 
 
-def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:
-    """The median shape across past runs, shrunk towards flat (1 everywhere) by its noise.
+def _shrunk(shapes: Sequence[Sequence[float]]) -> tuple[list[float], float]:
+    """The median shape across past runs, shrunk towards flat (1 everywhere) by its noise,
+    and the factor of its departure from flat that is kept.
 
     A shape that does not differ from flat at the 1% level (chi-squared over the slices) is
     flat. Otherwise James-Stein (positive part) pulls it towards flat by as much as its
@@ -679,7 +747,7 @@ def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:
     n = len(shapes)
     medians = [statistics.median(s[i] for s in shapes) for i in range(PROFILE_BINS)]
     if n < 2:
-        return medians
+        return medians, 1.0
     # Standard error of a median: sqrt(pi / 2) x that of a mean; pooled over the slices,
     # since a variance from a handful of runs per slice is too noisy to divide by.
     se2 = (math.pi / 2) * statistics.fmean(
@@ -687,11 +755,11 @@ def _shrunk(shapes: Sequence[Sequence[float]]) -> list[float]:
     ) / n
     deviation = sum((m - 1.0) ** 2 for m in medians)
     if deviation == 0.0:
-        return medians
+        return medians, 1.0
     if deviation < _chi2_99(PROFILE_BINS) * se2:
-        return [1.0] * PROFILE_BINS  # no shape beyond noise (a 1% test): flat
+        return [1.0] * PROFILE_BINS, 0.0  # no shape beyond noise (a 1% test): flat
     factor = 1.0 if se2 == 0.0 else max(0.0, 1.0 - (PROFILE_BINS - 2) * se2 / deviation)
-    return [1.0 + (m - 1.0) * factor for m in medians]
+    return [1.0 + (m - 1.0) * factor for m in medians], factor
 
 
 def _chi2_99(k: int) -> float:
@@ -711,13 +779,14 @@ def _time_at(points: Sequence[tuple[float, float]], units: float) -> float:
     return t0 + (t1 - t0) * (units - u0) / (u1 - u0)
 
 
-def _shape_sd(shapes: Sequence[_Curve], done: float, a: float, b: float) -> float:
+def _rest_spread(shapes: Sequence[_Curve], done: float, a: float, b: float) -> tuple[float, int]:
     """Log-sd of the time left from ``done`` across past runs, each against its own pace
-    over [a, b] (all of [0, done] when b == a): how differently the rest went."""
+    over [a, b] (all of [0, done] when b == a): how differently the rest went; and how many
+    runs it was measured on (0: fewer than 2, and the sd is the :data:`DRIFT` prior's)."""
     n = len(shapes)
     left = 1.0 - done
     if n < 2:
-        return DRIFT * math.sqrt(left)
+        return DRIFT * math.sqrt(left), 0
     if b - a <= 0:
         a, b = 0.0, 1.0  # nothing measured yet: compare whole-run paces
     # s.integral(done, 1) / s.mean(a, b) for every shape, with the bins located once: all
@@ -736,18 +805,53 @@ def _shape_sd(shapes: Sequence[_Curve], done: float, a: float, b: float) -> floa
         if span > 0.0:
             ahead.append(rest / (span / width))
     if len(ahead) < 2:
-        return DRIFT * math.sqrt(left)
-    return _robust_log_sd(ahead) * math.sqrt(1 + 1 / len(ahead))
+        return DRIFT * math.sqrt(left), 0
+    return _log_sd(ahead), len(ahead)
 
 
-def _noise(own: _Own, left: float) -> float:
-    """Relative noise of the sum of the steps still to come (independent steps)."""
-    steps = max(1.0, left / own.step) if own.step > 0 else 1.0
-    return own.cv / math.sqrt(steps)
+def _median_var(sd: float, runs: int) -> float:
+    """Squared standard error of the median of ``runs`` draws of log-sd ``sd`` (pi / 2 x
+    that of a mean); none for a prior (``runs`` 0)."""
+    return (math.pi / 2) * sd**2 / runs if runs >= 2 else 0.0
 
 
-def _banded(point: float, sd: float, basis: Basis, reason: str, weight: float) -> Estimate:
-    z = Z_BAND * sd if math.isfinite(sd) else math.inf
+def _dof(variance: float, estimated: Sequence[tuple[float, float]]) -> float:
+    """Welch-Satterthwaite degrees of freedom of ``variance``, of which the parts in
+    ``estimated`` (variance, its degrees of freedom) were estimated and the rest is known.
+    A part with fewer than 1 degree of freedom is a prior: known."""
+    spread = math.fsum(v**2 / dof for v, dof in estimated if v > 0 and dof >= 1)
+    return variance**2 / spread if spread > 0 else math.inf
+
+
+def _log_sd(values: Sequence[float]) -> float:
+    """Sample sd of the logs: how differently past runs went, their tails included (a band
+    predicts the next run, and one past run in five that went its own way is a fifth of
+    them, not an outlier to drop)."""
+    logs = [math.log(v) for v in values]
+    return math.sqrt(math.fsum((v - statistics.fmean(logs)) ** 2 for v in logs) / (len(logs) - 1))
+
+
+def _t_quantile(dof: float) -> float:
+    """The 90% quantile of Student's t with ``dof`` degrees of freedom: a spread estimated
+    from few past runs is itself uncertain. Cornish-Fisher expansion in 1/dof about the
+    normal's (within 0.3% of the exact from 2 dof up, 4% short at 1)."""
+    if not math.isfinite(dof):
+        return Z_BAND
+    z = Z_BAND
+    z3, z5, z7 = z**3, z**5, z**7
+    return (
+        z
+        + (z3 + z) / (4 * dof)
+        + (5 * z5 + 16 * z3 + 3 * z) / (96 * dof**2)
+        + (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * dof**3)
+    )
+
+
+def _banded(
+    point: float, sd: float, basis: Basis, reason: str, weight: float, quantile: float = Z_BAND
+) -> Estimate:
+    """The estimate ``point`` with a band of ``quantile`` log-sds either side."""
+    z = quantile * sd if math.isfinite(sd) else math.inf
     return _banded_at(point, -z, z, basis, reason, weight)
 
 
