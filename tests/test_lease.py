@@ -22,6 +22,7 @@ from progresskit import Cause, ProgressInfo, Status, Tracking, heartbeat, to_jso
 from progresskit.engine.liveness import GRACE_SECONDS, LeaseCheck, observe
 from progresskit.engine.rhythm import observe_rhythm
 from progresskit.engine.rules import decide
+from progresskit.formats.fileio import stat_key
 from progresskit.formats.lease import (
     LEASE_FILENAME,
     LEASE_STATES,
@@ -421,10 +422,11 @@ def test_the_lease_is_parsed_again_only_when_its_stat_key_changes(tmp_path: Path
     run = make_trainer_run(tmp_path / "r", 1, total=4)
     write_lease(run, _lease(), time.time())
     tracking = Tracking()
-    first = tracking._lease(str(run))
-    assert tracking._lease(str(run))[0] is first[0]  # cached
+    path = str(run / LEASE_FILENAME)
+    first = tracking._lease(str(run), stat_key(path))
+    assert tracking._lease(str(run), stat_key(path))[0] is first[0]  # cached
     os.utime(run / LEASE_FILENAME)  # a renewal: same content, new time
-    again = tracking._lease(str(run))
+    again = tracking._lease(str(run), stat_key(path))
     assert again[0] == first[0] and again[1] > first[1]
 
 

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import tracemalloc
@@ -25,6 +26,7 @@ from helpers.runs import make_trainer_run
 from progresskit import ConfigError, NoTrackerError, ProgressInfo, Status, Tracking
 from progresskit.builtin.logtail import LogTracker
 from progresskit.engine import logs
+from progresskit.formats.fileio import NotRegularFileError, open_regular
 from progresskit.formats.progressbar import LogReading, parse_log
 
 DATA = Path(__file__).parent / "data" / "console_logs"
@@ -150,10 +152,13 @@ def test_an_unchanged_log_is_not_read_again(
     real = logs.read_tail
 
     def counted(
-        path: str, max_bytes: int, resume: tuple[int, bytes] | None = None
+        path: str,
+        max_bytes: int,
+        resume: tuple[int, bytes] | None = None,
+        st_mode: int | None = None,
     ) -> tuple[bytes, int, bool]:
         reads.append(path)
-        return real(path, max_bytes, resume)
+        return real(path, max_bytes, resume, st_mode)
 
     monkeypatch.setattr(logs, "read_tail", counted)
     tracking = Tracking()
@@ -338,9 +343,12 @@ def test_an_appended_redraw_is_read_alone(tmp_path: Path, monkeypatch: pytest.Mo
     real = logs.read_tail
 
     def sized(
-        path: str, max_bytes: int, resume: tuple[int, bytes] | None = None
+        path: str,
+        max_bytes: int,
+        resume: tuple[int, bytes] | None = None,
+        st_mode: int | None = None,
     ) -> tuple[bytes, int, bool]:
-        data, end, appended = real(path, max_bytes, resume)
+        data, end, appended = real(path, max_bytes, resume, st_mode)
         reads.append(len(data) if appended else -1)
         return data, end, appended
 
@@ -689,3 +697,134 @@ def test_a_count_beyond_a_float_keeps_the_last_real_bar(tmp_path: Path) -> None:
     result = Tracking().status(str(run), discover_processes=False)
     assert result.progress.runner_type == "log"
     assert (result.progress.completed_steps, result.progress.total_steps) == (450, 1000)
+
+
+# -- one stat per log per query: the change check, the racy rule and the read share it ----------
+
+
+def _grown_run(tmp_path: Path) -> tuple[Path, Path, LogTracker]:
+    run = tmp_path / "job"
+    run.mkdir()
+    log = run / "train.log"
+    log.write_bytes(b"".join(_redraw(n) for n in range(10)))
+    tracker = LogTracker(str(run), Tracking().config_for(str(run)))
+    assert tracker.get_progress().completed_steps == 9
+    return run, log, tracker
+
+
+def test_a_log_replaced_by_a_fifo_between_two_queries_is_refused(tmp_path: Path) -> None:
+    _run, log, tracker = _grown_run(tmp_path)
+    log.unlink()
+    os.mkfifo(log)  # opened for reading without O_NONBLOCK, it would wait for a writer
+    progress = tracker.get_progress()
+    assert progress.completed_steps is None
+    assert any("train.log: cannot read log: a FIFO" in w for w in progress.warnings)
+
+
+def test_a_fifo_swapped_in_after_the_callers_stat_is_refused_on_the_descriptor(
+    tmp_path: Path,
+) -> None:
+    # The caller's stat said "regular file" (the log it checked); a FIFO stands there when
+    # the file is opened: the check of the open descriptor refuses it, without blocking.
+    fifo = tmp_path / "train.log"
+    regular = tmp_path / "other.log"
+    regular.write_bytes(_redraw(1))
+    os.mkfifo(fifo)
+    with pytest.raises(NotRegularFileError, match="a FIFO"):
+        open_regular(str(fifo), os.stat(regular).st_mode)
+    with pytest.raises(NotRegularFileError, match="a FIFO"):
+        logs.read_tail(str(fifo), 65536, None, os.stat(regular).st_mode)
+
+
+def test_a_grown_log_is_statted_once_per_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run, log, tracker = _grown_run(tmp_path)
+    with open(log, "ab") as fh:
+        fh.write(_redraw(10))
+    stats: list[str] = []
+    real = os.stat
+
+    def counted(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        stats.append(os.fspath(path))
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", counted)
+    progress, _complete, last = tracker.evaluate()
+    assert progress.completed_steps == 10
+    assert last == real(log).st_mtime_ns / 1e9
+    assert stats.count(str(log)) == 1  # the check, the FIFO refusal and the last activity
+
+
+def test_a_racy_change_under_an_unchanged_stat_key_is_read_again(tmp_path: Path) -> None:
+    # Rewritten in place, same size, and the mtime set back (a coarse clock does that): the
+    # stat key is the one read under, but it was written within the racy window of that
+    # read, so the log is read again instead of trusted.
+    _run, log, tracker = _grown_run(tmp_path)
+    before = os.stat(log)
+    data = log.read_bytes()
+    head = data[: -len(_redraw(9))]
+    again = head + _redraw(8).ljust(len(_redraw(9)), b" ")
+    log.write_bytes(again)
+    os.utime(log, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert logs.stat_key(str(log)) == (before.st_mtime_ns, before.st_size, before.st_ino)
+    assert tracker.get_progress().completed_steps == 8
+    # Out of the racy window, the same unchanged stat key is trusted: the answer is kept.
+    old = time.time_ns() - 10**10
+    os.utime(log, ns=(old, old))
+    os.utime(log.parent, ns=(old, old))
+    assert tracker.get_progress().completed_steps == 8
+    log.write_bytes(data)
+    os.utime(log, ns=(old, old))
+    assert tracker.get_progress().completed_steps == 8  # trusted: nothing it can see changed
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(st.integers(min_value=0, max_value=10**9), min_size=1, max_size=4),
+    total=st.one_of(st.none(), st.integers(min_value=1, max_value=10**9)),
+    elapsed=st.floats(min_value=0, max_value=10**6),
+    prefix=st.sampled_from(["train", "", "Epoch 3", "a: b", "Training|x"]),
+    unit_scale=st.booleans(),
+    postfix=st.sampled_from([None, "loss=0.25", "loss=nan, lr=1e-05", "v_num=3"]),
+)
+def test_the_answer_from_appended_redraws_is_the_answer_of_a_full_read(
+    steps: list[int],
+    total: int | None,
+    elapsed: float,
+    prefix: str,
+    unit_scale: bool,
+    postfix: str | None,
+) -> None:
+    # The fast path (a plain tqdm redraw straight to the answer) against the general one (a
+    # fresh full tail read, parse_log, progress_from_log): field by field and type by type.
+    def redraw(n: int) -> bytes:
+        line = tqdm.format_meter(
+            n, total, elapsed, prefix=prefix, unit_scale=unit_scale, postfix=postfix  # type: ignore[arg-type]
+        )
+        return ("\r" + line).encode()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        log = run / "train.log"
+        log.write_bytes(redraw(0))
+        tick = [time.time_ns() - 10**11]
+        _bump(log, tick)
+        entries = {"train.log": False}
+        tail = logs.LogTail(str(run), ("*.log",))
+        assert tail.newest(entries) is not None
+        for n in steps:
+            with open(log, "ab") as fh:
+                fh.write(redraw(n))
+            _bump(log, tick)
+            fast = tail.newest_progress("log", entries, tail.stats(entries))
+            fresh = logs.LogTail(str(run), ("*.log",)).newest(entries)
+            assert fast is not None and fresh is not None
+            general = logs.progress_from_log("log", fresh[1], fresh[0], fresh[2])
+            assert fast == general
+            _as_constructed(fast)
+            for name in attrs.fields_dict(ProgressInfo):
+                assert type(getattr(fast, name)) is type(getattr(general, name)), name
+            read = tail._reads["train.log"]  # the fast path is the one taken, when it applies
+            assert (read.plain is not None) == (not prefix.startswith("Epoch "))
+            assert read.full() == fresh[1]

@@ -135,19 +135,65 @@ def test_a_write_outside_every_run_asks_for_a_full_scan(
 def test_the_periodic_check_is_spread_out(
     calls: Calls, tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Under a budget that buys one piece of work per round, a cycle walks the tree (the
-    first round), then re-evaluates each run once, one per round."""
+    """Under a budget that buys one piece of work per round, a full check walks the tree
+    (the first round), then re-evaluates each run once, one per round."""
     monkeypatch.setattr(monitor_module, "SWEEP_CPU_SHARE", 1e-7)
+    monkeypatch.setattr(monitor_module, "FULL_CHECK_CPU_SHARE", 1e-7)
     monitor = Monitor(tree, {"watch_mode": "notify", "watch_poll_interval": 1, **QUIET})
     monitor.check()
     calls.reset()
-    now = time.monotonic() + 10
+    now = time.monotonic() + monitor_module.FULL_CHECK_SECONDS  # a full check is due
     for round_ in range(21):
         monitor._periodic(now + 1e6 * round_)  # time enough to repay any cost
         assert sum(calls.status.values()) == round_
     assert set(calls.status.values()) == {1} and len(calls.status) == 20
     assert calls.scans == 0  # a walk, not a scan: the evaluations are the rounds'
     monitor.stop()
+
+
+def test_between_full_checks_only_active_runs_are_judged_and_from_what_was_read(
+    calls: Calls, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycles between full checks read no file: the running runs are judged again from
+    their last evaluation, the finished ones are left alone."""
+    for name in ("t1", "t2"):
+        make_trainer_run(tree / name, 2, total=10)
+    judged: collections.Counter[str] = collections.Counter()
+    rejudge = Tracking.rejudge
+
+    def counted_rejudge(session: Tracking, work_dir: str, **kwargs: Any) -> Any:
+        judged[Path(work_dir).name] += 1
+        return rejudge(session, work_dir, **kwargs)
+
+    monkeypatch.setattr(Tracking, "rejudge", counted_rejudge)
+    monitor = Monitor(tree, {"watch_mode": "notify", "watch_poll_interval": 1, **QUIET})
+    monitor.check()
+    calls.reset()
+    now = time.monotonic() + 1  # a cycle is due, a full check is not
+    for round_ in range(3):
+        monitor._periodic(now + 2 * round_)
+    assert dict(judged) == {"t1": 3, "t2": 3}
+    assert not calls.status and calls.scans == 0
+    monitor.stop()
+
+
+def test_a_run_falling_silent_fails_on_time_between_full_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No file is written, no full check comes: the judging from what was read still turns a
+    running run failed once its silence passes sleep_time."""
+    monkeypatch.setattr(monitor_module, "FULL_CHECK_SECONDS", 3600.0)
+    root = tmp_path / "runs"
+    make_trainer_run(root / "job", 2, total=10, config={"sleep_time": 2})
+    monitor = Monitor(root, {"watch_mode": "notify", "watch_poll_interval": 0.2, **QUIET})
+    seen: list[Change] = []
+    monitor.subscribe(seen.append)
+    with monitor:
+        wait_for(lambda: any(c.run.status is Status.RUNNING for c in seen), what="running")
+        wait_for(lambda: any(c.run.status is Status.FAILED for c in seen),
+                 what="the silence", timeout=10)
+    silent = next(c for c in seen if c.run.status is Status.FAILED)
+    assert silent.kind == "changed" and silent.previous_status is Status.RUNNING
 
 
 LEASE_HOLDER = """\

@@ -13,7 +13,8 @@ tracker leaves unknown from the same logs (:func:`progresskit.engine.logs.fill_f
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -24,11 +25,11 @@ from progresskit.engine.logs import (
     DEFAULT_UNIT_DIVISOR,
     LOG_RUNNER_TYPE,
     LOOKBACK_TAILS,
+    Checked,
     log_globs,
     log_tail_for,
-    progress_from_log,
 )
-from progresskit.formats.fileio import StatKey
+from progresskit.formats.fileio import StatKey, is_racy
 from progresskit.formats.lease import LEASE_FILENAME
 from progresskit.model.core import ProgressInfo, Status
 from progresskit.plugin.config import CONFIG_FILENAME, ConfigSchema
@@ -53,42 +54,55 @@ class LogTracker(BaseProgressTracker):
         super().__init__(work_dir, config)
         globs = log_globs(self.config) or DEFAULT_LOG_FILES
         self.tail = log_tail_for(self.work_dir, globs, self.config)
-        self._read_keys: tuple[StatKey | None, ...] | None = None
-        #: Log name -> the stat key the cache check of this get_progress call just took:
-        #: what calculate_progress then reads under, at no stat of its own.
-        self._checked: dict[str, StatKey | None] | None = None
+        #: The logs' stat keys as the last :meth:`get_progress` took them: while pinned
+        #: (:meth:`evaluate`), what :meth:`last_log_update` answers from.
+        self._keys: Sequence[StatKey | None] | None = None
 
     def get_progress(self, force_refresh: bool = False) -> ProgressInfo:
-        # Only a read or check made by this call may key its cache or spare a stat.
-        self._read_keys = self._checked = None
-        return super().get_progress(force_refresh)
+        """Progress, from the cache while :meth:`fingerprint` is unchanged, as
+        :meth:`BaseProgressTracker.get_progress` says; one ``stat`` of each log serves the
+        change check, the racy rule and the log's read (its refusal of a FIFO or a device
+        included), so a growing log costs one ``stat`` of it and of the work dir per query.
+        """
+        if self.reuse_seconds is not None:  # a subclass reading something else as well
+            return super().get_progress(force_refresh)
+        if self._pinned and self._cache is not None and not force_refresh:
+            return self._cache
+        entries = self.entries()
+        checked = self.tail.stats(entries)
+        self._keys = checked[0]
+        key = (self._listing_key, *checked[0])
+        if self._cache is not None and not force_refresh and key == self._cache_key:
+            return self._cache
+        read_at = time.time_ns()
+        progress = self._progress(entries, checked)
+        # Keyed by the stats taken before the read: a write during it shows as a change at
+        # the next query, and a log (or listing) changed within the racy window of the read
+        # may change again unseen, so its answer is not kept.
+        self._cache, self._cache_key = progress, None if is_racy(key, read_at) else key
+        return progress
 
     def fingerprint(self) -> tuple[StatKey | None, ...]:
-        if self._read_keys is not None:
-            # Asked right after calculate_progress (get_progress keys its cache by it): the
-            # keys it read under, taken before reading, so a write during the read shows as
-            # a change at the next query.
-            keys, self._read_keys = self._read_keys, None
-            return keys
         entries = self.entries()
-        keys = self.tail.fingerprint(entries)
-        # get_progress's cache check: when a log changed, calculate_progress comes next and
-        # reads under these keys (taken before it reads, as a cache key must be), so a
-        # growing log costs one stat of it and of the work dir per query, not two.
-        self._checked = dict(zip(self.tail.names(entries), keys, strict=True))
-        return (self.listing_key(), *keys)
+        return (self.listing_key(), *self.tail.fingerprint(entries))
 
     def last_log_update(self) -> float | None:
-        # Every log the globs name is a sign of life, not only log_pattern's "*.log".
-        keys = [k for k in self.tail.fingerprint(self.entries()) if k is not None]
+        # Every log the globs name is a sign of life, not only log_pattern's "*.log"; within
+        # one evaluation, as get_progress just saw them (no second stat of each).
+        seen = self._keys if self._pinned and self._keys is not None else None
+        if seen is None:
+            seen = self.tail.fingerprint(self.entries())
+        keys = [k for k in seen if k is not None]
         return max(k[0] for k in keys) / 1e9 if keys else None
 
     def calculate_progress(self) -> ProgressInfo:
-        checked, self._checked = self._checked, None
-        entries = self.listing() if checked is not None else self.entries()
-        newest = self.tail.newest(entries, checked)
-        self._read_keys = (self.listing_key(), *self.tail.keys)
-        if newest is None:
+        entries = self.entries()
+        return self._progress(entries, self.tail.stats(entries))
+
+    def _progress(self, entries: Mapping[str, bool], checked: Checked) -> ProgressInfo:
+        """The answer, read from the logs under ``checked`` (what ``self.tail.stats`` took)."""
+        progress = self.tail.newest_progress(RUNNER_TYPE, entries, checked)
+        if progress is None:
             names = self.tail.names(entries)
             if not names:  # a pinned runner_type, or the logs were removed
                 return ProgressInfo(
@@ -105,8 +119,6 @@ class LogTracker(BaseProgressTracker):
                 ),
                 **_UNKNOWN,
             )
-        name, reading, mtime = newest
-        progress = progress_from_log(RUNNER_TYPE, reading, name, mtime)
         if self.tail.problems:  # another log could not be read: say so, keep the answer
             warnings = (*progress.warnings, *self.tail.problems)
             return attrs.evolve(progress, warnings=warnings)

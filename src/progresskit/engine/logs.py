@@ -8,7 +8,9 @@ left unknown (docs/logs.md).
 
 Reading is bounded: only the last ``log_tail_kb`` KiB of a log are read (64 by default),
 whatever its size. It is incremental: a log whose stat key (mtime, size, inode) is
-unchanged is not read again, so an idle run costs one ``stat`` per log per query; a log
+unchanged is not read again (unless it was written within the racy window of its last
+read, :func:`~progresskit.formats.fileio.is_racy`), so an idle run costs one ``stat`` per
+log per query; a log
 that grew is read from where the last read stopped (checking that the bytes just before
 are still the ones read) and only its new redraws are parsed, while its tail holds no
 traceback, epoch line or end of training; anything else (truncated, replaced, rewritten,
@@ -31,13 +33,17 @@ from typing import Any
 
 import attrs
 
-from progresskit.formats.fileio import StatKey, is_racy, open_regular, stat_key
+from progresskit.formats.fileio import StatKey, is_racy, key_of, open_regular, stat_key
 from progresskit.formats.progressbar import (
     DEFAULT_UNIT_DIVISOR,
+    Bar,
     LogReading,
+    TqdmValues,
+    fraction_of,
     may_hold_bar,
     parse_appended,
     parse_log,
+    plain_appended,
     settled,
 )
 from progresskit.model.core import ProgressInfo, Status, prechecked
@@ -49,6 +55,7 @@ __all__ = [
     "DEFAULT_UNIT_DIVISOR",
     "LOG_RUNNER_TYPE",
     "LOOKBACK_TAILS",
+    "Checked",
     "LogTail",
     "fill_from_log",
     "log_globs",
@@ -57,6 +64,9 @@ __all__ = [
     "read_tail",
 ]
 
+#: The stat keys and ``st_mode`` of a run's logs, in :meth:`LogTail.names` order, from one
+#: ``stat`` of each (:meth:`LogTail.stats`; a missing log: ``None`` and 0).
+Checked = tuple[Sequence[StatKey | None], Sequence[int]]
 #: The runner type of a run known by its log alone (the builtin ``log`` tracker's).
 LOG_RUNNER_TYPE = "log"
 #: The globs of a run's log files when the config's ``log_files`` does not say.
@@ -69,7 +79,10 @@ LOOKBACK_TAILS = 16
 
 
 def read_tail(
-    path: str, max_bytes: int, resume: tuple[int, bytes] | None = None
+    path: str,
+    max_bytes: int,
+    resume: tuple[int, bytes] | None = None,
+    st_mode: int | None = None,
 ) -> tuple[bytes, int, bool]:
     """(data, end, appended): what ``path`` holds up to byte ``end``, read at its end.
 
@@ -78,13 +91,14 @@ def read_tail(
     ``seen`` there and ``seen`` and what was appended after it are less than half of
     ``max_bytes``, ``data`` is ``seen`` and those appended bytes (``appended`` true).
     Otherwise (first read, truncated, rewritten, grown a lot) it is the last ``max_bytes``
-    of the file, without a first, cut redraw. Raises ``OSError`` when the file cannot be
-    read.
+    of the file, without a first, cut redraw. ``st_mode``: the mode of the ``stat`` of
+    ``path`` just taken by the caller (:func:`open_regular`). Raises ``OSError`` when the
+    file cannot be read (:class:`NotRegularFileError` for a FIFO or a device).
     """
     # os-level calls: Python's buffered open() alone costs about one 64 KiB read. Regular
     # files only, opened without blocking: a FIFO named train.log must not hang a query.
     # pread, not lseek and read: one system call less per query of a growing log.
-    fd, st = open_regular(path)
+    fd, st = open_regular(path, st_mode)
     try:
         size = st.st_size  # the fstat just taken: no seek to the end to learn it
         if resume is not None:
@@ -150,7 +164,8 @@ def log_tail_for(work_dir: str, globs: Sequence[str], config: Mapping[str, Any])
 @attrs.define
 class _Read:
     key: StatKey
-    reading: LogReading
+    #: What the log says; ``None`` while :attr:`plain` says it (:meth:`full` builds it).
+    reading: LogReading | None
     #: Bytes of the log read so far, and the redraw they end in (from its ``\\r``/``\\n``):
     #: where the next read resumes. ``None``: the next read is a full tail read.
     resume: tuple[int, bytes] | None
@@ -164,6 +179,20 @@ class _Read:
     older: tuple[int, LogReading] | None = None
     #: Whether :attr:`older` is a search's answer (else no search was made).
     searched: bool = False
+    #: The values of the plain tqdm bar that is the whole reading, when the last read was
+    #: of appended bytes whose newest redraw is one (:func:`plain_appended`): the answer is
+    #: built from them, and the reading only when something asks for it.
+    plain: TqdmValues | None = None
+    #: When (``time.time_ns()``) the read began: a log whose stat key is unchanged is read
+    #: again when it was written within the racy window of that (:func:`is_racy`).
+    read_at: int = 0
+
+    def full(self) -> LogReading:
+        """What the log says, as a :class:`LogReading`."""
+        if self.reading is None:
+            assert self.plain is not None  # one of the two always says it
+            self.reading = LogReading(Bar("tqdm", *self.plain))
+        return self.reading
 
 
 class LogTail:
@@ -191,9 +220,6 @@ class LogTail:
         self._paths: list[tuple[str, str]] = []
         #: Problems met reading a log (unreadable file), for the answer's warnings.
         self.problems: list[str] = []
-        #: Stat keys of the logs, in :meth:`names` order, as :meth:`newest` last took them
-        #: (before reading): the fingerprint of what it read, at no ``stat`` of its own.
-        self.keys: tuple[StatKey | None, ...] = ()
 
     def names(self, entries: Mapping[str, bool]) -> list[str]:
         """The log files among ``entries`` (the work dir's listing), in name order."""
@@ -228,61 +254,122 @@ class LogTail:
         self.names(entries)
         return tuple(stat_key(path) for _name, path in self._paths)
 
+    def stats(self, entries: Mapping[str, bool]) -> Checked:
+        """The stat keys (:meth:`fingerprint`) and modes of the logs, from one ``stat`` of
+        each: for a caller that checks them for changes, then passes them to :meth:`newest`
+        to be read under."""
+        self.names(entries)
+        keys: list[StatKey | None] = []
+        modes: list[int] = []
+        for _name, path in self._paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                keys.append(None)
+                modes.append(0)
+                continue
+            keys.append(key_of(st))
+            modes.append(st.st_mode)
+        return keys, modes
+
     def newest(
         self,
         entries: Mapping[str, bool],
         known_keys: Mapping[str, StatKey | None] | None = None,
+        checked: Checked | None = None,
     ) -> tuple[str, LogReading, float] | None:
         """(log name, reading, mtime) of the most recently written log that shows a bar or
         ends in a traceback; ``None`` when none does. One ``stat`` per log, none for a log
-        in ``known_keys`` (stat keys just taken by the caller); a log is read again only
-        when it changed."""
+        in ``known_keys`` (stat keys just taken by the caller) nor with ``checked`` (what
+        :meth:`stats` just returned: the one ``stat`` of a log then also serves its read's
+        refusal of a FIFO or a device); a log is read again only when it changed."""
+        newest = self._newest(entries, known_keys, checked)
+        if newest is None:
+            return None
+        name, read, mtime = newest
+        return name, read.full(), mtime
+
+    def newest_progress(
+        self, runner_type: str, entries: Mapping[str, bool], checked: Checked
+    ) -> ProgressInfo | None:
+        """:func:`progress_from_log` of what :meth:`newest` finds (``None``: nothing), built
+        straight from the bar's values when the log's last read was of appended redraws, the
+        newest a plain tqdm bar (:func:`plain_appended`): no reading is built for it."""
+        newest = self._newest(entries, None, checked)
+        if newest is None:
+            return None
+        name, read, mtime = newest
+        if read.plain is not None:
+            return _plain_progress(runner_type, read.plain, name, mtime)
+        return progress_from_log(runner_type, read.full(), name, mtime)
+
+    def _newest(
+        self,
+        entries: Mapping[str, bool],
+        known_keys: Mapping[str, StatKey | None] | None,
+        checked: Checked | None,
+    ) -> tuple[str, _Read, float] | None:
+        """:meth:`newest`, with the log's read state instead of its reading."""
         self.problems = []
-        found: list[tuple[int, str, LogReading]] = []
-        keys: list[StatKey | None] = []
+        found: list[tuple[int, str, _Read]] = []
         self.names(entries)
-        for name, path in self._paths:
-            key = known_keys[name] if known_keys and name in known_keys else stat_key(path)
-            keys.append(key)
+        for at, (name, path) in enumerate(self._paths):
+            mode: int | None = None
+            if checked is not None:
+                key, mode = checked[0][at], checked[1][at]
+            elif known_keys and name in known_keys:
+                key = known_keys[name]
+            else:
+                key = stat_key(path)
             if key is None:
                 self._reads.pop(name, None)
                 continue
             known = self._reads.get(name)
-            if known is None or known.key != key:
+            if known is None or known.key != key or is_racy((key,), known.read_at):
                 try:
-                    known = self._read(path, key, known)
+                    known = self._read(path, key, known, mode)
                 except OSError as exc:
                     self.problems.append(f"{name}: cannot read log: {exc.strerror or exc}")
                     continue
                 self._reads[name] = known
-            if known.reading.bar is not None or known.reading.failure is not None:
-                found.append((key[0], name, known.reading))
-        self.keys = tuple(keys)
+            said = None if known.plain is not None else known.full()  # plain: a bar
+            if said is None or said.bar is not None or said.failure is not None:
+                found.append((key[0], name, known))
         if not found:
             return None
-        mtime_ns, name, reading = max(found)
-        return name, reading, mtime_ns / 1e9
+        # By write time, then name: two logs never share a name, so reads are not compared.
+        mtime_ns, name, read = found[0] if len(found) == 1 else max(found)
+        return name, read, mtime_ns / 1e9
 
-    def _read(self, path: str, key: StatKey, known: _Read | None) -> _Read:
+    def _read(
+        self, path: str, key: StatKey, known: _Read | None, mode: int | None = None
+    ) -> _Read:
         """The log read again: only its new bytes while it grows and its tail was settled,
-        else its whole tail (replaced by another file: a new inode)."""
+        else its whole tail (replaced by another file: a new inode; an unchanged stat key
+        of a log written within the racy window: nothing of the last read is trusted).
+        ``mode``: its ``st_mode`` under ``key`` (:func:`read_tail`)."""
+        read_at = time.time_ns()
+        if known is not None and known.key == key:
+            known = None
         resume = None
         if known is not None and known.settled and known.key[2] == key[2]:
             resume = known.resume
         divisor = self.unit_divisor
-        data, end, appended = read_tail(path, self.tail_bytes, resume)
-        reading = parse_appended(data, divisor) if appended else None
-        if reading is not None and known is not None:  # the same read, gone on: in place
-            known.key, known.reading, known.resume, known.end = (
-                key, reading, _resume_at(data, end), end
-            )
-            known.older, known.searched = None, False
-            return known
+        data, end, appended = read_tail(path, self.tail_bytes, resume, mode)
+        if appended and known is not None:  # the same read, gone on: in place when it can
+            plain = plain_appended(data, divisor)
+            reading = None if plain is not None else parse_appended(data, divisor)
+            if plain is not None or reading is not None:
+                known.key, known.reading, known.plain = key, reading, plain
+                known.resume, known.end, known.read_at = _resume_at(data, end), end, read_at
+                known.older, known.searched = None, False
+                return known
         if appended:  # the new bytes alone cannot tell: read the whole tail
-            data, end, _ = read_tail(path, self.tail_bytes)
-        read = _Read(key, parse_log(data, divisor), _resume_at(data, end), settled(data), end)
+            data, end, _ = read_tail(path, self.tail_bytes, None, mode)
+        whole = parse_log(data, divisor)
+        read = _Read(key, whole, _resume_at(data, end), settled(data), end, read_at=read_at)
         start = end - len(data)
-        if read.reading.bar is None and start > 0:
+        if whole.bar is None and start > 0:
             self._look_back(path, read, start, known)
         return read
 
@@ -300,18 +387,18 @@ class LogTail:
             and known.end <= read.end
             and _still_holds(path, known.resume)  # not truncated and written again since
         )
-        if known is not None and grown and (known.searched or known.reading.bar is not None):
+        if known is not None and grown and (known.searched or known.full().bar is not None):
             # That read saw its bar, or searched up to its end: only the bytes after are new.
             stop = max(limit, min(known.end, start))
             if known.searched:
                 older = known.older if known.older and known.older[0] >= limit else None
             elif known.end - self.tail_bytes >= limit:  # its tail held the bar
-                older = (known.end - self.tail_bytes, known.reading)
+                older = (known.end - self.tail_bytes, known.full())
         found = self._search(path, stop, start)
         read.older = found or older
         read.searched = True
         if read.older is not None:
-            tail, bars = read.reading, read.older[1]
+            tail, bars = read.full(), read.older[1]
             read.reading = attrs.evolve(
                 bars, failure=tail.failure, failure_type=tail.failure_type
             )
@@ -373,26 +460,10 @@ def _filled(progress: ProgressInfo, reading: LogReading, log_name: str) -> dict[
     bar = reading.bar
     changes: dict[str, Any] = {}
     if bar is not None:
-        # The bar's n and total are one counter: its total is the run's only with its count
-        # (Lightning's and Keras's bars count one epoch's steps, which a tracker that knows
-        # the global step must not get as its run's total).
-        if progress.completed_steps is None:
-            changes["completed_steps"] = int(bar.n)
-            if progress.total_steps is None and bar.total is not None:
-                changes["total_steps"] = int(bar.total)
-        if progress.source_eta_seconds is None and bar.remaining is not None:
-            changes["source_eta_seconds"] = bar.remaining
-        if progress.current_stage is None and bar.desc:
-            changes["current_stage"] = bar.desc
-        fraction = bar.fraction
-        if progress.stage_progress_percentage is None and fraction is not None:
-            changes["stage_progress_percentage"] = 100.0 * fraction
-        if progress.elapsed_seconds is None and bar.elapsed is not None:
-            changes["elapsed_seconds"] = bar.elapsed
-        metrics = {**bar.metrics, **progress.metrics}
-        if bar.rate is not None and "rate" not in progress.metrics:
-            metrics["rate"] = bar.rate  # the tool's own items per second
-        changes["metrics"] = metrics
+        _fill_bar(
+            changes, progress, bar.desc, bar.n, bar.total, bar.rate, bar.remaining,
+            bar.elapsed, bar.fraction, bar.metrics,
+        )
     inner = reading.inner
     if inner is not None and progress.current_item is None:
         changes["current_item"] = inner.desc or "nested bar"
@@ -420,20 +491,60 @@ def _filled(progress: ProgressInfo, reading: LogReading, log_name: str) -> dict[
     return changes
 
 
+def _fill_bar(
+    changes: dict[str, Any],
+    progress: ProgressInfo,
+    desc: str,
+    n: float,
+    total: float | None,
+    rate: float | None,
+    remaining: float | None,
+    elapsed: float | None,
+    fraction: float | None,
+    metrics: dict[str, float],
+) -> None:
+    """The fields :func:`fill_from_log` takes from the run's bar (its :class:`Bar` fields
+    and :attr:`Bar.fraction`) into ``changes``: one rule for a bar and for the values of
+    :func:`plain_appended`."""
+    # The bar's n and total are one counter: its total is the run's only with its count
+    # (Lightning's and Keras's bars count one epoch's steps, which a tracker that knows
+    # the global step must not get as its run's total).
+    if progress.completed_steps is None:
+        changes["completed_steps"] = int(n)
+        if progress.total_steps is None and total is not None:
+            changes["total_steps"] = int(total)
+    if progress.source_eta_seconds is None and remaining is not None:
+        changes["source_eta_seconds"] = remaining
+    if progress.current_stage is None and desc:
+        changes["current_stage"] = desc
+    if progress.stage_progress_percentage is None and fraction is not None:
+        changes["stage_progress_percentage"] = 100.0 * fraction
+    if progress.elapsed_seconds is None and elapsed is not None:
+        changes["elapsed_seconds"] = elapsed
+    merged = {**metrics, **progress.metrics}
+    if rate is not None and "rate" not in progress.metrics:
+        merged["rate"] = rate  # the tool's own items per second
+    changes["metrics"] = merged
+
+
+def _warnings(percentage: float | None, epochs_done: int | None, log_name: str) -> tuple[str, ...]:
+    """Why the answer of a run known by its log alone has no overall percentage."""
+    if percentage is not None:
+        return ()
+    if epochs_done is not None:
+        return (
+            f"{log_name}: the bar counts the steps of one epoch and the number of epochs is "
+            "not shown; overall progress unknown",
+        )
+    return (f"{log_name}: the bar shows no total; overall progress unknown",)
+
+
 def progress_from_log(
     runner_type: str, reading: LogReading, log_name: str, mtime: float
 ) -> ProgressInfo:
     """The whole answer of a run known by its log alone: :func:`fill_from_log` over an
     empty answer, with the overall percentage and the log's write time as the heartbeat."""
     percentage = _percentage(reading)
-    warnings: tuple[str, ...] = ()
-    if percentage is None and reading.epochs_done is not None:
-        warnings = (
-            f"{log_name}: the bar counts the steps of one epoch and the number of epochs is "
-            "not shown; overall progress unknown",
-        )
-    elif percentage is None:
-        warnings = (f"{log_name}: the bar shows no total; overall progress unknown",)
     # One construction, not an empty answer then a filled copy, and one that skips the
     # converters: this runs on every query of a growing log (benchmarks/logtail.py), and
     # every value here is already of its field's type (floats from the parser, fresh
@@ -441,7 +552,30 @@ def progress_from_log(
     fields: dict[str, Any] = {"completed_epochs": None, "progress_percentage": percentage}
     fields.update(_filled(_EMPTY, reading, log_name))
     return prechecked(
-        runner_type=runner_type, last_update_time=mtime, warnings=warnings, **fields
+        runner_type=runner_type,
+        last_update_time=mtime,
+        warnings=_warnings(percentage, reading.epochs_done, log_name),
+        **fields,
+    )
+
+
+def _plain_progress(
+    runner_type: str, plain: TqdmValues, log_name: str, mtime: float
+) -> ProgressInfo:
+    """:func:`progress_from_log` of ``LogReading(Bar("tqdm", *plain))`` (a plain tqdm bar,
+    no epochs, nested bar or traceback), built from the values without those objects: what
+    a query of a log growing by tqdm redraws costs (benchmarks/logtail.py)."""
+    desc, n, total, rate, remaining, elapsed, shown, metrics = plain
+    fraction = fraction_of(n, total, shown)
+    percentage = None if fraction is None else 100.0 * fraction  # _percentage, no epochs
+    fields: dict[str, Any] = {"completed_epochs": None, "progress_percentage": percentage}
+    _fill_bar(fields, _EMPTY, desc, n, total, rate, remaining, elapsed, fraction, metrics)
+    fields["details"] = {"log_file": log_name}  # _filled's, over _EMPTY's empty details
+    return prechecked(
+        runner_type=runner_type,
+        last_update_time=mtime,
+        warnings=_warnings(percentage, None, log_name),
+        **fields,
     )
 
 

@@ -59,13 +59,22 @@ NOTIFY_STEP_MS = 20
 #: against its 250 ms target, and 50 ms brought it to 150 ms. Only the runs whose files
 #: changed are re-evaluated, so the extra rounds under a steady stream of writes are cheap.
 NOTIFY_DEBOUNCE_MS = 50
-#: With notifications, the periodic check (what no file write announces: a run falling
-#: silent, a process exiting, a notification the OS dropped) spends at most this share of a
-#: core, in CPU time of the monitor's thread as measured: it walks the tree, then re-evaluates
-#: the runs a few at a time. A tree whose whole check costs less is checked in full every
-#: poll interval; a bigger one in a longer cycle, so that an idle monitor costs the same
-#: on 10,000 runs as on 1,000 (docs/watch.md, "What watching costs").
-SWEEP_CPU_SHARE = 0.003
+#: With notifications, the periodic check's liveness cycle (what time and processes change
+#: while no file is written: a run falling silent, a process exiting, a lease's process
+#: killed) spends at most this share of a core, in CPU time of the monitor's thread as
+#: measured: it looks at the processes, then judges the active runs a few at a time from
+#: what their last evaluation read, without reading a file (no notification named them:
+#: their files are as read). A tree whose cycle costs less is judged every poll interval;
+#: a bigger one in a longer cycle, so that an idle monitor costs the same on 10,000 runs
+#: as on 1,000 (docs/watch.md, "What watching costs").
+SWEEP_CPU_SHARE = 0.0015
+#: The full check (what a dropped notification hides: a walk of the tree, then every run
+#: re-evaluated from its files) is a safety net: it begins at most every
+#: FULL_CHECK_SECONDS and spends at most this share of a core. With the liveness cycle,
+#: 0.2% in all, where a walk and a re-evaluation of every run in each cycle within 0.3%
+#: made an idle server on 10,000 runs cost 0.6-1.9% of a core (benchmarks/serve.py).
+FULL_CHECK_CPU_SHARE = 0.0005
+FULL_CHECK_SECONDS = 60.0
 #: A change that no known run holds (a log in an unclaimed directory, a tree of runs moved
 #: in, a config file) needs a walk and an evaluation of every run; those get at most this
 #: share of a core, so that a busy unclaimed directory cannot keep the monitor scanning.
@@ -74,6 +83,10 @@ RESCAN_CPU_SHARE = 0.05
 #: not re-evaluate a whole big tree at once (a change would wait behind it), nor do full
 #: scans run back to back.
 BUDGET_SAVED_SECONDS = 5.0
+#: A target a plugin follows live (progresskit_follow_target) is resolved again at most this
+#: often, however many changes it announces: a busy server's steps cost a few evaluations a
+#: second, and a change still shows well within half a second.
+FOLLOW_MIN_GAP = 0.1
 
 
 @attrs.frozen
@@ -124,6 +137,22 @@ def _resolve_mode(mode: str, root: str) -> str:
 
 
 Subscriber = Callable[[Change], None]
+
+#: What change_key leaves out of a run besides its progress's clocks (formats/change.py).
+_UNKEYED = frozenset({"reason", "last_activity"})
+_KEYED = tuple(f.name for f in attrs.fields(RunStatus) if f.name not in _UNKEYED)
+
+
+def _same_key(before: RunStatus, run: RunStatus) -> bool:
+    """Whether ``run``'s change key is surely ``before``'s: every field the key covers is
+    the same (its progress the very same answer, or an equal one), so the key need not be
+    made (a run re-judged from what was read keeps its answer object). ``False`` means
+    "make the key and compare"."""
+    for name in _KEYED:
+        a, b = getattr(before, name), getattr(run, name)
+        if a is not b and a != b:
+            return False
+    return True
 
 
 @attrs.define
@@ -208,6 +237,9 @@ class Monitor:
         self._closers: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        #: Set by stop() and by a plugin following the target live (``changed()``).
+        self._wake = threading.Event()
+        self._unfollow: Callable[[], None] | None = None
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
         #: The thread running the engine (start()'s or run()'s caller).
@@ -220,15 +252,26 @@ class Monitor:
         self._processes: dict[str, ProcessInfo] | None = None
         self._last_error: str | None = None
         # The periodic check with notifications (see SWEEP_CPU_SHARE): the runs left to
-        # re-evaluate in this cycle, and when it began.
-        self._sweep: collections.deque[str] = collections.deque()
+        # judge in this liveness cycle (work dir, whether re-evaluated from its files rather
+        # than judged from what was read) and when it began; the runs left to re-evaluate
+        # in this full check (FULL_CHECK_CPU_SHARE) and when it began.
+        self._sweep: collections.deque[tuple[str, bool]] = collections.deque()
         self._cycle_began = time.monotonic()
+        self._full: collections.deque[str] = collections.deque()
+        self._full_began = -FULL_CHECK_SECONDS
+        #: The runs the last walk found broken (no runner type): no process is looked for.
+        self._broken: set[str] = set()
         self._sweep_budget = _Budget(SWEEP_CPU_SHARE, SWEEP_CPU_SHARE * BUDGET_SAVED_SECONDS)
+        self._full_budget = _Budget(
+            FULL_CHECK_CPU_SHARE, FULL_CHECK_CPU_SHARE * BUDGET_SAVED_SECONDS
+        )
         self._rescan_budget = _Budget(RESCAN_CPU_SHARE, RESCAN_CPU_SHARE * BUDGET_SAVED_SECONDS)
         #: A notification no known run holds asked for a full scan (paced: RESCAN_CPU_SHARE).
         self._rescan_wanted = False
-        #: CPU seconds one run's re-evaluation cost, as last measured (a guess until then).
+        #: CPU seconds one run's re-evaluation from its files, and one judgement from what
+        #: was read, cost as last measured (guesses until then).
         self._run_cost = 1e-4
+        self._rejudge_cost = 2e-5
 
     # -- the public API -------------------------------------------------------------------
 
@@ -299,6 +342,7 @@ class Monitor:
         to ``timeout``) for the sinks to be closed unless called from the monitor itself.
         """
         self._stop.set()
+        self._wake.set()
         with self._lock:
             started = self._started
             self._started = True  # a monitor never started cannot be started after stop
@@ -364,6 +408,8 @@ class Monitor:
             self._tick(refresh_processes=True)
             if self.mode == "notify":
                 self._watch_notifications()
+            elif not os.path.isdir(self.root):
+                self._follow()
             if not self._stop.is_set():
                 self._watch_polling()
         except Exception:  # the loop itself failing must still close the sinks
@@ -375,9 +421,10 @@ class Monitor:
         import watchfiles
 
         tick = self.settings.poll_interval
-        # Due at once: the first cycle, after the OS watch is set up, catches what changed
-        # between the first evaluation and then.
+        # Due at once: the first full check, after the OS watch is set up, catches what
+        # changed between the first evaluation and then.
         self._cycle_began = time.monotonic() - tick
+        self._full_began = time.monotonic() - FULL_CHECK_SECONDS
         next_heartbeat = self._next_heartbeat()
         try:
             for events in watchfiles.watch(
@@ -406,13 +453,29 @@ class Monitor:
             )
             self.mode = "poll"
 
+    def _follow(self) -> None:
+        """Let the plugin that resolves the target follow it live, if it can: then a
+        change it announces is evaluated at once rather than at the next poll."""
+        try:
+            config = self._tracking.config_for(os.getcwd())
+            self._unfollow = self._tracking.pm.hooks.follow_target(
+                self.root, config, self._wake.set)
+        except Exception:
+            log.exception("following %s live failed; polling it instead", self.root)
+
     def _watch_polling(self) -> None:
         next_heartbeat = self._next_heartbeat()
-        while not self._stop.wait(self.settings.poll_interval):
+        while True:
+            self._wake.wait(self.settings.poll_interval)
+            if self._stop.is_set():
+                break
+            self._wake.clear()
             self._tick(refresh_processes=True)
             if next_heartbeat is not None and time.monotonic() >= next_heartbeat:
                 self._heartbeat()
                 next_heartbeat = self._next_heartbeat()
+            if self._unfollow is not None and self._stop.wait(FOLLOW_MIN_GAP):
+                break
 
     def _next_heartbeat(self) -> float | None:
         every = self.settings.heartbeat
@@ -457,7 +520,8 @@ class Monitor:
             if statuses is not None:  # a whole cycle of the periodic check, done at once
                 self._rescan_wanted = False
                 self._sweep.clear()
-                self._cycle_began = time.monotonic()
+                self._full.clear()
+                self._cycle_began = self._full_began = time.monotonic()
         self._publish(changes)
         return changes
 
@@ -515,47 +579,99 @@ class Monitor:
 
     def _periodic(self, now: float) -> None:
         """What no file write announces, within the CPU budgets: the full scan a
-        notification asked for, else the next runs of the current cycle (a walk of the tree
-        and the processes, then each run re-evaluated in turn, the runs that are new or
-        whose process changed first). A cycle begins at most every poll interval."""
+        notification asked for; else the next runs of the current liveness cycle (the
+        processes looked at, then the runs whose process changed re-evaluated and the active
+        runs judged from what was read) and of the full check (a walk of the tree, then
+        every run re-evaluated from its files). A liveness cycle begins at most every poll
+        interval, a full check at most every :data:`FULL_CHECK_SECONDS`."""
         if self._rescan_wanted:
             if self._rescan_budget.available(now):
                 began = time.thread_time()
                 self._tick(refresh_processes=True)
                 self._rescan_budget.spend(time.thread_time() - began)
             return
-        if not self._sweep_budget.available(now):
-            return
+        changes: list[Change] = []
         with self._evaluating:
-            if not self._sweep:
-                if now - self._cycle_began < self.settings.poll_interval:
-                    return
-                began = time.thread_time()
-                changes = self._begin_cycle(now)
-                self._sweep_budget.spend(time.thread_time() - began)
-            else:
-                changes = []
-            due: list[str] = []
-            spent = 0.0
-            # Re-evaluating costs about the same per run: the budget left buys that many
-            # runs, at the cost measured last time.
-            while self._sweep and spent < self._sweep_budget.credit:
-                due.append(self._sweep.popleft())
-                spent += self._run_cost
-            if due:
-                began = time.thread_time()
-                changes += self._refresh(due)
-                cost = time.thread_time() - began
-                self._sweep_budget.spend(cost)
-                self._run_cost = max(cost / len(due), 1e-6)
+            if self._sweep_budget.available(now):
+                changes += self._liveness_step(now)
+            if self._full_budget.available(now):
+                changes += self._full_step(now)
         self._publish(changes)
 
-    def _begin_cycle(self, now: float) -> list[Change]:
-        """Walk the tree and look at the processes: the runs gone are removed, and every
-        run is queued for re-evaluation (new ones and those whose process changed first)."""
+    def _liveness_step(self, now: float) -> list[Change]:
+        budget = self._sweep_budget
+        if not self._sweep:
+            if now - self._cycle_began < self.settings.poll_interval:
+                return []
+            began = time.thread_time()
+            self._begin_cycle(now)
+            budget.spend(time.thread_time() - began)
+        from_files: list[str] = []
+        judged: list[str] = []
+        spent = 0.0
+        # Each kind of work costs about the same per run: the budget left buys that many
+        # runs, at the costs measured last time.
+        while self._sweep and spent < budget.credit:
+            work_dir, read = self._sweep.popleft()
+            (from_files if read else judged).append(work_dir)
+            spent += self._run_cost if read else self._rejudge_cost
+        changes = self._measured(from_files, budget, from_files=True)
+        return changes + self._measured(judged, budget, from_files=False)
+
+    def _full_step(self, now: float) -> list[Change]:
+        budget = self._full_budget
+        changes: list[Change] = []
+        if not self._full:
+            if now - self._full_began < FULL_CHECK_SECONDS:
+                return []
+            began = time.thread_time()
+            changes = self._begin_full_check(now)
+            budget.spend(time.thread_time() - began)
+        due: list[str] = []
+        while self._full and len(due) * self._run_cost < budget.credit:
+            due.append(self._full.popleft())
+        return changes + self._measured(due, budget, from_files=True)
+
+    def _measured(self, due: list[str], budget: _Budget, *, from_files: bool) -> list[Change]:
+        """:meth:`_refresh` of ``due``, its CPU time spent from ``budget`` and kept as the
+        cost of one such run."""
+        if not due:
+            return []
+        began = time.thread_time()
+        changes = self._refresh(due, from_files=from_files)
+        cost = max((time.thread_time() - began) / len(due), 1e-6)
+        budget.spend(cost * len(due))
+        if from_files:
+            self._run_cost = cost
+        else:
+            self._rejudge_cost = cost
+        return changes
+
+    def _begin_cycle(self, now: float) -> None:
+        """A liveness cycle: look at the processes of the known runs, and queue the runs
+        whose process changed (re-evaluated from their files), then the active runs (judged
+        again from what was read: no notification named them, so their files are as read;
+        a run falling silent or a lease's process killed is what this is for). A finished
+        or failed run changes only by its files or its process."""
         log.debug("%s: periodic check: the last cycle took %.1fs", self.root,
                   now - self._cycle_began)
         self._cycle_began = now
+        known = self._last
+        names = list(known)
+        processes = self._tracking.discover_processes(n for n in names if n not in self._broken)
+        before = self._processes or {}
+        self._processes = processes
+        changed = {n for n in names if processes.get(n) != before.get(n)}
+        self._sweep = collections.deque(
+            [(n, True) for n in names if n in changed]
+            + [(n, False) for n in names if n not in changed and known[n][1].status.is_active]
+        )
+
+    def _begin_full_check(self, now: float) -> list[Change]:
+        """A full check: walk the tree (the runs gone are removed, the unrecognised
+        directories listed again) and queue every run for re-evaluation from its files, the
+        new ones first: what catches a notification the OS dropped."""
+        self._full_began = now
         try:
             found, lost = self._tracking.survey(self.root)
         except Exception as exc:
@@ -563,32 +679,31 @@ class Monitor:
             return []
         self._recovered()
         names = [work_dir for work_dir, _runner_type, _problem in found]
-        processes = self._tracking.discover_processes(d for d, rt, _ in found if rt)
-        before = self._processes or {}
-        self._processes = processes
+        self._broken = {work_dir for work_dir, rt, _problem in found if not rt}
         with self._lock:
             self._unrecognised = list(lost)
         known = self._last
-        urgent = [n for n in names if n not in known or processes.get(n) != before.get(n)]
-        # Then the active runs: a run falling silent or a lease's process killed is what the
-        # periodic check is for, and finished runs seldom change unannounced.
-        first = set(urgent)
-        active = [n for n in names if n not in first and known[n][1].status.is_active]
-        first.update(active)
-        self._sweep = collections.deque(urgent + active + [n for n in names if n not in first])
+        self._full = collections.deque(
+            [n for n in names if n not in known] + [n for n in names if n in known]
+        )
         present = set(names)
         return self._diff([], removed=[name for name in known if name not in present])
 
-    def _refresh(self, work_dirs: Sequence[str]) -> list[Change]:
+    def _refresh(self, work_dirs: Sequence[str], *, from_files: bool = True) -> list[Change]:
         """Re-evaluate ``work_dirs`` (known runs, or directories a tracker claims) and
         return the changes; a run whose directory is gone is removed, one that its files no
-        longer make a run is left to a full scan."""
+        longer make a run is left to a full scan. Without ``from_files`` the runs' files
+        are known unchanged (no notification named them): each is judged again from what
+        its last evaluation read (:meth:`Tracking.rejudge`)."""
         statuses: list[RunStatus] = []
         removed: list[str] = []
         processes = self._processes or {}
         for work_dir in work_dirs:
             process = processes.get(work_dir)
             try:
+                if not from_files:
+                    statuses.append(self._tracking.rejudge(work_dir, process=process))
+                    continue
                 # Still a run by its files, or the full scan decides what it is now.
                 self._tracking.tracker_for(work_dir, allow_config=False)
                 statuses.append(
@@ -613,8 +728,9 @@ class Monitor:
         changes: list[Change] = []
         fresh: dict[str, tuple[str, RunStatus]] = {}
         for run in statuses:
-            key = change_key(run)
             before = self._last.get(run.config)
+            # A run judged again from the same answer has the same key: not made again.
+            key = before[0] if before is not None and _same_key(before[1], run) else change_key(run)
             if before is None:
                 changes.append(Change("new", run))
             elif before[0] != key:
@@ -660,6 +776,11 @@ class Monitor:
                                   callback)
 
     def _shutdown(self) -> None:
+        if self._unfollow is not None:
+            try:
+                self._unfollow()
+            except Exception:
+                log.exception("stopping the live follower of %s failed", self.root)
         for sink in self._sinks:
             try:
                 sink.close()

@@ -73,6 +73,32 @@ class _DirState:
     runner_type: str | None = None
     #: Why the directory is a broken run (ambiguous, bad config, unlistable), if it is one.
     error: ProgresskitError | None = None
+    #: Which of its subdirectories are symlinks, once a walk asked (a child replaced by
+    #: a link changes the directory, and so its state).
+    links: frozenset[str] | None = None
+
+
+@attrs.frozen
+class _Read:
+    """One evaluation of a run up to the time-dependent rules: what its files said, kept
+    to be reused while they say the same (:meth:`Tracking._read`) and for
+    :meth:`Tracking.rejudge`."""
+
+    tracker: BaseProgressTracker
+    #: The basis: the tracker's answer as it returned it (its cache's object while its
+    #: files are unchanged), completion, activity, update times, the log reading it was
+    #: filled from (name, reading object) and the lease file's stat key.
+    raw: ProgressInfo
+    complete: bool
+    activity: float | None
+    times: Sequence[float]
+    log: tuple[str, Any] | None
+    lease_key: StatKey | None
+    #: What was made of it: the answer with its log filled in and its lease's details.
+    progress: ProgressInfo
+    lease: Lease | None
+    renewed_at: float
+    problem: str | None
 
 
 @attrs.define
@@ -134,6 +160,8 @@ class Tracking:
         self._logs: dict[str, LogTail] = {}
         #: Work dir -> (lease file's stat key, the lease or why it could not be read).
         self._leases: dict[str, tuple[StatKey, Lease | str]] = {}
+        #: Work dir -> what its last evaluation read (see :class:`_Read`).
+        self._reads: dict[str, _Read] = {}
         #: When the query being answered began (see :meth:`_query`); None between queries.
         self._query_began: int | None = None
 
@@ -258,14 +286,45 @@ class Tracking:
             with self.recording():
                 return self._evaluate(tracker, key or work_dir, process, now or time.time())
 
+    def rejudge(
+        self,
+        work_dir: str,
+        *,
+        key: str | None = None,
+        process: ProcessInfo | None = None,
+        now: float | None = None,
+    ) -> RunStatus:
+        """The status of a run whose files its caller knows are unchanged since this session
+        last evaluated it (a monitor that no OS notification told of a write): the rules
+        applied again to what was read then, at ``now`` and with ``process``, and its lease's
+        process looked at again, without a file read or a ``stat`` of the run's own. What
+        only time, a process or a scheduler changes (a run falling silent past its limit, a
+        lease's process gone, finished becoming outdated) is seen; a file changed unseen is
+        not (the caller's periodic full check is for that).
+
+        A run evaluated from no files (a tracker with ``reuse_seconds``: its source is a
+        server), or not evaluated yet, is evaluated in full (:meth:`status`)."""
+        read = self._reads.get(work_dir)
+        known = self._trackers.get(work_dir)
+        if (
+            read is None
+            or known is None
+            or known.tracker is not read.tracker
+            or read.tracker.reuse_seconds is not None
+        ):
+            return self.status(
+                work_dir, key=key, process=process, discover_processes=False, now=now
+            )
+        return self._judge(read, key or work_dir, process, now or time.time())
+
     def _evaluate(
         self, tracker: BaseProgressTracker, key: str, process: ProcessInfo | None, now: float
     ) -> RunStatus:
-        config = tracker.config
         try:
             progress, complete, activity = tracker.evaluate()
             times = tracker.update_times() if self.rhythm else ()
         except Exception as exc:  # a tracker bug or an I/O error must not hide other runs
+            self._reads.pop(tracker.work_dir, None)
             return broken_status(
                 key,
                 tracker.work_dir,
@@ -273,15 +332,61 @@ class Tracking:
                 runner_type=tracker.get_runner_type(),
                 process=process,
             )
-        progress = self._with_log(tracker, progress)
-        progress, activity, times = _without_future(progress, activity, times, now)
-        lease, renewed_at, problem = self._lease(tracker.work_dir)
+        return self._judge(self._read(tracker, progress, complete, activity, times), key,
+                           process, now)
+
+    def _read(
+        self,
+        tracker: BaseProgressTracker,
+        raw: ProgressInfo,
+        complete: bool,
+        activity: float | None,
+        times: Sequence[float],
+    ) -> _Read:
+        """What the run's files say, its log and lease included: the last read again when
+        the tracker answered from its cache and the log reading and lease are the same, so
+        that a warm query of an unchanged run spends its time on the ``stat`` calls and the
+        rules, and its answer is the very same object (a monitor's change key need not be
+        made again)."""
+        tail = self._log_reading(tracker)
+        log = None if tail is None else (tail[0], tail[1])
+        lease_key = stat_key(os.path.join(tracker.work_dir, LEASE_FILENAME))
+        known = self._reads.get(tracker.work_dir)
+        if (
+            known is not None
+            and known.tracker is tracker
+            and known.raw is raw
+            and known.complete == complete
+            and known.activity == activity
+            and known.times == times
+            and known.lease_key == lease_key
+            and (known.log == log if log is None or known.log is None
+                 else known.log[0] == log[0] and known.log[1] is log[1])
+        ):
+            return known
+        progress = raw if tail is None else fill_from_log(raw, tail[1], tail[0])
+        lease, renewed_at, problem = self._lease(tracker.work_dir, lease_key)
+        read = _Read(
+            tracker, raw, complete, activity, times, log, lease_key,
+            with_lease_details(progress, lease), lease, renewed_at, problem,
+        )
+        self._reads[tracker.work_dir] = read
+        return read
+
+    def _judge(
+        self, read: _Read, key: str, process: ProcessInfo | None, now: float
+    ) -> RunStatus:
+        """The time-dependent part of an evaluation: the rules applied at ``now`` to what
+        :meth:`_read` read, the lease's process looked at now."""
+        tracker = read.tracker
+        config = tracker.config
+        progress, activity, times = _without_future(read.progress, read.activity, read.times, now)
+        lease, renewed_at = read.lease, read.renewed_at
         check = None if lease is None else observe(lease, renewed_at)
-        progress = with_lease_details(progress, lease)
         decision = apply_rules(
             config,
             progress,
-            complete=complete,
+            complete=read.complete,
             last_activity=activity,
             process=process,
             now=now,
@@ -289,6 +394,7 @@ class Tracking:
             update_times=times,
             update_times_recorded=tracker.update_times_recorded,
         )
+        problem = read.problem
         reason = decision.reason if problem is None else f"{decision.reason}; {problem}"
         if check is not None and process is None:
             process = check.process_info()
@@ -310,15 +416,16 @@ class Tracking:
             return run
         return attrs.evolve(judged, progress=for_status(judged.progress, judged.status))
 
-    def _with_log(self, tracker: BaseProgressTracker, progress: ProgressInfo) -> ProgressInfo:
-        """``progress`` with what it leaves unknown filled from the run's console log: the
-        one place where a structured tracker's answer and a log are combined (docs/logs.md).
-        Costs one ``stat`` per log while the logs are unchanged."""
+    def _log_reading(self, tracker: BaseProgressTracker) -> tuple[str, Any] | None:
+        """(log name, reading) of the run's console log that fills what its tracker leaves
+        unknown: the one place where a structured tracker's answer and a log are combined
+        (docs/logs.md); ``None`` when there is none, or the tracker is the log's. Costs one
+        ``stat`` per log while the logs are unchanged."""
         if tracker.get_runner_type() == LOG_RUNNER_TYPE:
-            return progress  # its whole answer is the log's already
+            return None  # its whole answer is the log's already
         globs = log_globs(tracker.config, (tracker.get_log_pattern(),))
         if globs is None:
-            return progress
+            return None
         log_dir = tracker.log_dir()
         tail = self._logs.get(tracker.work_dir)
         if tail is None or tail.globs != globs or tail.work_dir != log_dir:
@@ -330,16 +437,16 @@ class Tracking:
             newest = tail.newest(tracker.entries())
         else:
             newest = tail.newest(tracker.listing(), tracker.log_keys())
-        return progress if newest is None else fill_from_log(progress, newest[1], newest[0])
+        return None if newest is None else (newest[0], newest[1])
 
-    def _lease(self, work_dir: str) -> tuple[Lease | None, float, str | None]:
-        """The run's lease, the time of its last renewal, and why it was ignored (if it was).
-
-        One ``stat`` per call; the file is parsed again only when its stat key changed (a
-        renewal moves the mtime, which is also the renewal time, so nothing stale is used).
-        """
+    def _lease(
+        self, work_dir: str, key: StatKey | None
+    ) -> tuple[Lease | None, float, str | None]:
+        """The run's lease, the time of its last renewal, and why it was ignored (if it was),
+        from the lease file's stat ``key`` just taken: the file is parsed again only when
+        its stat key changed (a renewal moves the mtime, which is also the renewal time, so
+        nothing stale is used)."""
         path = os.path.join(work_dir, LEASE_FILENAME)
-        key = stat_key(path)
         if key is None:
             self._leases.pop(work_dir, None)
             return None, 0.0, None
@@ -394,15 +501,26 @@ class Tracking:
         walk = _TreeWalk(root, bool(root_config.get("scan_external_links", False)))
         found: list[tuple[str, str | None, str | None]] = []
         candidates: list[Unrecognised] = []
-        stack = [(root, 0)]
+        # (directory, depth, its real path when known: a directory reached by no symlink
+        # is its parent's real path joined with its name, which spares a realpath's lstat
+        # of every component)
+        stack: list[tuple[str, int, str | None]] = [(root, 0, None)]
         while stack:
-            directory, depth = stack.pop()
-            loop = walk.enter(directory)
+            directory, depth, real = stack.pop()
+            try:
+                st: os.stat_result | None = os.stat(directory)
+            except OSError:
+                st = None  # vanished or unreadable: _dir_state says why
+            if real is None:
+                real = os.path.realpath(directory)
+            loop = walk.enter(directory, st, real)
             if loop is not None:
                 if loop:
                     candidates.append(self._loop_entry(directory, loop))
                 continue
-            state = self._dir_state(directory)
+            state = self._dir_state(
+                directory, None if st is None else (st.st_mtime_ns, st.st_size, st.st_ino)
+            )
             if state.runner_type is not None or state.error is not None:
                 problem = None if state.error is None else str(state.error)
                 found.append((directory, state.runner_type, problem))
@@ -418,10 +536,19 @@ class Tracking:
             )
             # Symlinks last (pushed first): a directory is walked under its own path before
             # under a link's, and a link to one already walked is only a duplicate.
-            paths = [os.path.join(directory, n) for n in children]
-            links = [p for p in paths if os.path.islink(p)]
-            stack.extend((p, depth + 1) for p in links)
-            stack.extend((p, depth + 1) for p in paths if p not in links)
+            if state.links is None:  # which children are links, while the listing holds
+                state.links = frozenset(
+                    n for n in children if os.path.islink(os.path.join(directory, n))
+                )
+            links = state.links
+            stack.extend(
+                (os.path.join(directory, n), depth + 1, None) for n in children if n in links
+            )
+            stack.extend(
+                (os.path.join(directory, n), depth + 1, os.path.join(real, n))
+                for n in children
+                if n not in links
+            )
         found.sort(key=lambda item: item[0])
         # A directory with runs below it is their parent (a project root with its own
         # config.yaml), not a run that vanished.
@@ -650,15 +777,13 @@ class _TreeWalk:
         #: (st_dev, st_ino) -> the real path of each directory entered.
         self.seen: dict[tuple[int, int], str] = {}
 
-    def enter(self, directory: str) -> str | None:
-        """``None`` to enter ``directory``; else it is skipped: ``""`` silently (a link out
-        of the root, a second path to a directory already walked), or the directory it
+    def enter(self, directory: str, st: os.stat_result | None, real: str) -> str | None:
+        """``None`` to enter ``directory`` (``st``: its ``os.stat``, ``None`` when it could
+        not be taken; ``real``: its real path); else it is skipped: ``""`` silently (a link
+        out of the root, a second path to a directory already walked), or the directory it
         leads back to when it is a loop (a link, or a bind mount, to an ancestor)."""
-        try:
-            st = os.stat(directory)
-        except OSError:
+        if st is None:
             return None  # vanished or unreadable: _dir_state says why
-        real = os.path.realpath(directory)
         inside = real == self.root or real.startswith(os.path.join(self.root, ""))
         if not inside and not self.external_links:
             log.info("%s: symlink out of the scanned root (to %s): not followed", directory, real)

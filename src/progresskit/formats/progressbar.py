@@ -40,11 +40,14 @@ __all__ = [
     "DEFAULT_UNIT_DIVISOR",
     "Bar",
     "LogReading",
+    "TqdmValues",
     "clean",
+    "fraction_of",
     "may_hold_bar",
     "parse_appended",
     "parse_bar",
     "parse_log",
+    "plain_appended",
     "settled",
 ]
 
@@ -125,9 +128,23 @@ class Bar:
     @property
     def fraction(self) -> float | None:
         """How far the bar is, in [0, 1]; ``None`` for a bar without a total or percentage."""
-        if self.total:
-            return min(1.0, self.n / self.total)
-        return None if self.percentage is None else min(1.0, self.percentage / 100.0)
+        return fraction_of(self.n, self.total, self.percentage)
+
+
+def fraction_of(n: float, total: float | None, percentage: float | None) -> float | None:
+    """:attr:`Bar.fraction` of a bar counting ``n`` of ``total`` and showing ``percentage``."""
+    if total:
+        return min(1.0, n / total)
+    return None if percentage is None else min(1.0, percentage / 100.0)
+
+
+#: A tqdm bar's fields, in :class:`Bar`'s order after ``kind``: ``desc``, ``n``, ``total``,
+#: ``rate``, ``remaining``, ``elapsed``, ``percentage``, ``metrics`` (``Bar("tqdm",
+#: *values)`` is the bar); what :func:`plain_appended` gives, without a Bar.
+TqdmValues = tuple[
+    str, float, float | None, float | None, float | None, float | None, float | None,
+    dict[str, float],
+]
 
 
 @attrs.frozen
@@ -182,10 +199,6 @@ def _seconds(text: str) -> float | None:
     return seconds
 
 
-def _metrics(postfix: str | None) -> dict[str, float]:
-    return dict(_metric_pairs(postfix or ""))
-
-
 @functools.lru_cache(maxsize=64)
 def _metric_pairs(postfix: str) -> tuple[tuple[str, float], ...]:
     # Pairs, not a dict: every Bar gets its own dict, so no caller can alter the memo.
@@ -210,40 +223,47 @@ def _rate(inv: str | None, rv: str | None) -> float | None:
 
 
 def _tqdm(text: str, divisor: int) -> Bar | None:
-    # Groups fetched at once and Bar built positionally: the newest redraw is parsed on
-    # every query of a growing log (benchmarks/logtail.py).
+    values = _tqdm_values(text, divisor)
+    return None if values is None else Bar("tqdm", *values)
+
+
+@functools.lru_cache(maxsize=256)
+def _meter(
+    elapsed: str, remaining: str | None, inv: str | None, rv: str | None, postfix: str | None
+) -> tuple[float | None, float | None, float | None, tuple[tuple[str, float], ...]]:
+    """(rate, remaining, elapsed, metric pairs) of a tqdm bar's groups: one memo for what
+    consecutive redraws mostly repeat (each part has its own, for when they differ)."""
+    left = None if remaining is None else _seconds(remaining)
+    return _rate(inv, rv), left, _seconds(elapsed), _metric_pairs(postfix or "")
+
+
+def _tqdm_values(text: str, divisor: int) -> TqdmValues | None:
+    # Groups fetched at once, values in Bar's order: the newest redraw is parsed on every
+    # query of a growing log (benchmarks/logtail.py).
     match = _TQDM_TOTAL.match(text)
     if match is not None:
         desc, pct, n, total, elapsed, remaining, inv, rv, postfix = match.group(
             "desc", "pct", "n", "total", "elapsed", "remaining", "inv", "rv", "postfix"
         )
-        return Bar(
-            "tqdm",
+        rate, left, taken, pairs = _meter(elapsed, remaining, inv, rv, postfix)
+        return (
             desc.strip() if desc else "",
             _scaled(n, divisor),
             None if total == "?" else _scaled(total, divisor),
-            _rate(inv, rv),
-            None if remaining is None else _seconds(remaining),
-            _seconds(elapsed),
+            rate,
+            left,
+            taken,
             None if pct is None else float(pct),
-            _metrics(postfix),
+            dict(pairs),
         )
     match = _TQDM_NO_TOTAL.match(text)
     if match is not None:
         desc, n, elapsed, inv, rv, postfix = match.group(
             "desc", "n", "elapsed", "inv", "rv", "postfix"
         )
-        return Bar(
-            "tqdm",
-            desc.strip() if desc else "",
-            _scaled(n, divisor),
-            None,
-            _rate(inv, rv),
-            None,
-            _seconds(elapsed),
-            None,
-            _metrics(postfix),
-        )
+        rate, _left, taken, pairs = _meter(elapsed, None, inv, rv, postfix)
+        desc = desc.strip() if desc else ""
+        return (desc, _scaled(n, divisor), None, rate, None, taken, None, dict(pairs))
     return None
 
 
@@ -451,8 +471,11 @@ def settled(data: bytes) -> bool:
     """Whether ``data`` holds none of the markers that make :func:`parse_log` look past the
     newest redraws (the start of a traceback, a Keras ``Epoch e/E`` line, Lightning's end of
     training): a log tail for which it holds can be followed by :func:`parse_appended`."""
-    # Spelled out, not any() over a tuple: this runs on every query of a growing log.
-    return b"Traceback" not in data and b"Epoch " not in data and b"`max_epochs=" not in data
+    # Spelled out, not any() over a tuple, and find(), not "in" (a third less): this runs
+    # on every query of a growing log.
+    return (
+        data.find(b"Traceback") < 0 and data.find(b"Epoch ") < 0 and data.find(b"`max_epochs=") < 0
+    )
 
 
 def parse_appended(
@@ -464,27 +487,43 @@ def parse_appended(
     ``\\r`` or ``\\n``). ``None`` when the new bytes alone cannot tell: they hold no bar at
     the top position, hold a marker, or show epochs (which :func:`parse_log` counts from
     lines further back)."""
+    plain = plain_appended(appended, divisor)
+    if plain is not None:
+        return LogReading(Bar("tqdm", *plain))
     if not settled(appended):
         return None
-    # The common case first, as parse_bar would read it: the newest redraw is a plain tqdm
-    # bar (printable: no escape sequence, so not a nested bar), which is the whole answer;
-    # read without the loop of _newest_bars (this runs on every query of a growing log).
-    cut = max(appended.rfind(b"\r"), appended.rfind(b"\n"))
-    newest = _text(appended[cut + 1 :])
-    bar: Bar | None = None
-    if newest.isprintable():
-        try:
-            bar = _tqdm(newest, divisor)
-        except OverflowError:
-            bar = None
-    inner = None
-    if bar is None:
-        bar, inner = _newest_bars(appended, divisor)
+    bar, inner = _newest_bars(appended, divisor)
     if bar is None or bar.kind == "keras":
         return None
     if bar.desc.startswith("Epoch ") and _EPOCH_DESC.match(bar.desc) is not None:
         return None
     return LogReading(bar, inner)
+
+
+def plain_appended(
+    appended: bytes, divisor: int = DEFAULT_UNIT_DIVISOR
+) -> TqdmValues | None:
+    """The common case of :func:`parse_appended`, without building its reading: when the
+    newest redraw of ``appended`` is a plain tqdm bar (printable: no escape sequence, so
+    not a nested bar; no Lightning epoch) and ``appended`` is :func:`settled`, that bar
+    is the whole reading, ``LogReading(Bar("tqdm", *values))``, and these are its values.
+    ``None`` otherwise (:func:`parse_appended` then reads the redraws before it)."""
+    if not settled(appended):
+        return None
+    cut = max(appended.rfind(b"\r"), appended.rfind(b"\n"))
+    newest = _text(appended[cut + 1 :])
+    if not newest.isprintable():
+        return None
+    try:
+        values = _tqdm_values(newest, divisor)
+    except OverflowError:  # as parse_bar: not a bar
+        return None
+    if values is None:
+        return None
+    desc = values[0]
+    if desc.startswith("Epoch ") and _EPOCH_DESC.match(desc) is not None:
+        return None
+    return values
 
 
 def parse_log(data: bytes, divisor: int = DEFAULT_UNIT_DIVISOR) -> LogReading:

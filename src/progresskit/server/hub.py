@@ -129,6 +129,8 @@ class Hub:
         #: Whether a plugin could cancel an active run (``can_cancel`` in its view).
         self._can_cancel = can_cancel or (lambda _run: False)
         self._entries: dict[str, Entry] = {}
+        #: Work dir -> its run id, made once.
+        self._ids: dict[str, str] = {}
         #: Counts every change of the state (channels key their caches on it).
         self.version = 0
         self.started_at = time.time()
@@ -149,12 +151,15 @@ class Hub:
     def apply(self, change: Change) -> None:
         """Take one change into the state and tell the channels (event loop only)."""
         run = change.run
-        rid = run_id(run.work_dir)
+        rid = self._ids.get(run.work_dir)
+        if rid is None:  # a hash per change was most of what a heartbeat cost here
+            rid = self._ids[run.work_dir] = run_id(run.work_dir)
         entry = self._entries.get(rid)
         previous = entry.run if entry is not None else None
         self.version += 1
         if change.kind == "removed":
             self._entries.pop(rid, None)
+            self._ids.pop(run.work_dir, None)
             self._tell(News(change, rid, run_view(run, self.root), None, previous))
             return
         if previous is not None:
