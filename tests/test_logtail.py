@@ -6,6 +6,7 @@ tqdm in a subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -148,19 +149,16 @@ def test_an_unchanged_log_is_not_read_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run = _run_with(tmp_path, "hf_trainer_b_killed.log")
-    reads: list[str] = []
-    real = logs.read_tail
+    reads: list[int] = []
+    real = logs._tail_of  # every read of a log's bytes, through a kept descriptor or not
 
     def counted(
-        path: str,
-        max_bytes: int,
-        resume: tuple[int, bytes] | None = None,
-        st_mode: int | None = None,
+        fd: int, size: int, max_bytes: int, resume: tuple[int, bytes] | None
     ) -> tuple[bytes, int, bool]:
-        reads.append(path)
-        return real(path, max_bytes, resume, st_mode)
+        reads.append(fd)
+        return real(fd, size, max_bytes, resume)
 
-    monkeypatch.setattr(logs, "read_tail", counted)
+    monkeypatch.setattr(logs, "_tail_of", counted)
     tracking = Tracking()
     log = run / "slurm-4242.out"
     old = time.time() - 10  # older than the racy window: its stat key can be trusted
@@ -302,7 +300,7 @@ def test_incremental_reads_say_what_a_full_tail_read_says(
     """Real captures written in pieces cut anywhere (mid-redraw, mid-traceback); some steps
     truncate the log in place (same file) or replace it with a shorter one (a new file) and
     go on with another capture: after every step the incremental reading equals a fresh
-    full tail read's."""
+    full tail read's, whether the log was read through a kept descriptor or opened anew."""
     source, pos = (DATA / first).read_bytes(), 0
     log, tail, entries = _tail_reads(tmp_path_factory.mktemp("inc"))
     log.write_bytes(b"")
@@ -320,7 +318,9 @@ def test_incremental_reads_say_what_a_full_tail_read_says(
             fh.write(source[pos : pos + size])
         pos += size
         _bump(log, tick)
-        newest = tail.newest(entries)
+        # With the caller's stats (the log tracker's way: its descriptor kept between
+        # reads) or without (the session's fill of another tracker's answer).
+        newest = tail.newest(entries, checked=tail.stats(entries) if size % 2 else None)
         full = _full(log)
         assert (newest is not None) == (full.bar is not None or full.failure is not None)
         if newest is not None:
@@ -704,7 +704,7 @@ def test_a_count_beyond_a_float_keeps_the_last_real_bar(tmp_path: Path) -> None:
 
 def _grown_run(tmp_path: Path) -> tuple[Path, Path, LogTracker]:
     run = tmp_path / "job"
-    run.mkdir()
+    run.mkdir(parents=True)
     log = run / "train.log"
     log.write_bytes(b"".join(_redraw(n) for n in range(10)))
     tracker = LogTracker(str(run), Tracking().config_for(str(run)))
@@ -828,3 +828,93 @@ def test_the_answer_from_appended_redraws_is_the_answer_of_a_full_read(
             read = tail._reads["train.log"]  # the fast path is the one taken, when it applies
             assert (read.plain is not None) == (not prefix.startswith("Epoch "))
             assert read.full() == fresh[1]
+
+
+# -- kept descriptors: a followed log is read through one open descriptor ------------------------
+
+
+def _fds_on(path: Path) -> int:
+    """How many of this process's descriptors are open on the file named ``path``."""
+    names = {str(path), f"{path} (deleted)"}
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed since
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return sum(target in names for target in targets)
+
+
+def test_a_growing_log_is_followed_through_one_kept_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run, log, tracker = _grown_run(tmp_path)
+    opened: list[str] = []
+    real = logs.open_regular
+
+    def counted(path: str, st_mode: int | None = None) -> tuple[int, os.stat_result]:
+        opened.append(path)
+        return real(path, st_mode)
+
+    monkeypatch.setattr(logs, "open_regular", counted)
+    with open(log, "ab") as fh:
+        for n in range(10, 20):
+            fh.write(_redraw(n))
+            fh.flush()
+            assert tracker.get_progress().completed_steps == n
+    assert opened == []  # the descriptor of the first read, kept
+    assert _fds_on(log) == 1
+
+
+def test_a_rotated_log_is_read_from_the_new_file_and_the_old_one_let_go(tmp_path: Path) -> None:
+    _run, log, tracker = _grown_run(tmp_path)
+    rotated = log.with_name("train.log.1")  # not a log name: only the new file is read
+    os.rename(log, rotated)
+    log.write_bytes(_redraw(3))
+    assert tracker.get_progress().completed_steps == 3
+    assert _fds_on(rotated) == 0
+    assert _fds_on(log) == 1
+
+
+def test_a_log_rewritten_by_rename_is_read_from_the_new_file(tmp_path: Path) -> None:
+    _run, log, tracker = _grown_run(tmp_path)
+    new = log.with_name("train.tmp")
+    new.write_bytes(b"".join(_redraw(n) for n in range(5)))
+    os.replace(new, log)  # same path, same size class, another inode
+    assert tracker.get_progress().completed_steps == 4
+    assert _fds_on(log) == 1
+
+
+def test_a_deleted_log_keeps_no_descriptor_nor_its_disk_space(tmp_path: Path) -> None:
+    _run, log, tracker = _grown_run(tmp_path)
+    assert _fds_on(log) == 1
+    log.unlink()
+    tracker.get_progress()
+    assert _fds_on(log) == 0
+
+
+def test_a_quiet_logs_descriptor_is_closed_at_the_next_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, log, tracker = _grown_run(tmp_path)
+    old = time.time_ns() - 10**10  # out of the racy window: an unchanged log is not read
+    os.utime(log, ns=(old, old))
+    os.utime(run, ns=(old, old))
+    assert tracker.get_progress().completed_steps == 9
+    assert _fds_on(log) == 1
+    monkeypatch.setattr(logs._KEPT, "quiet_ns", 0)
+    monkeypatch.setattr(logs._KEPT, "_next_sweep", 0)
+    assert tracker.get_progress().completed_steps == 9  # unchanged: looked at, not read
+    assert _fds_on(log) == 0
+    with open(log, "ab") as fh:
+        fh.write(_redraw(10))
+    assert tracker.get_progress().completed_steps == 10  # opened again when it grows
+
+
+def test_at_most_the_limit_of_descriptors_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs._KEPT, "limit", 2)
+    found = []
+    for r in range(5):
+        _run, log, _tracker = _grown_run(tmp_path / f"r{r}")
+        found.append(log)
+    assert [_fds_on(log) for log in found] == [0, 0, 0, 1, 1]  # the two read last

@@ -6,6 +6,7 @@ from pathlib import Path
 import attrs
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from progresskit import (
     FormatError,
@@ -218,6 +219,37 @@ def test_prechecked_still_runs_the_validators(field: str, bad: float) -> None:
     with pytest.raises(ValueError) as constructed:
         ProgressInfo(**{field: bad})
     assert str(built.value) == str(constructed.value)
+
+
+_VALIDATED = [f.name for f in attrs.fields(ProgressInfo) if f.validator is not None]
+
+
+@given(
+    field=st.sampled_from(_VALIDATED),
+    value=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(min_value=-(10**400), max_value=10**400),
+    ),
+)
+def test_prechecked_refuses_exactly_what_the_constructor_refuses(
+    field: str, value: float
+) -> None:
+    # Its inlined acceptance tests (model/core.py _ACCEPTS) against the validators they
+    # stand in for: any number, NaN, infinities and huge integers included, given to
+    # prechecked as the field's converter leaves it (its callers' promise).
+    converter = attrs.fields_dict(ProgressInfo)[field].converter
+    try:
+        given_value = value if converter is None else converter(value)
+    except OverflowError:  # float() of a huge int: the constructor refuses it there
+        return
+    try:
+        ProgressInfo(**{field: value})
+    except ValueError as exc:
+        with pytest.raises(ValueError) as built:
+            prechecked(**{field: given_value})
+        assert str(built.value) == str(exc)
+    else:
+        assert getattr(prechecked(**{field: given_value}), field) == given_value
 
 
 def test_prechecked_refuses_unknown_fields() -> None:

@@ -407,3 +407,16 @@ def test_keras_2_line_from_the_issue() -> None:
     bar = parse_bar("12/100 [==>...........................] - ETA: 3s - loss: 0.42")
     assert bar is not None
     assert (bar.n, bar.total, bar.remaining, bar.metrics) == (12, 100, 3, {"loss": 0.42})
+
+
+def test_the_tqdm_patterns_groups_are_the_named_ones_in_the_order_they_are_unpacked() -> None:
+    # _tqdm_values unpacks match.groups(): every group must be named, in this order.
+    from progresskit.formats import progressbar
+
+    total, no_total = progressbar._TQDM_TOTAL, progressbar._TQDM_NO_TOTAL
+    assert list(total.groupindex) == [
+        "desc", "pct", "n", "total", "elapsed", "remaining", "inv", "rv", "postfix"
+    ]
+    assert total.groups == len(total.groupindex)
+    assert list(no_total.groupindex) == ["desc", "n", "elapsed", "inv", "rv", "postfix"]
+    assert no_total.groups == len(no_total.groupindex)

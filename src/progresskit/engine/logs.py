@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -64,9 +65,9 @@ __all__ = [
     "read_tail",
 ]
 
-#: The stat keys and ``st_mode`` of a run's logs, in :meth:`LogTail.names` order, from one
-#: ``stat`` of each (:meth:`LogTail.stats`; a missing log: ``None`` and 0).
-Checked = tuple[Sequence[StatKey | None], Sequence[int]]
+#: The stat keys and the ``stat`` of a run's logs, in :meth:`LogTail.names` order, from one
+#: ``stat`` of each (:meth:`LogTail.stats`; a missing log: ``None`` and ``None``).
+Checked = tuple[Sequence[StatKey | None], Sequence[os.stat_result | None]]
 #: The runner type of a run known by its log alone (the builtin ``log`` tracker's).
 LOG_RUNNER_TYPE = "log"
 #: The globs of a run's log files when the config's ``log_files`` does not say.
@@ -97,26 +98,112 @@ def read_tail(
     """
     # os-level calls: Python's buffered open() alone costs about one 64 KiB read. Regular
     # files only, opened without blocking: a FIFO named train.log must not hang a query.
-    # pread, not lseek and read: one system call less per query of a growing log.
     fd, st = open_regular(path, st_mode)
     try:
-        size = st.st_size  # the fstat just taken: no seek to the end to learn it
-        if resume is not None:
-            offset, seen = resume
-            start = offset - len(seen)
-            if start >= 0 and offset <= size and size - start <= max_bytes // 2:
-                raw = os.pread(fd, size - start, start)
-                if raw.startswith(seen):
-                    return raw, start + len(raw), True
-        start = max(0, size - max_bytes)
-        raw = os.pread(fd, max_bytes, start)
+        return _tail_of(fd, st.st_size, max_bytes, resume)  # size: the fstat just taken
     finally:
         os.close(fd)
+
+
+def _tail_of(
+    fd: int, size: int, max_bytes: int, resume: tuple[int, bytes] | None
+) -> tuple[bytes, int, bool]:
+    """:func:`read_tail` of the open file ``fd`` of ``size`` bytes."""
+    # pread, not lseek and read: one system call less per query of a growing log.
+    if resume is not None:
+        offset, seen = resume
+        start = offset - len(seen)
+        if start >= 0 and offset <= size and size - start <= max_bytes // 2:
+            raw = os.pread(fd, size - start, start)
+            if raw.startswith(seen):
+                return raw, start + len(raw), True
+    start = max(0, size - max_bytes)
+    raw = os.pread(fd, max_bytes, start)
     end = start + len(raw)
     if start > 0:  # the first bytes are the end of a line or redraw cut in the middle
         cuts = [i for i in (raw.find(b"\n"), raw.find(b"\r")) if i >= 0]
         raw = raw[min(cuts) + 1 :] if cuts else b""
     return raw, end, False
+
+
+class _Descriptors:
+    """Descriptors of logs kept open between their reads, in this process.
+
+    A log read at every query (a job's growing log) then costs its ``stat`` and one
+    ``pread``, not also an ``open``, ``fstat`` and ``close`` (benchmarks/logtail.py). A
+    kept descriptor is used only for the file a ``stat`` of its path just found (same
+    device and inode: the path was not replaced since), by one reader at a time (taken out
+    while read). At most :data:`KEPT_LOGS` are kept, the least recently read closed first,
+    and none that was not read for :data:`KEPT_QUIET_SECONDS` (closed at the next look at
+    any log): a quiet, finished or deleted log keeps no file system busy and no disk space
+    in use for long.
+    """
+
+    def __init__(self, limit: int, quiet_seconds: float):
+        self.limit = limit
+        self.quiet_ns = int(quiet_seconds * 1e9)
+        #: path -> (fd, st_dev, st_ino, monotonic ns of its last read), oldest read first
+        #: (a dict keeps insertion order; a read takes its entry out and puts it back).
+        #: Single dict operations are atomic: no lock on the path of every read.
+        self._kept: dict[str, tuple[int, int, int, int]] = {}
+        self._lock = threading.Lock()  # for the sweeps, which look at several entries
+        self._next_sweep = 0
+
+    def open(self, path: str, st: os.stat_result) -> tuple[int, int, int, int]:
+        """(fd, size, st_dev, st_ino) of the file that ``st``, a ``stat`` of ``path`` just
+        taken, describes: its kept descriptor, else a new one (:func:`open_regular`, whose
+        ``fstat`` then says the rest). The caller owns ``fd`` until it gives it back to
+        :meth:`keep` or closes it."""
+        kept = self._kept.pop(path, None)
+        if kept is not None:
+            fd, dev, ino, _read_at = kept
+            if dev == st.st_dev and ino == st.st_ino:
+                return fd, st.st_size, dev, ino
+            os.close(fd)  # replaced (rotated, rewritten by rename): another file
+        fd, opened = open_regular(path, st.st_mode)
+        return fd, opened.st_size, opened.st_dev, opened.st_ino
+
+    def keep(self, path: str, fd: int, dev: int, ino: int) -> None:
+        """Keep ``fd``, just read, for the next read of ``path``."""
+        other = self._kept.pop(path, None)  # another reader's, kept meanwhile
+        self._kept[path] = (fd, dev, ino, time.monotonic_ns())
+        if other is not None:
+            os.close(other[0])
+        if len(self._kept) > self.limit:
+            self.sweep()
+
+    def discard(self, path: str) -> None:
+        """Close ``path``'s kept descriptor, if any (its log is gone)."""
+        kept = self._kept.pop(path, None)
+        if kept is not None:
+            os.close(kept[0])
+
+    def sweep(self) -> None:
+        """Close the descriptors over the limit or not read for :attr:`quiet_ns`: at most
+        once a second (a look at a log asks for it every time)."""
+        if not self._kept:
+            return
+        now = time.monotonic_ns()
+        if now < self._next_sweep and len(self._kept) <= self.limit:
+            return
+        self._next_sweep = now + 1_000_000_000
+        closing = []
+        with self._lock:
+            kept = self._kept
+            for path, (fd, _dev, _ino, read_at) in list(kept.items()):
+                if len(kept) <= self.limit and now - read_at <= self.quiet_ns:
+                    break  # the rest were read later
+                if kept.pop(path, None) is not None:
+                    closing.append(fd)
+        for fd in closing:
+            os.close(fd)
+
+
+#: At most this many log descriptors are kept open between reads in a process.
+KEPT_LOGS = 32
+#: A log descriptor kept open is closed when its log was not read for this long.
+KEPT_QUIET_SECONDS = 10.0
+_KEPT = _Descriptors(KEPT_LOGS, KEPT_QUIET_SECONDS)
 
 
 def _resume_at(data: bytes, end: int) -> tuple[int, bytes] | None:
@@ -230,7 +317,11 @@ class LogTail:
                 for name, is_dir in entries.items()
                 if not is_dir and any(fnmatch.fnmatchcase(name, g) for g in self.globs)
             )
-            self._paths = [(name, os.path.join(self.work_dir, name)) for name in self._names]
+            paths = [(name, os.path.join(self.work_dir, name)) for name in self._names]
+            for _name, gone in set(self._paths).difference(paths):
+                self._reads.pop(_name, None)
+                _KEPT.discard(gone)  # deleted or renamed away: no descriptor holds it
+            self._paths = paths
         return self._names
 
     def entries(self) -> Mapping[str, bool]:
@@ -252,25 +343,27 @@ class LogTail:
     def fingerprint(self, entries: Mapping[str, bool]) -> tuple[StatKey | None, ...]:
         """Stat keys of the logs: what :meth:`newest` depends on."""
         self.names(entries)
+        _KEPT.sweep()
         return tuple(stat_key(path) for _name, path in self._paths)
 
     def stats(self, entries: Mapping[str, bool]) -> Checked:
-        """The stat keys (:meth:`fingerprint`) and modes of the logs, from one ``stat`` of
+        """The stat keys (:meth:`fingerprint`) and stats of the logs, from one ``stat`` of
         each: for a caller that checks them for changes, then passes them to :meth:`newest`
         to be read under."""
         self.names(entries)
+        _KEPT.sweep()
         keys: list[StatKey | None] = []
-        modes: list[int] = []
+        stats: list[os.stat_result | None] = []
         for _name, path in self._paths:
             try:
                 st = os.stat(path)
             except OSError:
                 keys.append(None)
-                modes.append(0)
+                stats.append(None)
                 continue
             keys.append(key_of(st))
-            modes.append(st.st_mode)
-        return keys, modes
+            stats.append(st)
+        return keys, stats
 
     def newest(
         self,
@@ -314,20 +407,21 @@ class LogTail:
         found: list[tuple[int, str, _Read]] = []
         self.names(entries)
         for at, (name, path) in enumerate(self._paths):
-            mode: int | None = None
+            st: os.stat_result | None = None
             if checked is not None:
-                key, mode = checked[0][at], checked[1][at]
+                key, st = checked[0][at], checked[1][at]
             elif known_keys and name in known_keys:
                 key = known_keys[name]
             else:
                 key = stat_key(path)
             if key is None:
-                self._reads.pop(name, None)
+                if self._reads.pop(name, None) is not None:
+                    _KEPT.discard(path)
                 continue
             known = self._reads.get(name)
             if known is None or known.key != key or is_racy((key,), known.read_at):
                 try:
-                    known = self._read(path, key, known, mode)
+                    known = self._read(path, key, known, st)
                 except OSError as exc:
                     self.problems.append(f"{name}: cannot read log: {exc.strerror or exc}")
                     continue
@@ -342,12 +436,13 @@ class LogTail:
         return name, read, mtime_ns / 1e9
 
     def _read(
-        self, path: str, key: StatKey, known: _Read | None, mode: int | None = None
+        self, path: str, key: StatKey, known: _Read | None, st: os.stat_result | None = None
     ) -> _Read:
         """The log read again: only its new bytes while it grows and its tail was settled,
         else its whole tail (replaced by another file: a new inode; an unchanged stat key
         of a log written within the racy window: nothing of the last read is trusted).
-        ``mode``: its ``st_mode`` under ``key`` (:func:`read_tail`)."""
+        ``st``: the ``stat`` of it that gave ``key``, when the caller took one (its
+        descriptor is then kept open for the next read, :class:`_Descriptors`)."""
         read_at = time.time_ns()
         if known is not None and known.key == key:
             known = None
@@ -355,7 +450,7 @@ class LogTail:
         if known is not None and known.settled and known.key[2] == key[2]:
             resume = known.resume
         divisor = self.unit_divisor
-        data, end, appended = read_tail(path, self.tail_bytes, resume, mode)
+        data, end, appended = self._tail(path, resume, st)
         if appended and known is not None:  # the same read, gone on: in place when it can
             plain = plain_appended(data, divisor)
             reading = None if plain is not None else parse_appended(data, divisor)
@@ -365,12 +460,28 @@ class LogTail:
                 known.older, known.searched = None, False
                 return known
         if appended:  # the new bytes alone cannot tell: read the whole tail
-            data, end, _ = read_tail(path, self.tail_bytes, None, mode)
+            data, end, _ = self._tail(path, None, st)
         whole = parse_log(data, divisor)
         read = _Read(key, whole, _resume_at(data, end), settled(data), end, read_at=read_at)
         start = end - len(data)
         if whole.bar is None and start > 0:
             self._look_back(path, read, start, known)
+        return read
+
+    def _tail(
+        self, path: str, resume: tuple[int, bytes] | None, st: os.stat_result | None
+    ) -> tuple[bytes, int, bool]:
+        """:func:`read_tail` of the log ``path``, through its kept descriptor when the
+        caller's ``stat`` of it (``st``) says it is still the file it was opened on."""
+        if st is None:
+            return read_tail(path, self.tail_bytes, resume)
+        fd, size, dev, ino = _KEPT.open(path, st)
+        try:
+            read = _tail_of(fd, size, self.tail_bytes, resume)
+        except BaseException:
+            os.close(fd)
+            raise
+        _KEPT.keep(path, fd, dev, ino)
         return read
 
     def _look_back(self, path: str, read: _Read, start: int, known: _Read | None) -> None:

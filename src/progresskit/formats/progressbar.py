@@ -65,16 +65,22 @@ DEFAULT_UNIT_DIVISOR = 1000
 _INF = float("inf")
 _NUM = r"\d+(?:\.\d+)?[kMGTPEZY]?"
 _CLOCK = r"-?(?:\d+:)?\d{1,2}:\d{2}"
+# _NUM, possessive: it never gives back a digit or a scale letter, which no match needs
+# where what follows it can be neither ("/", " [", "s/", a rate's unit and "/s"). Not for
+# the count of a bar without a total, whose unit follows it and may start with a scale
+# letter ("450k" counting unit "k").
+_NUM_ALL = r"\d++(?:\.\d++)?+[kMGTPEZY]?+"
 _RATE = (
-    rf"\s*(?:(?P<inv>{_NUM})s/[^\s,\]]+"
-    rf"|(?P<rv>{_NUM}|\?|inf)[^\s,\]]*?/s)"
+    rf"\s*+(?:(?P<inv>{_NUM_ALL})s/[^\s,\]]++"
+    rf"|(?P<rv>{_NUM_ALL}|\?|inf)[^\s,\]]*?/s)"
 )
 
 # Only the groups read are named: a match with fewer groups costs less, and every query of
-# a growing log matches its newest redraw (benchmarks/logtail.py).
+# a growing log matches its newest redraw (benchmarks/logtail.py); for the same reason,
+# possessive quantifiers wherever giving back cannot lead to a match (a quarter less).
 _TQDM_TOTAL = re.compile(
-    rf"^(?:(?P<desc>.*?):\s?)?(?:\s*(?P<pct>\d{{1,3}})%)?\|[^|]*\|"
-    rf" (?P<n>{_NUM})/(?P<total>{_NUM}|\?)"
+    rf"^(?:(?P<desc>.*?):\s?)?(?:\s*(?P<pct>\d{{1,3}})%)?\|[^|]*+\|"
+    rf" (?P<n>{_NUM_ALL})/(?P<total>{_NUM_ALL}|\?)"
     rf" \[(?P<elapsed>{_CLOCK})(?:<(?P<remaining>{_CLOCK}|\?))?,{_RATE}(?P<postfix>,.*)?\]\s*$"
 )
 _TQDM_NO_TOTAL = re.compile(
@@ -238,13 +244,12 @@ def _meter(
 
 
 def _tqdm_values(text: str, divisor: int) -> TqdmValues | None:
-    # Groups fetched at once, values in Bar's order: the newest redraw is parsed on every
-    # query of a growing log (benchmarks/logtail.py).
+    # Groups fetched at once (every group is named: groups() is them in pattern order,
+    # tests/test_progressbar.py), values in Bar's order: the newest redraw is parsed on every query
+    # of a growing log (benchmarks/logtail.py).
     match = _TQDM_TOTAL.match(text)
     if match is not None:
-        desc, pct, n, total, elapsed, remaining, inv, rv, postfix = match.group(
-            "desc", "pct", "n", "total", "elapsed", "remaining", "inv", "rv", "postfix"
-        )
+        desc, pct, n, total, elapsed, remaining, inv, rv, postfix = match.groups()
         rate, left, taken, pairs = _meter(elapsed, remaining, inv, rv, postfix)
         return (
             desc.strip() if desc else "",
@@ -258,9 +263,7 @@ def _tqdm_values(text: str, divisor: int) -> TqdmValues | None:
         )
     match = _TQDM_NO_TOTAL.match(text)
     if match is not None:
-        desc, n, elapsed, inv, rv, postfix = match.group(
-            "desc", "n", "elapsed", "inv", "rv", "postfix"
-        )
+        desc, n, elapsed, inv, rv, postfix = match.groups()
         rate, _left, taken, pairs = _meter(elapsed, None, inv, rv, postfix)
         desc = desc.strip() if desc else ""
         return (desc, _scaled(n, divisor), None, rate, None, taken, None, dict(pairs))

@@ -235,14 +235,23 @@ class ProgressInfo:
 _FACTORY: Any = type(attrs.Factory(dict))
 
 
+#: What the validators accept, as an expression of the value (not ``None``): exactly their
+#: accepted values (a NaN or an infinity fails both comparisons), so that
+#: :func:`prechecked` calls them only for a value they refuse.
+_ACCEPTS: dict[Any, str] = {
+    _check_non_negative: "0 <= {} < _INF",
+    _check_percentage: "0.0 <= {} <= 100.0",
+}
+
+
 def _prechecked_builder() -> Callable[..., ProgressInfo]:
     """The function behind :func:`prechecked`, generated from ProgressInfo's fields (as
     attrs generates ``__init__``), so that it covers every field as the constructor does."""
     namespace: dict[str, Any] = {
         "_new": object.__new__,
-        "_setattr": object.__setattr__,
         "_cls": ProgressInfo,
         "_MISSING": object(),
+        "_INF": math.inf,
     }
     params: list[str] = []
     body: list[str] = []
@@ -255,15 +264,21 @@ def _prechecked_builder() -> Callable[..., ProgressInfo]:
             namespace[f"_d_{name}"], unset = default, f"_d_{name}"
             value = name
         params.append(f"{name}={unset}")
-        body.append(f"    _set('{name}', {value})")
+        # The slot's own setter: what object.__setattr__ finds for the name, without the
+        # lookup (a frozen class's __setattr__ refuses, as attrs' own __init__ bypasses).
+        namespace[f"_s_{name}"] = ProgressInfo.__dict__[name].__set__
+        body.append(f"    _s_{name}(self, {value})")
         if field.validator is not None:  # a value left to its default needs no check
             namespace[f"_v_{name}"], namespace[f"_a_{name}"] = field.validator, field
-            body.append(f"    if {name} is not {unset}: _v_{name}(self, _a_{name}, {name})")
+            valid = _ACCEPTS.get(field.validator)
+            check = f"{name} is not {unset}"
+            if valid is not None:  # the validator is called only to refuse, with its message
+                check += f" and {name} is not None and not ({valid.format(name)})"
+            body.append(f"    if {check}: _v_{name}(self, _a_{name}, {name})")
     source = "\n".join(
         [
             f"def prechecked(*, {', '.join(params)}):",
             "    self = _new(_cls)",
-            "    _set = _setattr.__get__(self)",
             *body,
             "    return self",
         ]
