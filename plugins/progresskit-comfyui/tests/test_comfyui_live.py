@@ -177,6 +177,19 @@ def test_a_frozen_server_is_stalled_not_up(replay: ReplayThread) -> None:
     run(scenario)
 
 
+async def _two_looks_without_events(
+    monitor: StatusMonitor, replay: ReplayThread, job: int, pause: float
+) -> tuple[ProgressUpdate | None, ProgressUpdate | None]:
+    """``monitor.progress_now(job)`` twice, ``pause`` seconds apart, once node 2 runs and the
+    replayed stream is frozen (no event reaches the monitor in between)."""
+    await until(lambda: (u := monitor.progress_now(job)) is not None
+                and u.current_node == "2", what="node 2 running")
+    replay.run(setattr, replay.server, "event_lag", 60.0)
+    first = monitor.progress_now(job)
+    await asyncio.sleep(pause)
+    return first, monitor.progress_now(job)
+
+
 def test_progress_is_time_weighted_and_the_eta_counts_down_with_no_events() -> None:
     replay = ReplayThread(speed=5.0)  # node 2 runs 0.9 s: time to watch it count down
 
@@ -190,12 +203,7 @@ def test_progress_is_time_weighted_and_the_eta_counts_down_with_no_events() -> N
             second = submit(replay, "ok", monitor.client_id)
             monitor.monitor_job(2, second, "image", prompt=replay.server.recordings["ok"].graph)
             # Node 2 (ImageBlur) runs most of the job's time; once it runs, freeze the stream.
-            await until(lambda: (u := monitor.progress_now(2)) is not None
-                        and u.current_node == "2", what="node 2 running")
-            replay.run(setattr, replay.server, "event_lag", 60.0)
-            a = monitor.progress_now(2)
-            await asyncio.sleep(0.1)
-            b = monitor.progress_now(2)
+            a, b = await _two_looks_without_events(monitor, replay, 2, 0.1)
         assert a is not None and b is not None
         assert a.eta_seconds is not None and b.eta_seconds is not None
         assert a.eta_as_of is not None and b.eta_as_of is not None
@@ -311,12 +319,7 @@ def test_a_slow_jobs_eta_counts_down_second_by_second_with_no_events() -> None:
             await until_status(monitor, 1, ProgressStatus.COMPLETED)
             monitor.monitor_job(2, submit(replay, "ok", monitor.client_id), "image",
                                 prompt=replay.server.recordings["ok"].graph)
-            await until(lambda: (u := monitor.progress_now(2)) is not None
-                        and u.current_node == "2", what="node 2 running")
-            replay.run(setattr, replay.server, "event_lag", 60.0)
-            a = monitor.progress_now(2)
-            await asyncio.sleep(0.3)
-            b = monitor.progress_now(2)
+            a, b = await _two_looks_without_events(monitor, replay, 2, 0.3)
         assert a is not None and b is not None
         assert a.eta_seconds is not None and b.eta_seconds is not None
         assert a.eta_as_of is not None and b.eta_as_of is not None

@@ -403,8 +403,9 @@ class LogTail:
         checked: Checked | None,
     ) -> tuple[str, _Read, float] | None:
         """:meth:`newest`, with the log's read state instead of its reading."""
-        self.problems = []
-        found: list[tuple[int, str, _Read]] = []
+        if self.problems:
+            self.problems = []
+        newest: tuple[int, str, _Read] | None = None
         self.names(entries)
         for at, (name, path) in enumerate(self._paths):
             st: os.stat_result | None = None
@@ -428,11 +429,12 @@ class LogTail:
                 self._reads[name] = known
             said = None if known.plain is not None else known.full()  # plain: a bar
             if said is None or said.bar is not None or said.failure is not None:
-                found.append((key[0], name, known))
-        if not found:
+                # By write time, then name (names are in order, and never equal).
+                if newest is None or key[0] >= newest[0]:
+                    newest = (key[0], name, known)
+        if newest is None:
             return None
-        # By write time, then name: two logs never share a name, so reads are not compared.
-        mtime_ns, name, read = found[0] if len(found) == 1 else max(found)
+        mtime_ns, name, read = newest
         return name, read, mtime_ns / 1e9
 
     def _read(
