@@ -428,10 +428,10 @@ class LogTail:
                     continue
                 self._reads[name] = known
             said = None if known.plain is not None else known.full()  # plain: a bar
-            if said is None or said.bar is not None or said.failure is not None:
-                # By write time, then name (names are in order, and never equal).
-                if newest is None or key[0] >= newest[0]:
-                    newest = (key[0], name, known)
+            shows = said is None or said.bar is not None or said.failure is not None
+            # The newest by write time, then name (names are in order, and never equal).
+            if shows and (newest is None or key[0] >= newest[0]):
+                newest = (key[0], name, known)
         if newest is None:
             return None
         mtime_ns, name, read = newest
