@@ -918,3 +918,84 @@ def test_at_most_the_limit_of_descriptors_is_kept(
         _run, log, _tracker = _grown_run(tmp_path / f"r{r}")
         found.append(log)
     assert [_fds_on(log) for log in found] == [0, 0, 0, 1, 1]  # the two read last
+
+
+def test_a_sweep_never_closes_a_descriptor_a_reader_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The interleaving of a sweep with two readers of one log (a Monitor's thread and the
+    # server's run page): right after the sweep lists the pool, one reader takes the kept
+    # descriptor and another keeps a new one. The reader's descriptor stays open (its
+    # number is not given to another open meanwhile), and none is left outside the pool.
+    pool = logs._Descriptors(limit=8, quiet_seconds=0)  # every entry is due
+    monkeypatch.setattr(pool, "_timer", object())  # no timer thread in this test
+    log = tmp_path / "train.log"
+    log.write_bytes(_redraw(1))
+    path, st = str(log), os.stat(log)
+    fd, _size, dev, ino, _kept = pool.open(path, st)
+    pool.keep(path, fd, dev, ino)
+    held: list[int] = []
+    listed = list
+
+    def interleaved(items: object) -> list[object]:
+        snapshot = listed(items)  # type: ignore[call-overload]
+        held.append(pool.open(path, st)[0])  # the first reader: the kept descriptor
+        fresh, _size, dev, ino, kept = pool.open(path, st)  # the second: a new one
+        assert not kept
+        pool.keep(path, fresh, dev, ino)
+        return snapshot
+
+    monkeypatch.setattr(logs, "list", interleaved, raising=False)
+    pool.sweep(now=True)
+    monkeypatch.undo()
+    assert held == [fd]
+    assert os.pread(fd, 1 << 16, 0) == log.read_bytes()  # still the log's, still open
+    assert pool._kept == {}  # the second reader's, taken by the sweep and closed
+    assert _fds_on(log) == 1
+    os.close(fd)
+
+
+def test_descriptors_are_closed_when_nothing_looks_at_a_log_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A one-shot status (nothing asks again): the timer closes what was kept.
+    monkeypatch.setattr(logs, "_KEPT", logs._Descriptors(limit=8, quiet_seconds=0.2))
+    _run, log, _tracker = _grown_run(tmp_path)
+    assert _fds_on(log) == 1
+    deadline = time.monotonic() + 10
+    while _fds_on(log) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _fds_on(log) == 0
+    assert logs._KEPT._kept == {}
+
+
+def test_a_forked_child_holds_no_log_open(tmp_path: Path) -> None:
+    _run, log, _tracker = _grown_run(tmp_path)
+    assert _fds_on(log) == 1
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave at once
+        try:
+            os.write(write, b"%d %d" % (_fds_on(log), len(logs._KEPT._kept)))
+        finally:
+            os._exit(0)
+    os.close(write)
+    said = os.read(read, 100)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert said == b"0 0"
+    assert _fds_on(log) == 1  # the parent's is untouched
+
+
+def test_two_readers_keeping_one_log_leave_one_descriptor(tmp_path: Path) -> None:
+    pool = logs._Descriptors(limit=8, quiet_seconds=60)
+    log = tmp_path / "train.log"
+    log.write_bytes(_redraw(1))
+    path, st = str(log), os.stat(log)
+    first, second = pool.open(path, st), pool.open(path, st)  # two readers, two opens
+    pool.keep(path, first[0], first[2], first[3])
+    pool.keep(path, second[0], second[2], second[3])  # the second finds one kept: closed
+    assert [entry[0] for entry in pool._kept.values()] == [first[0]]
+    assert _fds_on(log) == 1
+    pool.discard(path)
+    assert _fds_on(log) == 0

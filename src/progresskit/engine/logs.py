@@ -25,6 +25,7 @@ query searches only what was appended since.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import threading
@@ -126,17 +127,30 @@ def _tail_of(
     return raw, end, False
 
 
+def _close(fd: int) -> None:
+    # A descriptor given up by the pool: a failed close must not fail a read that succeeded.
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
 class _Descriptors:
     """Descriptors of logs kept open between their reads, in this process.
 
     A log read at every query (a job's growing log) then costs its ``stat`` and one
     ``pread``, not also an ``open``, ``fstat`` and ``close`` (benchmarks/logtail.py). A
     kept descriptor is used only for the file a ``stat`` of its path just found (same
-    device and inode: the path was not replaced since), by one reader at a time (taken out
-    while read). At most :data:`KEPT_LOGS` are kept, the least recently read closed first,
-    and none that was not read for :data:`KEPT_QUIET_SECONDS` (closed at the next look at
-    any log): a quiet, finished or deleted log keeps no file system busy and no disk space
-    in use for long.
+    device and inode: the path was not replaced since; an open file's inode number is not
+    given to another file). At most :data:`KEPT_LOGS` are kept, the least recently read
+    closed first, and none that was not read for :data:`KEPT_QUIET_SECONDS`: they are
+    closed at the next look at any log, or by a timer when nothing looks (a one-shot
+    status, a process that stopped querying), so a quiet, finished or deleted log keeps no
+    file system busy and no disk space in use for long. A forked child closes what it
+    inherited.
+
+    Whoever takes an entry out of :attr:`_kept` (one atomic ``pop``, or the ``setdefault``
+    that puts one in) owns its descriptor: no two readers ever hold the same one, and a
+    descriptor is closed only by its owner, so its number cannot be reused by another
+    ``open`` while a reader still reads it. The path of every read takes no lock.
     """
 
     def __init__(self, limit: int, quiet_seconds: float):
@@ -144,66 +158,97 @@ class _Descriptors:
         self.quiet_ns = int(quiet_seconds * 1e9)
         #: path -> (fd, st_dev, st_ino, monotonic ns of its last read), oldest read first
         #: (a dict keeps insertion order; a read takes its entry out and puts it back).
-        #: Single dict operations are atomic: no lock on the path of every read.
         self._kept: dict[str, tuple[int, int, int, int]] = {}
-        self._lock = threading.Lock()  # for the sweeps, which look at several entries
+        self._lock = threading.Lock()  # one sweep at a time, and the timer's arming
         self._next_sweep = 0
+        self._timer: threading.Timer | None = None
 
-    def open(self, path: str, st: os.stat_result) -> tuple[int, int, int, int]:
-        """(fd, size, st_dev, st_ino) of the file that ``st``, a ``stat`` of ``path`` just
-        taken, describes: its kept descriptor, else a new one (:func:`open_regular`, whose
-        ``fstat`` then says the rest). The caller owns ``fd`` until it gives it back to
-        :meth:`keep` or closes it."""
+    def open(self, path: str, st: os.stat_result) -> tuple[int, int, int, int, bool]:
+        """(fd, size, st_dev, st_ino, kept) of the file that ``st``, a ``stat`` of ``path``
+        just taken, describes: its kept descriptor (``kept`` true), else a new one
+        (:func:`open_regular`, whose ``fstat`` then says the rest). The caller owns ``fd``
+        until it gives it back to :meth:`keep` or closes it."""
         kept = self._kept.pop(path, None)
         if kept is not None:
             fd, dev, ino, _read_at = kept
             if dev == st.st_dev and ino == st.st_ino:
-                return fd, st.st_size, dev, ino
-            os.close(fd)  # replaced (rotated, rewritten by rename): another file
+                return fd, st.st_size, dev, ino, True
+            _close(fd)  # replaced (rotated, rewritten by rename): another file
         fd, opened = open_regular(path, st.st_mode)
-        return fd, opened.st_size, opened.st_dev, opened.st_ino
+        return fd, opened.st_size, opened.st_dev, opened.st_ino, False
 
     def keep(self, path: str, fd: int, dev: int, ino: int) -> None:
         """Keep ``fd``, just read, for the next read of ``path``."""
-        other = self._kept.pop(path, None)  # another reader's, kept meanwhile
-        self._kept[path] = (fd, dev, ino, time.monotonic_ns())
-        if other is not None:
-            os.close(other[0])
+        entry = (fd, dev, ino, time.monotonic_ns())
+        if self._kept.setdefault(path, entry) is not entry:
+            _close(fd)  # another reader kept one for the path meanwhile: one is enough
+            return
         if len(self._kept) > self.limit:
             self.sweep()
+        if self._timer is None:
+            self._arm()
 
     def discard(self, path: str) -> None:
         """Close ``path``'s kept descriptor, if any (its log is gone)."""
         kept = self._kept.pop(path, None)
         if kept is not None:
-            os.close(kept[0])
+            _close(kept[0])
 
-    def sweep(self) -> None:
+    def sweep(self, *, now: bool = False) -> None:
         """Close the descriptors over the limit or not read for :attr:`quiet_ns`: at most
-        once a second (a look at a log asks for it every time)."""
+        once a second (a look at a log asks for it every time), unless ``now``."""
         if not self._kept:
             return
-        now = time.monotonic_ns()
-        if now < self._next_sweep and len(self._kept) <= self.limit:
+        at = time.monotonic_ns()
+        if not now and at < self._next_sweep and len(self._kept) <= self.limit:
             return
-        self._next_sweep = now + 1_000_000_000
-        closing = []
+        closing: list[int] = []
         with self._lock:
-            kept = self._kept
-            for path, (fd, _dev, _ino, read_at) in list(kept.items()):
-                if len(kept) <= self.limit and now - read_at <= self.quiet_ns:
+            self._next_sweep = at + 1_000_000_000
+            try:
+                listed = list(self._kept.items())
+            except RuntimeError:  # changed by a finalizer that ran during the copy
+                return
+            for path, (_fd, _dev, _ino, read_at) in listed:
+                if len(self._kept) <= self.limit and at - read_at <= self.quiet_ns:
                     break  # the rest were read later
-                if kept.pop(path, None) is not None:
-                    closing.append(fd)
+                taken = self._kept.pop(path, None)  # what is there now: its fd is ours
+                if taken is not None:
+                    closing.append(taken[0])
         for fd in closing:
-            os.close(fd)
+            _close(fd)
+
+    def _arm(self) -> None:
+        """Start the timer that sweeps when no log is looked at, unless it runs."""
+        with self._lock:
+            if self._timer is not None or not self._kept:
+                return
+            self._timer = threading.Timer(self.quiet_ns / 1e9 + 1.0, self._on_timer)
+            self._timer.daemon = True
+            self._timer.name = "progresskit-kept-logs"
+        self._timer.start()
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.sweep(now=True)
+        self._arm()
+
+    def after_fork_in_child(self) -> None:
+        """Forget, and close, what the parent kept: a child holds no log open."""
+        self._lock = threading.Lock()
+        self._timer = None
+        kept, self._kept = self._kept, {}
+        for fd, _dev, _ino, _read_at in kept.values():
+            _close(fd)
 
 
 #: At most this many log descriptors are kept open between reads in a process.
-KEPT_LOGS = 32
+KEPT_LOGS = 64
 #: A log descriptor kept open is closed when its log was not read for this long.
 KEPT_QUIET_SECONDS = 10.0
 _KEPT = _Descriptors(KEPT_LOGS, KEPT_QUIET_SECONDS)
+os.register_at_fork(after_in_child=_KEPT.after_fork_in_child)
 
 
 def _resume_at(data: bytes, end: int) -> tuple[int, bytes] | None:
@@ -416,8 +461,8 @@ class LogTail:
             else:
                 key = stat_key(path)
             if key is None:
-                if self._reads.pop(name, None) is not None:
-                    _KEPT.discard(path)
+                self._reads.pop(name, None)
+                _KEPT.discard(path)
                 continue
             known = self._reads.get(name)
             if known is None or known.key != key or is_racy((key,), known.read_at):
@@ -477,11 +522,23 @@ class LogTail:
         caller's ``stat`` of it (``st``) says it is still the file it was opened on."""
         if st is None:
             return read_tail(path, self.tail_bytes, resume)
-        fd, size, dev, ino = _KEPT.open(path, st)
+        fd, size, dev, ino, kept = _KEPT.open(path, st)
         try:
             read = _tail_of(fd, size, self.tail_bytes, resume)
+        except OSError:
+            _close(fd)
+            if not kept:
+                raise
+            # A kept descriptor gone stale (NFS: the log recreated by another machine with
+            # the same inode number): read it as a new file.
+            fd, size, dev, ino, _kept = _KEPT.open(path, st)
+            try:
+                read = _tail_of(fd, size, self.tail_bytes, resume)
+            except BaseException:
+                _close(fd)
+                raise
         except BaseException:
-            os.close(fd)
+            _close(fd)
             raise
         _KEPT.keep(path, fd, dev, ino)
         return read
