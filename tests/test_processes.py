@@ -4,6 +4,7 @@ finds what psutil finds, field for field."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -122,3 +123,38 @@ def test_status_does_not_import_psutil(tmp_path: Path) -> None:
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_the_callers_own_pipeline_and_ancestors_do_not_work_on_the_run(tmp_path: Path) -> None:
+    # `cd run; progresskit status . --json | jq`: the reader of the output sits in the run's
+    # directory, and so may the program that started the query (a wrapper, `uv run`); none
+    # of them is the run's process. A real training process there still is.
+    run = tmp_path / "run"
+    run.mkdir()
+    query = (
+        "import json, sys\n"
+        "from progresskit.builtin import processes\n"
+        f"found = processes.progresskit_process_info([{str(run)!r}])\n"
+        "print(json.dumps({k: v.process_id for k, v in found.items()}))\n"
+    )
+    reader = "import sys; sys.stdout.write(sys.stdin.read())"
+    wrapper = (  # the query's parent, in the run's directory: an ancestor
+        "import subprocess, sys\n"
+        f"sys.exit(subprocess.call([sys.executable, '-c', {query!r}]))\n"
+    )
+    python = shlex.quote(sys.executable)
+    command = f"{python} -c {shlex.quote(wrapper)} | {python} -c {shlex.quote(reader)}"
+    pipeline = subprocess.run(
+        command, shell=True, cwd=run, capture_output=True, text=True, check=True
+    )
+    assert pipeline.stdout.strip() == "{}", pipeline.stdout
+    trainer = subprocess.Popen([sys.executable, "-c", SLEEP], cwd=run)
+    try:
+        _started([trainer])
+        pipeline = subprocess.run(
+            command, shell=True, cwd=run, capture_output=True, text=True, check=True
+        )
+        assert pipeline.stdout.strip() == f'{{"{run}": {trainer.pid}}}', pipeline.stdout
+    finally:
+        trainer.kill()
+        trainer.wait()

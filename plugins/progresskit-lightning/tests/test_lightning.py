@@ -175,6 +175,20 @@ def test_the_job_dirs_console_log_is_read_for_the_run_below_it(
     assert (p.completed_steps, p.completed_epochs) == (60, 1)  # the logger's, not the bar's
 
 
+@pytest.mark.parametrize("cwd", [CSV_RUN, "out", "."])
+def test_the_job_dirs_log_is_found_from_a_relative_work_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cwd: str
+) -> None:
+    # `cd job/out/csv; progresskit status .`: what is above a relative work dir counts too.
+    job = restore("b_crashed", tmp_path / "b")
+    monkeypatch.chdir(job / cwd)
+    run = os.path.relpath(job / CSV_RUN)  # ".", "csv", "out/csv"
+    assert LightningTracker(run).log_dir() == str(job)
+    result = status_of(Path(run))
+    assert result.status is Status.FAILED, result.reason
+    assert result.progress.details["log_file"] == "train.log"
+
+
 def test_the_job_dirs_console_log_is_a_sign_of_life(tmp_path: Path) -> None:
     job = restore("c_killed", tmp_path / "c", age=23 * 60)
     run = job / CSV_RUN

@@ -15,6 +15,7 @@ cost ``progresskit status`` more than reading the run. Elsewhere psutil reads th
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -78,12 +79,17 @@ Candidate = tuple[int, list[str], str | None, Callable[[], tuple[str | None, flo
 def progresskit_process_info(work_dirs: Sequence[str]) -> dict[str, ProcessInfo]:
     dirs = {os.path.abspath(d): d for d in work_dirs}
     found: dict[str, ProcessInfo] = {}
+    ours: set[int] | None = None  # this query's own processes, found when one matches
     for pid, cmdline, cwd_or_none, owner in candidates():
         cwd = cwd_or_none or "/"
         args = [os.path.abspath(os.path.join(cwd, a)) for a in cmdline[1:] if "/" in a]
         # The cwd counts only when it is the run itself, not somewhere inside it.
         for run in [dirs.get(cwd)] + [_owner(a, dirs) for a in args]:
             if run is not None and run not in found:
+                if ours is None:
+                    ours = set(ancestors(os.getpid()))
+                if pid in ours or _reads_our_output(pid):
+                    break  # `cd run; progresskit status . | jq`: jq works on nothing
                 known = owner()
                 if known is None:
                     break  # it has exited: it works on nothing
@@ -96,6 +102,29 @@ def progresskit_process_info(work_dirs: Sequence[str]) -> dict[str, ProcessInfo]
                 )
                 break
     return found
+
+
+def _reads_our_output(pid: int) -> bool:
+    """Whether process ``pid`` reads this process's standard output or error through a
+    pipe: the rest of the caller's own pipeline (``| head``, ``| jq``), which sits in the
+    run's directory when the caller does, and works on nothing. Linux only."""
+    if _PROC is None:
+        return False
+    pipes = set()
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if stat.S_ISFIFO(st.st_mode):
+            pipes.add((st.st_dev, st.st_ino))
+    if not pipes:
+        return False
+    try:
+        st = os.stat(f"{_PROC}/{pid}/fd/0")
+    except OSError:  # gone, or not ours to look at (then not our pipeline's either)
+        return False
+    return (st.st_dev, st.st_ino) in pipes
 
 
 def candidates() -> Iterator[Candidate]:

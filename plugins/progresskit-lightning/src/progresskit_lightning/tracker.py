@@ -159,7 +159,9 @@ class LightningTracker(BaseProgressTracker):
         entries = self.entries()
         if self._holds_log(entries):
             return self.work_dir
-        directory = os.path.normpath(self.work_dir)
+        # Absolute: the parent of a relative "out" is the current directory, not "".
+        here = os.path.abspath(self.work_dir)
+        directory = here
         if is_version_dir(entries):
             directory = os.path.dirname(directory)  # the experiment dir
         candidates = [directory]
@@ -170,9 +172,7 @@ class LightningTracker(BaseProgressTracker):
             candidates.append(parent)
             directory = parent
         for candidate in candidates:
-            if candidate != os.path.normpath(self.work_dir) and self._holds_log(
-                self._list(candidate)
-            ):
+            if candidate != here and self._holds_log(self._list(candidate)):
                 return candidate
         return self.work_dir
 
