@@ -549,6 +549,44 @@ def test_a_cadence_faster_than_the_writers_flush_is_not_trusted(tmp_path: Path) 
     assert result.status is Status.RUNNING, result.reason
 
 
+@pytest.mark.parametrize(("silent_for", "expected"), [(600, Status.RUNNING), (3600, Status.FAILED)])
+def test_a_short_run_is_judged_by_its_steps_and_its_writers_flushes(
+    tmp_path: Path, silent_for: float, expected: Status
+) -> None:
+    # 50 steps within 5 s: fewer beats than a rhythm needs. Its steps' own times judge it,
+    # never as faster than its writer writes them out (every 120 s): silent for 10 minutes
+    # it may be between two flushes, for an hour it is not.
+    run = rhythm_run(tmp_path / "run", silent_for=silent_for, steps=50, gap=0.1)
+    result = Tracking(plugin_manager(only=["tensorboard"])).status(
+        str(run), discover_processes=False
+    )
+    assert result.status is expected, result.reason
+    if expected is Status.FAILED:
+        assert "it updated every ~100ms, written out at least every 2m" in result.reason
+
+
+def test_a_killed_short_run_is_failed_not_running_for_a_day(tmp_path: Path) -> None:
+    # The real killed sample: 122 steps in a few seconds, then SIGKILL (its events' own
+    # times say when, whatever the files' modification times).
+    run = sample("killed", tmp_path / "run")
+    tracker = TensorBoardTracker(run)
+    tracker.get_progress()
+    assert len(tracker.update_times()) > 4
+    result = Tracking(plugin_manager(only=["tensorboard"])).status(
+        str(run), discover_processes=False
+    )
+    assert result.status is Status.FAILED, result.reason
+
+
+def test_the_writers_flush_interval_is_configurable(tmp_path: Path) -> None:
+    run = rhythm_run(tmp_path / "run", silent_for=3600, steps=50, gap=0.1)
+    pm = plugin_manager(only=["tensorboard"])
+    tracking = Tracking(pm, config={"tensorboard_flush_secs": 900})  # 7 x 15 min allowed
+    assert tracking.status(str(run), discover_processes=False).status is Status.RUNNING
+    with pytest.raises(progresskit.ConfigError, match="tensorboard_flush_secs"):
+        Tracking(pm, config={"tensorboard_flush_secs": 0})
+
+
 def test_status_of_a_logdir_from_the_cli(
     tmp_path: Path, progresskit_cli: Callable[..., CliResult]
 ) -> None:
@@ -564,8 +602,9 @@ def test_status_of_a_logdir_from_the_cli(
         assert rows["a"]["status"] == "finished"
         assert rows["b"]["progress"]["completed_steps"] == 122
         assert rows["b"]["progress"]["progress_percentage"] == 61.0
-        assert rows["b"]["status"] == "running"  # an hour of silence, no cadence to judge
-        assert result.ret == 0, result.stderr
+        # Killed: an hour of silence, far beyond what its writer's flushes allow.
+        assert rows["b"]["status"] == "failed", rows["b"]["reason"]
+        assert result.ret == 1, result.stderr  # a failed run: the exit code says so
 
 
 def test_it_is_found_through_its_entry_point(

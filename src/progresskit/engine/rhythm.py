@@ -57,17 +57,23 @@ class Rhythm:
     #: Seconds of silence allowed: ``FACTOR * usual_longest``, at least ``FLOOR_SECONDS``,
     #: at most the cap given to :func:`observe_rhythm` (``sleep_time``).
     limit: float
+    #: The longest the source holds updates back before they reach disk (its ``buffered``):
+    #: :attr:`usual_longest` is never below it.
+    buffered: float = 0.0
 
 
 def observe_rhythm(
-    times: Iterable[float], *, cap: float, recorded: bool = False
+    times: Iterable[float], *, cap: float, recorded: bool = False, buffered: float = 0.0
 ) -> Rhythm | None:
     """The rhythm of updates at ``times`` (Unix seconds, any order), or ``None`` when there
     are too few to judge or they look copied into place rather than written by a run.
 
     ``recorded``: the times are the source's own clock readings kept in its records (an
     MLflow metric's timestamp), not when files were last modified; copying the files keeps
-    them, so close times are a fast run, never a copy."""
+    them, so close times are a fast run, never a copy. ``buffered``: the longest the
+    source holds updates back before writing them out (a TensorBoard writer flushes every
+    ``flush_secs``): however fast its updates, a healthy run's newest one on disk may be
+    that old, so the usual longest gap is never taken below it."""
     ordered = sorted(set(times))
     gaps = sorted(b - a for a, b in itertools.pairwise(ordered))
     if len(gaps) < MIN_GAPS:
@@ -82,5 +88,6 @@ def observe_rhythm(
         others = long_gaps[:i] + long_gaps[i + 1 :]
         if any(abs(o - gap) <= RECURRING_TOLERANCE * gap for o in others):
             usual = max(usual, gap)
+    usual = max(usual, buffered)
     limit = min(cap, max(FLOOR_SECONDS, FACTOR * usual))
-    return Rhythm(typical=typical, usual_longest=usual, limit=limit)
+    return Rhythm(typical=typical, usual_longest=usual, limit=limit, buffered=buffered)

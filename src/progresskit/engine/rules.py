@@ -217,6 +217,8 @@ def decide(
         )
     if rhythm is not None and rhythm.limit < sleep_time:
         pace = f"it updated every ~{_pace(rhythm.typical)}"
+        if rhythm.buffered > rhythm.typical:
+            pace += f", written out at least every {_short(rhythm.buffered)}"
         if lease is not None and lease.process == "remote" and record is not None:
             # Its process may well be alive: that host's processes cannot be seen from here.
             return Decision(
@@ -250,12 +252,15 @@ def apply_rules(
     lease: LeaseCheck | None = None,
     update_times: Iterable[float] = (),
     update_times_recorded: bool = False,
+    updates_buffered: float = 0.0,
 ) -> Decision:
     """:func:`decide` with the limits the run's ``config`` sets: ``sleep_time`` and
     ``outdated_days``, the core's defaults where it sets none, and the silence limit the
     run's ``update_times`` allow (its tracker's ``update_times()``; none: ``sleep_time``
     alone, seed 001's rule; ``update_times_recorded``: they are the source's own records,
-    as :attr:`BaseProgressTracker.update_times_recorded` says). What a session does for
+    as :attr:`BaseProgressTracker.update_times_recorded` says; ``updates_buffered``: how
+    long the source may hold them back, :meth:`BaseProgressTracker.updates_buffered`).
+    What a session does for
     every run, and what a plugin that makes its own statuses (``progresskit_resolve_target``)
     calls, so that its runs follow the same rules and limits as every other run."""
     sleep_time = float(config.get("sleep_time") or DEFAULT_SLEEP_TIME)
@@ -270,7 +275,12 @@ def apply_rules(
         lease=lease,
         # Most runs have no rhythm to judge (no update times): spare building one.
         rhythm=(
-            observe_rhythm(update_times, cap=sleep_time, recorded=update_times_recorded)
+            observe_rhythm(
+                update_times,
+                cap=sleep_time,
+                recorded=update_times_recorded,
+                buffered=updates_buffered,
+            )
             if update_times
             else None
         ),

@@ -393,6 +393,7 @@ class Tracking:
             lease=check,
             update_times=times,
             update_times_recorded=tracker.update_times_recorded,
+            updates_buffered=tracker.updates_buffered(),
         )
         problem = read.problem
         reason = decision.reason if problem is None else f"{decision.reason}; {problem}"

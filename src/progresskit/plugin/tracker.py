@@ -310,6 +310,14 @@ class BaseProgressTracker(ABC):
         source records when it updated overrides it. A few dozen recent times suffice."""
         return ()
 
+    def updates_buffered(self) -> float:
+        """Seconds the source may hold its updates back before they reach disk, whatever
+        their own pace: a TensorBoard writer flushes its events every ``flush_secs`` (120 s
+        by default), so a healthy run's newest event on disk may be that old. The rhythm
+        rule then never takes the run's usual longest gap below it (engine/rhythm.py). The
+        default, 0, suits a source whose updates are written as they happen."""
+        return 0.0
+
     def curves(self) -> Curves:
         """Every metric's full curve, read from the run's files now (all epochs' scores, a
         Trainer's ``log_history``, an event log's metrics), not only the latest values that

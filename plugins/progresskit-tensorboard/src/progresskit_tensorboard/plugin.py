@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from progresskit import ConfigSchema, Target, TrackerSpec, ensure, hookimpl
-from progresskit_tensorboard.tracker import EVENT_FILE_PREFIX, TOTAL_KEYS, TensorBoardTracker
+from progresskit_tensorboard.eventfile import BEAT_SECONDS
+from progresskit_tensorboard.tracker import (
+    EVENT_FILE_PREFIX,
+    FLUSH_KEY,
+    TOTAL_KEYS,
+    TensorBoardTracker,
+)
 
 #: A Lightning ``TensorBoardLogger`` version directory holds its event file next to this
 #: file; progresskit-lightning claims that directory, so this plugin leaves it alone.
@@ -47,3 +53,12 @@ def progresskit_addconfig(schema: ConfigSchema) -> None:
             + ("Read when total_steps is not set." if key != TOTAL_KEYS[0] else ""),
             check=_check_total,
         )
+    schema.add(
+        FLUSH_KEY,
+        (int, float),
+        default=BEAT_SECONDS,
+        help="Seconds between a TensorBoard writer's flushes (SummaryWriter's flush_secs, "
+        "120 by default): a healthy run's newest event on disk may be that old, so its "
+        "silence is judged against at least that.",
+        check=lambda v: ensure(not isinstance(v, bool) and v > 0, "expects seconds > 0"),
+    )

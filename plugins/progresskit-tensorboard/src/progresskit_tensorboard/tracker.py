@@ -22,11 +22,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from progresskit import BaseProgressTracker, ProgressInfo, StatKey, estimate_run, stat_key
-from progresskit_tensorboard.eventfile import MAX_BEATS, EventFile, TagState, is_better
+from progresskit_tensorboard.eventfile import (
+    BEAT_SECONDS,
+    MAX_BEATS,
+    EventFile,
+    TagState,
+    is_better,
+)
 
 __all__ = [
     "EVENT_FILE_PREFIX",
+    "FLUSH_KEY",
     "MAX_BYTES_PER_CALL",
+    "MIN_BEATS",
     "RUNNER_TYPE",
     "TensorBoardTracker",
     "event_file_names",
@@ -43,6 +51,11 @@ MAX_BYTES_PER_CALL = 32 << 20
 MAX_LISTED_TAGS = 50
 #: The config keys the total is read from, in order.
 TOTAL_KEYS = ("total_steps", "max_steps")
+#: The config key of the writers' flush interval (``SummaryWriter(flush_secs=...)``).
+FLUSH_KEY = "tensorboard_flush_secs"
+#: Beats (update times a flush interval apart) that make the run's rhythm; before it has
+#: that many (its first minutes, or a short run), the times of its newest steps do.
+MIN_BEATS = 5
 
 
 def event_file_names(entries: Mapping[str, bool]) -> list[str]:
@@ -91,6 +104,8 @@ class TensorBoardTracker(BaseProgressTracker):
     runner_type = RUNNER_TYPE
     # Writers keep no console log of their own; launch scripts commonly tee to *.log.
     log_pattern = "*.log"
+    # Events carry the writer's wall time: a copy of the files keeps it.
+    update_times_recorded = True
 
     def __init__(self, work_dir: str | os.PathLike[str], config: Mapping[str, Any] | None = None):
         super().__init__(work_dir, config)
@@ -137,7 +152,17 @@ class TensorBoardTracker(BaseProgressTracker):
 
     def update_times(self) -> Sequence[float]:
         # Each file's beats are BEAT_SECONDS apart; two writers' may interleave closer.
-        return sorted({t for f in self._files.values() for t in f.beats})[-MAX_BEATS:]
+        beats = sorted({t for f in self._files.values() for t in f.beats})[-MAX_BEATS:]
+        if len(beats) >= MIN_BEATS:
+            return beats
+        # Too few yet (a run's first minutes, or a short run): its steps' own times, which
+        # updates_buffered keeps from being judged faster than the writer writes them out.
+        return sorted({w for f in self._files.values() for w, _step in f.steps})[-MAX_BEATS:]
+
+    def updates_buffered(self) -> float:
+        # The writer's flush interval: a healthy run's newest event on disk may be that old.
+        value = self.config.get(FLUSH_KEY)
+        return BEAT_SECONDS if value is None else float(value)
 
     def calculate_progress(self) -> ProgressInfo:
         names, paths = self._event_files()
