@@ -8,6 +8,7 @@ cut or recombined, never written by hand.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
@@ -263,13 +264,45 @@ def test_a_tensorboard_logger_run_is_read_from_its_checkpoint_and_files(tmp_path
     version = restore("e_tensorboard", tmp_path / "e") / "out/lightning_logs/version_0"
     tracker = LightningTracker(version, {})
     p = tracker.get_progress()
-    assert (p.completed_steps, p.completed_epochs) == (120, 2)
+    # Epoch 2 (from 0) is done: its *_epoch aggregates are in the events at its last step.
+    assert (p.completed_steps, p.completed_epochs) == (120, 3)
     assert p.details["best_checkpoint"] == "checkpoints/epoch=2-step=120.ckpt"
     assert p.details["version"] == "."
+    # The scalars TensorBoardLogger wrote, as tensorboard itself read them back (not the
+    # epoch, a position, nor log_hyperparams' hp_metric placeholder).
+    [read_back] = json.loads((DATA / "e_tensorboard_read_back.json").read_text())["files"]
+    expected = {t: s["last_value"] for t, s in read_back["scalars"].items()
+                if t not in ("epoch", "hp_metric")}
+    assert p.metrics == pytest.approx(expected)
+    assert p.latest_score == {"val_loss": p.metrics["val_loss"], "val_acc": p.metrics["val_acc"]}
+    assert p.details["metrics_file"] == "events.out.tfevents.1796166190.vm.3285.0"
     times = real_times("e_tensorboard")
     events = "out/lightning_logs/version_0/events.out.tfevents.1796166190.vm.3285.0"
     assert p.last_update_time == pytest.approx(times[events], abs=0.5)
     assert len(tracker.update_times()) == 3  # start, the checkpoint, the event file
+
+
+def test_a_tensorboard_logger_run_without_checkpoints_is_placed_by_its_events(
+    tmp_path: Path,
+) -> None:
+    # ModelCheckpoint off and no console log: the events alone say where the run is, read
+    # as they grow (the file cut mid-record first: the torn record waits for its bytes).
+    job = restore("e_tensorboard", tmp_path / "e")
+    version = job / "out/lightning_logs/version_0"
+    shutil.rmtree(version / "checkpoints")
+    (job / "train.log").unlink()
+    [events] = version.glob("events.out.tfevents.*")
+    data = events.read_bytes()
+    events.write_bytes(data[: len(data) // 2 + 7])
+    tracker = LightningTracker(version, {})
+    first = tracker.get_progress()
+    assert first.completed_steps is not None and first.completed_steps < 120
+    assert not any("cannot read" in w for w in first.warnings), first.warnings
+    events.write_bytes(data)
+    p = tracker.get_progress(force_refresh=True)
+    assert (p.completed_steps, p.completed_epochs) == (120, 3)
+    assert "val_loss" in p.metrics
+    assert not any("position unknown" in w for w in p.warnings)
 
 
 def test_the_default_layout_is_claimed_at_the_job_directory(tmp_path: Path) -> None:

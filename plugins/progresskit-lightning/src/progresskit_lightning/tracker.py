@@ -34,6 +34,7 @@ from progresskit import (
     estimate_run,
     stat_key,
 )
+from progresskit_lightning import tbevents
 from progresskit_lightning.cliconfig import CliConfig, Limits
 from progresskit_lightning.layout import (
     CHECKPOINTS,
@@ -89,6 +90,7 @@ class LightningTracker(BaseProgressTracker):
         super().__init__(work_dir, config)
         self._lists: dict[str, tuple[StatKey, dict[str, bool]]] = {}
         self._metrics: dict[str, MetricsFile] = {}
+        self._events: dict[str, tbevents.EventsReader] = {}
         self._cli: dict[str, CliConfig] = {}
         #: The experiment directory found below a job directory (searched once).
         self._found: str | None = None
@@ -259,14 +261,21 @@ class LightningTracker(BaseProgressTracker):
         _number, version = versions[-1]
         entries = self._list(version)
         problems: list[str] = []
-        summary = self._summary(version, problems) if entries.get(METRICS) is False else None
+        events = sorted(n for n, d in entries.items() if not d and n.startswith(EVENTS_PREFIX))
+        # Where the logged rows are: CSVLogger's metrics.csv, or TensorBoardLogger's events.
+        summary, logged_in = None, None
+        if entries.get(METRICS) is False:
+            summary, logged_in = self._summary(version, problems), os.path.join(version, METRICS)
+        elif events and tbevents.AVAILABLE:
+            reader = self._events.setdefault(version, tbevents.EventsReader())
+            summary = reader.read([os.path.join(version, n) for n in events], problems)
+            logged_in = os.path.join(version, events[-1])
         limits = self._limits(version, problems) if entries.get(CLI_CONFIG) is False else Limits()
         checkpoints = self._checkpoints(version) if entries.get(CHECKPOINTS) is True else []
         watched = [version, os.path.join(version, METRICS), os.path.join(version, CLI_CONFIG),
                    os.path.join(version, CHECKPOINTS)]
         if experiment is not None and experiment != self.work_dir:
             watched.insert(0, experiment)
-        events = sorted(n for n, d in entries.items() if not d and n.startswith(EVENTS_PREFIX))
         watched += [os.path.join(version, n) for n in events[-1:]]
         self._watched = tuple(watched)
 
@@ -289,13 +298,13 @@ class LightningTracker(BaseProgressTracker):
         started = self._mtime(os.path.join(version, HPARAMS))
         saved = [(t, c) for c in checkpoints[-RATE_WINDOW:]
                  if (t := self._mtime(os.path.join(version, CHECKPOINTS, c.name))) is not None]
-        logged = self._mtime(os.path.join(version, METRICS)) if summary is not None else None
+        logged = self._mtime(logged_in) if summary is not None and logged_in else None
         evented = [t for n in events[-1:] if (t := self._mtime(os.path.join(version, n)))]
         times = sorted({t for t in (started, logged, *evented, *(t for t, _ in saved)) if t})
         self._times = tuple(times)
 
         metrics = {} if summary is None else dict(summary.latest)
-        details = self._details(experiment, versions, version, summary, checkpoints)
+        details = self._details(experiment, versions, version, summary, logged_in, checkpoints)
         best = self._best(checkpoints)
         progress = ProgressInfo(
             runner_type=RUNNER_TYPE,
@@ -355,14 +364,15 @@ class LightningTracker(BaseProgressTracker):
         versions: list[tuple[int, str]],
         version: str,
         summary: Summary | None,
+        logged_in: str | None,
         checkpoints: list[Checkpoint],
     ) -> dict[str, str]:
         details = {"version": self._relative(version)}
         if experiment is not None:
             details["experiment"] = self._relative(experiment)
             details["versions"] = ", ".join(os.path.basename(p) for _n, p in versions)
-        if summary is not None:
-            details["metrics_file"] = self._relative(os.path.join(version, METRICS))
+        if summary is not None and logged_in is not None:
+            details["metrics_file"] = self._relative(logged_in)
             # A resumed job continues its epoch counter in a new version; a new one
             # starts at epoch 0.
             if len(versions) > 1 and summary.first_epoch:
