@@ -999,3 +999,13 @@ def test_two_readers_keeping_one_log_leave_one_descriptor(tmp_path: Path) -> Non
     assert _fds_on(log) == 1
     pool.discard(path)
     assert _fds_on(log) == 0
+
+
+def test_a_bar_that_shows_no_count_leaves_the_steps_unknown(tmp_path: Path) -> None:
+    # rich's default columns (the real capture): a percentage, no n/total. The steps are
+    # unknown, never reported as 0.
+    run = _run_with(tmp_path, "rich_track_default_console.log", "train.log")
+    progress = Tracking().status(str(run), discover_processes=False).progress
+    assert progress.progress_percentage == 100.0
+    assert progress.completed_steps is None and progress.total_steps is None
+    assert progress.current_stage == "train"  # the bar's description

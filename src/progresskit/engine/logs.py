@@ -639,7 +639,7 @@ def _filled(progress: ProgressInfo, reading: LogReading, log_name: str) -> dict[
         changes["current_item"] = inner.desc or "nested bar"
         if progress.items_total is None and inner.total is not None:
             changes["items_total"] = int(inner.total)
-            changes["items_completed"] = int(inner.n)
+            changes["items_completed"] = None if inner.n is None else int(inner.n)
     if progress.total_epochs is None and reading.epochs_total is not None:
         changes["total_epochs"] = reading.epochs_total
     if not progress.completed_epochs and reading.epochs_done:
@@ -665,7 +665,7 @@ def _fill_bar(
     changes: dict[str, Any],
     progress: ProgressInfo,
     desc: str,
-    n: float,
+    n: float | None,
     total: float | None,
     rate: float | None,
     remaining: float | None,
@@ -679,7 +679,7 @@ def _fill_bar(
     # The bar's n and total are one counter: its total is the run's only with its count
     # (Lightning's and Keras's bars count one epoch's steps, which a tracker that knows
     # the global step must not get as its run's total).
-    if progress.completed_steps is None:
+    if progress.completed_steps is None and n is not None:
         changes["completed_steps"] = int(n)
         if progress.total_steps is None and total is not None:
             changes["total_steps"] = int(total)

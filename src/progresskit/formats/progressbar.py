@@ -111,7 +111,9 @@ class Bar:
     kind: str
     #: The bar's description (tqdm's ``desc``, rich's task description); ``""`` when none.
     desc: str
-    n: float
+    #: The count shown; ``None`` for a bar that shows none (rich's default columns: a
+    #: percentage only), whose count is unknown, not zero.
+    n: float | None
     total: float | None
     #: Items per second, as the tool computed it (``s/it`` inverted); ``None`` when unknown.
     rate: float | None = None
@@ -127,7 +129,7 @@ class Bar:
     @property
     def done(self) -> bool:
         """Whether the bar is full."""
-        if self.total:
+        if self.total and self.n is not None:
             return self.n >= self.total
         return self.percentage is not None and self.percentage >= 100.0
 
@@ -137,9 +139,11 @@ class Bar:
         return fraction_of(self.n, self.total, self.percentage)
 
 
-def fraction_of(n: float, total: float | None, percentage: float | None) -> float | None:
+def fraction_of(
+    n: float | None, total: float | None, percentage: float | None
+) -> float | None:
     """:attr:`Bar.fraction` of a bar counting ``n`` of ``total`` and showing ``percentage``."""
-    if total:
+    if total and n is not None:
         return min(1.0, n / total)
     return None if percentage is None else min(1.0, percentage / 100.0)
 
@@ -345,7 +349,7 @@ def _rich(text: str) -> Bar | None:
     return Bar(
         "rich",
         match["desc"].strip(),
-        n if n is not None else 0.0,
+        n,
         total,
         rate=rate,
         remaining=remaining,
