@@ -257,7 +257,7 @@ def test_a_live_tqdm_job_is_followed_from_its_log(tmp_path: Path) -> None:
 
 # -- the incremental read: what a growing, truncated or replaced log says after each write ----
 
-CAPTURES = sorted(p.name for p in DATA.glob("*.log"))
+CAPTURES = sorted(p.name for p in [*DATA.glob("*.log"), *DATA.glob("*.typescript")])
 
 
 def _tail_reads(tmp_path: Path) -> tuple[Path, logs.LogTail, dict[str, bool]]:
@@ -1009,3 +1009,20 @@ def test_a_bar_that_shows_no_count_leaves_the_steps_unknown(tmp_path: Path) -> N
     assert progress.progress_percentage == 100.0
     assert progress.completed_steps is None and progress.total_steps is None
     assert progress.current_stage == "train"  # the bar's description
+
+
+def test_richs_live_display_under_a_terminal_reads_its_top_row(tmp_path: Path) -> None:
+    # Lightning's RichProgressBar under a pty (the real capture): each redraw goes up to
+    # the top of the live region, then draws the epoch bar, its metrics, and during
+    # validation a validation bar below. The epoch bar is the run's; the validation bar
+    # below it is a nested one, not the run's progress.
+    data = (DATA / "lightning_d_rich_pty.typescript").read_bytes()
+    reading = parse_log(data)
+    assert reading.bar is not None and reading.bar.desc == "Epoch 2/2"
+    assert (reading.bar.n, reading.bar.total) == (40, 40)
+    assert (reading.epochs_done, reading.epochs_total, reading.finished) == (3, 3, True)
+    # Cut right after a validation row: it is drawn below the epoch bar.
+    during = data[: data.find(b"\r", data.rfind(b"Validation"))]
+    reading = parse_log(during)
+    assert reading.bar is not None and reading.bar.desc.startswith("Epoch")
+    assert reading.inner is not None and reading.inner.desc == "Validation"

@@ -370,9 +370,31 @@ def parse_bar(segment: str, divisor: int = DEFAULT_UNIT_DIVISOR) -> Bar | None:
             bar = _rich(text)
     except OverflowError:  # a count or clock of hundreds of digits: not a bar a tool drew
         return None
-    if bar is not None and "\x1b" in segment and _CURSOR_UP.search(segment):
+    if bar is not None and "\x1b" in segment and _moves_up_after_text(segment):
         bar = attrs.evolve(bar, nested=True)
     return bar
+
+
+def _moves_up_after_text(segment: str) -> bool:
+    """Whether ``segment`` moves the cursor up after drawing: tqdm draws a nested bar on a
+    lower line, then goes back up. A cursor-up before the text is rich's live display
+    going to the top of its region to redraw it: what follows is its top row."""
+    up = _CURSOR_UP.search(segment)
+    while up is not None:
+        if clean(segment[: up.start()]).strip():
+            return True
+        up = _CURSOR_UP.search(segment, up.end())
+    return False
+
+
+def _starts_frame(segment: str) -> bool:
+    """Whether ``segment`` begins a redraw of rich's live display (cursor-up, then text)."""
+    up = _CURSOR_UP.search(segment)
+    return up is not None and not clean(segment[: up.start()]).strip()
+
+
+#: Lines of one redraw of rich's live display looked through for its top row.
+_FRAME_LINES = 24
 
 
 def _segments_from_end(data: bytes) -> Iterator[bytes]:
@@ -434,7 +456,8 @@ def _newest_bars(data: bytes, divisor: int) -> tuple[Bar | None, Bar | None]:
     bar: Bar | None = None
     inner: Bar | None = None
     cleared = False
-    for raw in _segments_from_end(data):
+    segments = _segments_from_end(data)
+    for raw in segments:
         segment = _text(raw)
         found = parse_bar(segment, divisor)
         if found is None:
@@ -444,10 +467,28 @@ def _newest_bars(data: bytes, divisor: int) -> tuple[Bar | None, Bar | None]:
             continue
         if not found.nested:
             bar = found
+            if found.kind == "rich" and not _starts_frame(segment):
+                # A lower row of rich's live display (a validation bar below the epoch's,
+                # under a terminal): the row its redraw began with is the top one.
+                top = _frame_top(segments, divisor)
+                if top is not None:
+                    bar, inner = top, inner or attrs.evolve(found, nested=True)
             break
         if inner is None and not cleared:
             inner = found
     return bar, inner
+
+
+def _frame_top(segments: Iterator[bytes], divisor: int) -> Bar | None:
+    """The bar that the redraw holding the segments before ``segments`` began with (the
+    first segment that moves the cursor up to the live region's top), when it holds one;
+    ``None`` for output that is not a live display (rich writing its final state to a
+    file, where every line is its own)."""
+    for _line, raw in zip(range(_FRAME_LINES), segments, strict=False):
+        segment = _text(raw)
+        if _starts_frame(segment):
+            return parse_bar(segment, divisor)
+    return None
 
 
 #: Rich's bar characters, as bytes (:func:`may_hold_bar`).
@@ -502,6 +543,8 @@ def parse_appended(
     bar, inner = _newest_bars(appended, divisor)
     if bar is None or bar.kind == "keras":
         return None
+    if bar.kind == "rich" and b"\x1b[" in appended:
+        return None  # a live display: which row is the top may lie before the new bytes
     if bar.desc.startswith("Epoch ") and _EPOCH_DESC.match(bar.desc) is not None:
         return None
     return LogReading(bar, inner)
