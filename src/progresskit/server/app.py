@@ -56,8 +56,8 @@ def _drop_records(spools: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 async def _refresh_drops(hub: Hub, spools: tuple[str, ...]) -> None:
     # Read off the event loop: the handlers answer from the hub and never touch the disk.
     while True:
-        hub.sink_drops = await run_in_threadpool(_drop_records, spools)
         await asyncio.sleep(DROPS_REFRESH_SECONDS)
+        hub.sink_drops = await run_in_threadpool(_drop_records, spools)
 
 
 def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> Starlette:
@@ -73,6 +73,8 @@ def create_app(monitor: Monitor, pm: PluginManager, settings: ServeSettings) -> 
         for run in monitor.runs:  # a monitor started before us: its runs are not news to it
             hub.apply(Change("new", run))
         monitor.start()
+        # Read once before serving: the first /metrics already tells what a sink dropped.
+        hub.sink_drops = await run_in_threadpool(_drop_records, settings.sink_spools)
         drops = asyncio.create_task(_refresh_drops(hub, settings.sink_spools))
         try:
             yield
