@@ -79,7 +79,9 @@ Candidate = tuple[int, list[str], str | None, Callable[[], tuple[str | None, flo
 def progresskit_process_info(work_dirs: Sequence[str]) -> dict[str, ProcessInfo]:
     dirs = {os.path.abspath(d): d for d in work_dirs}
     found: dict[str, ProcessInfo] = {}
-    ours: set[int] | None = None  # this query's own processes, found when one matches
+    # This query's own processes (its ancestors, the readers of its output), found when
+    # a candidate first matches a run.
+    ours: tuple[set[int], set[tuple[int, int]]] | None = None
     for pid, cmdline, cwd_or_none, owner in candidates():
         cwd = cwd_or_none or "/"
         args = [os.path.abspath(os.path.join(cwd, a)) for a in cmdline[1:] if "/" in a]
@@ -87,8 +89,8 @@ def progresskit_process_info(work_dirs: Sequence[str]) -> dict[str, ProcessInfo]
         for run in [dirs.get(cwd)] + [_owner(a, dirs) for a in args]:
             if run is not None and run not in found:
                 if ours is None:
-                    ours = set(ancestors(os.getpid()))
-                if pid in ours or _reads_our_output(pid):
+                    ours = set(ancestors(os.getpid())), _our_pipes()
+                if pid in ours[0] or _reads_from(pid, ours[1]):
                     break  # `cd run; progresskit status . | jq`: jq works on nothing
                 known = owner()
                 if known is None:
@@ -104,12 +106,8 @@ def progresskit_process_info(work_dirs: Sequence[str]) -> dict[str, ProcessInfo]
     return found
 
 
-def _reads_our_output(pid: int) -> bool:
-    """Whether process ``pid`` reads this process's standard output or error through a
-    pipe: the rest of the caller's own pipeline (``| head``, ``| jq``), which sits in the
-    run's directory when the caller does, and works on nothing. Linux only."""
-    if _PROC is None:
-        return False
+def _our_pipes() -> set[tuple[int, int]]:
+    """(st_dev, st_ino) of the pipes this process's standard output and error write to."""
     pipes = set()
     for fd in (1, 2):
         try:
@@ -118,7 +116,14 @@ def _reads_our_output(pid: int) -> bool:
             continue
         if stat.S_ISFIFO(st.st_mode):
             pipes.add((st.st_dev, st.st_ino))
-    if not pipes:
+    return pipes
+
+
+def _reads_from(pid: int, pipes: set[tuple[int, int]]) -> bool:
+    """Whether process ``pid`` reads one of ``pipes`` (:func:`_our_pipes`): the rest of the
+    caller's own pipeline (``| head``, ``| jq``), which sits in the run's directory when the
+    caller does, and works on nothing. Linux only."""
+    if _PROC is None or not pipes:
         return False
     try:
         st = os.stat(f"{_PROC}/{pid}/fd/0")

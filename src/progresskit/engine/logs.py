@@ -363,8 +363,8 @@ class LogTail:
                 if not is_dir and any(fnmatch.fnmatchcase(name, g) for g in self.globs)
             )
             paths = [(name, os.path.join(self.work_dir, name)) for name in self._names]
-            for _name, gone in set(self._paths).difference(paths):
-                self._reads.pop(_name, None)
+            for name, gone in set(self._paths).difference(paths):
+                self._reads.pop(name, None)
                 _KEPT.discard(gone)  # deleted or renamed away: no descriptor holds it
             self._paths = paths
         return self._names
@@ -522,26 +522,22 @@ class LogTail:
         caller's ``stat`` of it (``st``) says it is still the file it was opened on."""
         if st is None:
             return read_tail(path, self.tail_bytes, resume)
-        fd, size, dev, ino, kept = _KEPT.open(path, st)
-        try:
-            read = _tail_of(fd, size, self.tail_bytes, resume)
-        except OSError:
-            _close(fd)
-            if not kept:
-                raise
-            # A kept descriptor gone stale (NFS: the log recreated by another machine with
-            # the same inode number): read it as a new file.
-            fd, size, dev, ino, _kept = _KEPT.open(path, st)
+        while True:
+            fd, size, dev, ino, kept = _KEPT.open(path, st)
             try:
                 read = _tail_of(fd, size, self.tail_bytes, resume)
+            except OSError:
+                _close(fd)
+                if kept:
+                    # A kept descriptor gone stale (NFS: the log recreated by another
+                    # machine with the same inode number): the next open is a new one.
+                    continue
+                raise
             except BaseException:
                 _close(fd)
                 raise
-        except BaseException:
-            _close(fd)
-            raise
-        _KEPT.keep(path, fd, dev, ino)
-        return read
+            _KEPT.keep(path, fd, dev, ino)
+            return read
 
     def _look_back(self, path: str, read: _Read, start: int, known: _Read | None) -> None:
         """Search the log before ``start`` (where ``read``'s tail begins, at a redraw's

@@ -71,15 +71,16 @@ class EventsReader:
                 t: s.latest for t, s in scalars.items()
                 if t not in _NOT_METRICS and s.latest is not None
             },
-            closed_epoch=_closed_epoch(scalars, last_epoch),
+            closed_epoch=_closed_epoch(scalars, epoch, last_epoch),
         )
 
 
-def _closed_epoch(scalars: Mapping[str, TagState], last_epoch: int | None) -> int | None:
+def _closed_epoch(
+    scalars: Mapping[str, TagState], epoch: TagState | None, last_epoch: int | None
+) -> int | None:
     """The newest epoch whose ``*_epoch`` aggregates were logged (Lightning logs them when
-    the epoch ends): the current one when they were logged at its newest step, else the
-    one before it."""
-    epoch = scalars.get("epoch")
+    the epoch ends): the current one (``last_epoch``, the ``epoch`` tag's latest) when they
+    were logged at its newest step, else the one before it."""
     if last_epoch is None or epoch is None:
         return None
     closing = [s for t, s in scalars.items() if t.endswith("_epoch")]
