@@ -56,6 +56,8 @@ FLUSH_KEY = "tensorboard_flush_secs"
 #: Beats (update times a flush interval apart) that make the run's rhythm; before it has
 #: that many (its first minutes, or a short run), the times of its newest steps do.
 MIN_BEATS = 5
+#: How many of the newest steps' times make that rhythm (the flush interval floors it).
+RECENT_STEPS = 16
 
 
 def event_file_names(entries: Mapping[str, bool]) -> list[str]:
@@ -113,6 +115,8 @@ class TensorBoardTracker(BaseProgressTracker):
         #: Files listed but not read yet because the byte budget ran out.
         self._unread: list[str] = []
         self._answer: ProgressInfo | None = None
+        #: :meth:`update_times`, as of the last read that changed anything.
+        self._times: tuple[float, ...] = ()
         #: The event files' names and paths, and the listing they were taken from.
         self._names: list[str] = []
         self._paths: list[str] = []
@@ -151,13 +155,17 @@ class TensorBoardTracker(BaseProgressTracker):
         )
 
     def update_times(self) -> Sequence[float]:
+        return self._times
+
+    def _rhythm_times(self) -> tuple[float, ...]:
         # Each file's beats are BEAT_SECONDS apart; two writers' may interleave closer.
         beats = sorted({t for f in self._files.values() for t in f.beats})[-MAX_BEATS:]
         if len(beats) >= MIN_BEATS:
-            return beats
+            return tuple(beats)
         # Too few yet (a run's first minutes, or a short run): its steps' own times, which
         # updates_buffered keeps from being judged faster than the writer writes them out.
-        return sorted({w for f in self._files.values() for w, _step in f.steps})[-MAX_BEATS:]
+        steps = {w for f in self._files.values() for w, _step in list(f.steps)[-RECENT_STEPS:]}
+        return tuple(sorted(steps)[-RECENT_STEPS:])
 
     def updates_buffered(self) -> float:
         # The writer's flush interval: a healthy run's newest event on disk may be that old.
@@ -187,6 +195,7 @@ class TensorBoardTracker(BaseProgressTracker):
             read += spent
         if self._answer is not None and not (read or problems or gone):
             return self._answer
+        self._times = self._rhythm_times()
         self._answer = self._progress([self._files[n] for n in names], problems)
         return self._answer
 
